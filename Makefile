@@ -1,0 +1,69 @@
+# bitnet.h - build the examples and tools, run the tests.
+#   make            build every example and tool into build/ (with CUDA when nvcc is found)
+#   make test       the whole CPU test suite (also an ASan+UBSan build of the tests)
+#   make CUDA=0     build without CUDA even where nvcc exists
+CC      ?= cc
+CXX     ?= c++
+OPT     ?= -O2 -march=native
+CFLAGS  ?= $(OPT) -g
+WARN    := -std=c99 -Wall -Wextra
+LDLIBS  := -lpthread -lm
+SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+NVCC    ?= nvcc
+NVCC_PATH := $(shell command -v $(NVCC) 2>/dev/null)
+CUDA    ?= $(if $(NVCC_PATH),1,0)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC_PATH))
+CUDA_ARCHS ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80 \
+              -gencode=arch=compute_75,code=sm_75 -gencode=arch=compute_75,code=compute_75
+NVCCFLAGS ?= -O3 -std=c++17 -lineinfo $(CUDA_ARCHS) -Xcompiler -Wall,-Wextra
+
+ifeq ($(CUDA),1)
+CUDA_OBJ  := build/bitnet_cuda.o
+CUDA_DEFS := -DBITNET_CUDA
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lstdc++
+endif
+
+EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
+ASAN_TESTS:= $(patsubst tests/%.c,build/asan/%,$(TEST_SRCS))
+TEST_SCRIPTS := $(wildcard tests/t_*.sh)
+
+.PHONY: all test check-headers clean
+all: $(EXAMPLES)
+
+build/bitnet_cuda.o: bitnet_cuda.cu bitnet.h
+	@mkdir -p build
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+build/%: examples/%.c bitnet.h $(CUDA_OBJ)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) $(CUDA_DEFS) -I. $< $(CUDA_OBJ) -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+build/tests/%: tests/%.c tests/test.h bitnet.h
+	@mkdir -p build/tests
+	$(CC) $(CFLAGS) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
+
+build/asan/%: tests/%.c tests/test.h bitnet.h
+	@mkdir -p build/asan
+	$(CC) $(SAN) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
+
+# The header must compile warning-free as C99 and C++, with gcc and clang, in
+# every configuration.
+HEADER_CHECK = tests/header_check.c
+check-headers: $(HEADER_CHECK) bitnet.h
+	@mkdir -p build
+	@for cc in "gcc -std=c99" "g++ -x c++ -std=c++11" "clang -std=c99" "clang++ -x c++ -std=c++11"; do \
+	  set -- $$cc; if ! command -v $$1 >/dev/null; then echo "SKIP check-headers: $$1 not installed"; continue; fi; \
+	  for defs in "" "-DBITNET_STATIC" "-DBITNET_NO_SIMD" "-DBITNET_NO_THREADS" "-DBITNET_CUDA" "-mno-avx512f" "-mno-avx2 -mno-avx512f"; do \
+	    if $$cc -Wall -Wextra -Wpedantic -Werror -O2 -march=native $$defs -I. -c $(HEADER_CHECK) -o build/header_check.o 2>build/header_check.log; \
+	    then echo "PASS header compiles: $$cc $$defs"; else echo "FAIL header compiles: $$cc $$defs"; head -20 build/header_check.log; fi; \
+	  done; \
+	done
+
+test: $(TESTS) $(ASAN_TESTS) $(EXAMPLES)
+	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(addprefix bash ,$(TEST_SCRIPTS))
+
+clean:
+	rm -rf build
