@@ -1864,8 +1864,42 @@ BITNET_API int bitnet_model_describe(const bitnet_model *m, char *buf, size_t si
 /* ===========================================================================
    Tokenizer: Llama 3 byte-level BPE
    =========================================================================== */
-/* (tokenizer section; placeholder until the tokenizer lands: loads nothing) */
+/* (tokenizer section; placeholder until the tokenizer lands: loads nothing, and a
+   synthetic byte-level vocabulary for random models) */
 struct bitnet__tokenizer { int unused; };
+typedef struct bitnet__vocab {
+    int n_tokens;
+    char **tokens;
+} bitnet__vocab;
+BITNET__FN void bitnet__vocab_free(bitnet__vocab *v) {
+    int i;
+    for (i = 0; v->tokens && i < v->n_tokens; i++) BITNET_FREE(v->tokens[i]);
+    BITNET_FREE(v->tokens);
+    memset(v, 0, sizeof *v);
+}
+BITNET__FN int bitnet__vocab_synthetic(bitnet__vocab *v, int n_vocab, bitnet_error *err) {
+    int i;
+    memset(v, 0, sizeof *v);
+    v->tokens = (char **)bitnet__calloc((size_t)n_vocab, sizeof *v->tokens);
+    if (!v->tokens) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    v->n_tokens = n_vocab;
+    for (i = 0; i < n_vocab; i++) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "tok%d", i);
+        if (!(v->tokens[i] = bitnet__strndup(buf, strlen(buf)))) { bitnet__vocab_free(v); return bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); }
+    }
+    return BITNET_OK;
+}
+BITNET__FN int bitnet__vocab_from_hf(const char *tokenizer_json, const char *tokenizer_config_json, bitnet__vocab *v,
+                                     bitnet_error *err) {
+    (void)tokenizer_json; (void)tokenizer_config_json;
+    memset(v, 0, sizeof *v);
+    return bitnet__fail(err, BITNET_E_UNSUPPORTED, "reading tokenizer.json is not available yet");
+}
+BITNET__FN void bitnet__vocab_write_gguf(bitnet__gguf_writer *w, const bitnet__vocab *v) {
+    bitnet__gguf_add_str(w, "tokenizer.ggml.model", "gpt2", 4);
+    bitnet__gguf_add_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, NULL, (uint64_t)v->n_tokens);
+}
 BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
     (void)model; (void)err;
     return BITNET_OK;
@@ -2197,6 +2231,202 @@ BITNET__FN int bitnet__sampler_finish(bitnet_sampler *s, const bitnet_token *ids
    Converter: JSON, safetensors, Hugging Face checkpoint -> model file
    =========================================================================== */
 /* (converter section) */
+
+/* ===========================================================================
+   Random model writer (benchmarks and tests)
+   =========================================================================== */
+
+/* Deterministic generator for weights: the same seed gives the same file. */
+typedef struct bitnet__xrng { uint64_t s; } bitnet__xrng;
+BITNET__FN uint64_t bitnet__xrng_next(bitnet__xrng *r) {
+    r->s ^= r->s << 13; r->s ^= r->s >> 7; r->s ^= r->s << 17;
+    return r->s;
+}
+BITNET__FN float bitnet__xrng_float(bitnet__xrng *r) { /* uniform in [-1, 1) */
+    return (float)((double)(bitnet__xrng_next(r) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+BITNET__FN int bitnet__random_check_shape(const bitnet_hparams *hp, bitnet_error *err) {
+    if (hp->n_embd <= 0 || hp->n_embd % 64 || hp->n_embd > (1 << 16))
+        return bitnet__fail(err, BITNET_E_ARG, "n_embd must be a positive multiple of 64 (Q2_0 rows), got %d", hp->n_embd);
+    if (hp->n_ff <= 0 || hp->n_ff % 64 || hp->n_ff > (1 << 18))
+        return bitnet__fail(err, BITNET_E_ARG, "n_ff must be a positive multiple of 64 (Q2_0 rows), got %d", hp->n_ff);
+    if (hp->n_layer <= 0 || hp->n_layer > 1024) return bitnet__fail(err, BITNET_E_ARG, "n_layer must be in [1, 1024], got %d", hp->n_layer);
+    if (hp->n_head <= 0 || hp->n_embd % hp->n_head || (hp->n_embd / hp->n_head) % 2)
+        return bitnet__fail(err, BITNET_E_ARG, "n_head must divide n_embd into an even head dimension");
+    if (hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv)
+        return bitnet__fail(err, BITNET_E_ARG, "n_head_kv must divide n_head");
+    if (hp->n_ctx_train <= 0) return bitnet__fail(err, BITNET_E_ARG, "n_ctx_train must be positive");
+    if (hp->n_vocab < 0 || hp->n_vocab > (1 << 24)) return bitnet__fail(err, BITNET_E_ARG, "n_vocab out of range");
+    return BITNET_OK;
+}
+
+/* Writes rows x cols random ternary values as Q2_0 blocks with d = 1. */
+BITNET__FN int bitnet__write_random_ternary(bitnet__gguf_writer *w, int rows, int cols, bitnet__xrng *r, bitnet_error *err) {
+    size_t row_bytes = (size_t)cols / BITNET__QK2_0 * BITNET__Q2_0_BYTES, rows_per_chunk = ((size_t)1 << 20) / row_bytes + 1;
+    uint8_t *buf = (uint8_t *)BITNET_MALLOC(rows_per_chunk * row_bytes);
+    int row = 0, rc = BITNET_OK;
+    if (!buf) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    while (row < rows && rc == BITNET_OK) {
+        size_t n = (size_t)(rows - row) < rows_per_chunk ? (size_t)(rows - row) : rows_per_chunk, b;
+        uint64_t x = 0;
+        for (b = 0; b < n * row_bytes / BITNET__Q2_0_BYTES; b++) {
+            uint8_t *blk = buf + b * BITNET__Q2_0_BYTES;
+            int j;
+            blk[0] = 0x00; blk[1] = 0x3C; /* f16 1.0 */
+            for (j = 0; j < 16; j++) {  /* 8 random bits per 2-bit code: 64 bits per 2 bytes */
+                uint8_t byte = 0;
+                int v;
+                if ((j & 1) == 0) x = bitnet__xrng_next(r);
+                for (v = 0; v < 4; v++, x >>= 8) byte |= (uint8_t)((((x & 0xff) * 3) >> 8) << (2 * v));
+                blk[2 + j] = byte;
+            }
+        }
+        rc = bitnet__gguf_write_data(w, buf, n * row_bytes, err);
+        row += (int)n;
+    }
+    BITNET_FREE(buf);
+    return rc;
+}
+
+BITNET__FN int bitnet__write_random_floats(bitnet__gguf_writer *w, size_t n, float center, float spread, int bf16,
+                                           bitnet__xrng *r, bitnet_error *err) {
+    enum { CHUNK = 1 << 16 };
+    float *f = (float *)BITNET_MALLOC(CHUNK * sizeof *f);
+    uint16_t *h = (uint16_t *)BITNET_MALLOC(CHUNK * sizeof *h);
+    size_t done = 0;
+    int rc = BITNET_OK;
+    if (!f || !h) rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    while (rc == BITNET_OK && done < n) {
+        size_t k = n - done < (size_t)CHUNK ? n - done : (size_t)CHUNK, i;
+        for (i = 0; i < k; i++) f[i] = center + spread * bitnet__xrng_float(r);
+        if (bf16) {
+            for (i = 0; i < k; i++) h[i] = bitnet__f32_to_bf16(f[i]);
+            rc = bitnet__gguf_write_data(w, h, k * 2, err);
+        } else {
+            uint8_t *b = (uint8_t *)f; /* little-endian f32 */
+            for (i = 0; i < k; i++) {
+                uint32_t u;
+                memcpy(&u, &f[i], 4);
+                b[4 * i] = (uint8_t)u; b[4 * i + 1] = (uint8_t)(u >> 8); b[4 * i + 2] = (uint8_t)(u >> 16); b[4 * i + 3] = (uint8_t)(u >> 24);
+            }
+            rc = bitnet__gguf_write_data(w, b, k * 4, err);
+        }
+        done += k;
+    }
+    BITNET_FREE(f);
+    BITNET_FREE(h);
+    return rc;
+}
+
+BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hparams *hp_in, uint64_t seed,
+                                         const char *tokenizer_json, bitnet_error *err) {
+    static const char *const proj[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    bitnet_hparams hp;
+    bitnet__gguf_writer w;
+    bitnet__vocab vocab;
+    bitnet__xrng r;
+    char name[96], tmp_path[4096];
+    int l, i, rc, head_dim, kv_dim;
+    uint64_t ne[2];
+
+    if (!out_path || !hp_in) return bitnet__fail(err, BITNET_E_ARG, "bitnet_write_random_model: NULL argument");
+    hp = *hp_in;
+    if (!hp.n_head_kv) hp.n_head_kv = hp.n_head;
+    if (hp.rope_theta <= 0) hp.rope_theta = 500000.0f;
+    if (hp.rms_eps <= 0) hp.rms_eps = 1e-5f;
+    if ((rc = bitnet__random_check_shape(&hp, err))) return rc;
+    if (tokenizer_json) {
+        if ((rc = bitnet__vocab_from_hf(tokenizer_json, NULL, &vocab, err))) return rc;
+        if (!hp.n_vocab) hp.n_vocab = vocab.n_tokens;
+        if (vocab.n_tokens > hp.n_vocab) {
+            bitnet__vocab_free(&vocab);
+            return bitnet__fail(err, BITNET_E_ARG, "the tokenizer has %d tokens, more than n_vocab %d", vocab.n_tokens, hp.n_vocab);
+        }
+    } else {
+        if (hp.n_vocab < 1) return bitnet__fail(err, BITNET_E_ARG, "n_vocab must be positive");
+        if ((rc = bitnet__vocab_synthetic(&vocab, hp.n_vocab, err))) return rc;
+    }
+    head_dim = hp.n_embd / hp.n_head;
+    kv_dim = hp.n_head_kv * head_dim;
+    memset(&w, 0, sizeof w);
+    bitnet__gguf_add_str(&w, "general.architecture", "bitnet", 6);
+    bitnet__gguf_add_str(&w, "general.name", "random bitnet", 13);
+    bitnet__gguf_add_u32(&w, "bitnet.context_length", (uint32_t)hp.n_ctx_train);
+    bitnet__gguf_add_u32(&w, "bitnet.embedding_length", (uint32_t)hp.n_embd);
+    bitnet__gguf_add_u32(&w, "bitnet.block_count", (uint32_t)hp.n_layer);
+    bitnet__gguf_add_u32(&w, "bitnet.feed_forward_length", (uint32_t)hp.n_ff);
+    bitnet__gguf_add_u32(&w, "bitnet.attention.head_count", (uint32_t)hp.n_head);
+    bitnet__gguf_add_u32(&w, "bitnet.attention.head_count_kv", (uint32_t)hp.n_head_kv);
+    bitnet__gguf_add_u32(&w, "bitnet.rope.dimension_count", (uint32_t)head_dim);
+    bitnet__gguf_add_f32(&w, "bitnet.rope.freq_base", hp.rope_theta);
+    bitnet__gguf_add_f32(&w, "bitnet.attention.layer_norm_rms_epsilon", hp.rms_eps);
+    bitnet__gguf_add_u32(&w, "bitnet.vocab_size", (uint32_t)hp.n_vocab);
+    bitnet__gguf_add_str(&w, "bitnet.hidden_activation", "relu2", 5);
+    bitnet__vocab_write_gguf(&w, &vocab);
+    bitnet__vocab_free(&vocab);
+
+    ne[0] = (uint64_t)hp.n_embd; ne[1] = (uint64_t)hp.n_vocab;
+    bitnet__gguf_add_tensor(&w, "token_embd.weight", BITNET__TYPE_BF16, 2, ne);
+    if (!hp.tied_embeddings) bitnet__gguf_add_tensor(&w, "output.weight", BITNET__TYPE_BF16, 2, ne);
+    bitnet__gguf_add_tensor(&w, "output_norm.weight", BITNET__TYPE_F32, 1, ne);
+    for (l = 0; l < hp.n_layer; l++) {
+        for (i = 0; i < 7; i++) {
+            int rows = i == 1 || i == 2 ? kv_dim : i == 4 || i == 5 ? hp.n_ff : hp.n_embd;
+            ne[0] = (uint64_t)(i == 6 ? hp.n_ff : hp.n_embd); ne[1] = (uint64_t)rows;
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, proj[i]);
+            bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_Q2_0, 2, ne);
+            ne[0] = 1;
+            snprintf(name, sizeof name, "blk.%d.%s.scale", l, proj[i]);
+            bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        }
+        ne[0] = (uint64_t)hp.n_embd;
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        snprintf(name, sizeof name, "blk.%d.attn_sub_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        ne[0] = (uint64_t)hp.n_ff;
+        snprintf(name, sizeof name, "blk.%d.ffn_sub_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+    }
+    if (snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out_path) >= (int)sizeof tmp_path) {
+        bitnet__gguf_writer_free(&w);
+        return bitnet__fail(err, BITNET_E_ARG, "output path too long");
+    }
+    if ((rc = bitnet__gguf_write_header(&w, tmp_path, err))) goto fail;
+
+    r.s = seed * 0x9e3779b97f4a7c15ull + 0x1234567;
+    if (!r.s) r.s = 1;
+    /* Embedding rows of about unit RMS / 10; LM head likewise; norms near 1; each
+       projection's scale makes its output about as large as its normalized input. */
+    if ((rc = bitnet__write_random_floats(&w, (size_t)hp.n_vocab * (size_t)hp.n_embd, 0, 0.17f, 1, &r, err))) goto fail;
+    if (!hp.tied_embeddings && (rc = bitnet__write_random_floats(&w, (size_t)hp.n_vocab * (size_t)hp.n_embd, 0, 0.17f, 1, &r, err)))
+        goto fail;
+    if ((rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err))) goto fail;
+    for (l = 0; l < hp.n_layer; l++) {
+        for (i = 0; i < 7; i++) {
+            int rows = i == 1 || i == 2 ? kv_dim : i == 4 || i == 5 ? hp.n_ff : hp.n_embd, cols = i == 6 ? hp.n_ff : hp.n_embd;
+            float scale = (float)(1.0 / sqrt(cols * 2.0 / 3.0)) * (1.0f + 0.25f * bitnet__xrng_float(&r));
+            if ((rc = bitnet__write_random_ternary(&w, rows, cols, &r, err))) goto fail;
+            if ((rc = bitnet__write_random_floats(&w, 1, scale, 0, 0, &r, err))) goto fail;
+        }
+        if ((rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err)) ||
+            (rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err)) ||
+            (rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err)) ||
+            (rc = bitnet__write_random_floats(&w, (size_t)hp.n_ff, 1.0f, 0.2f, 0, &r, err)))
+            goto fail;
+    }
+    if ((rc = bitnet__gguf_finish(&w, tmp_path, err))) goto fail;
+    bitnet__gguf_writer_free(&w);
+    if (rename(tmp_path, out_path) != 0) {
+        remove(tmp_path);
+        return bitnet__fail(err, BITNET_E_IO, "cannot rename '%s' to '%s': %s", tmp_path, out_path, strerror(errno));
+    }
+    bitnet__ok(err);
+    return BITNET_OK;
+fail:
+    bitnet__gguf_writer_free(&w);
+    remove(tmp_path);
+    return rc;
+}
 
 /* ===========================================================================
    CUDA backend glue (bitnet_cuda.cu)
