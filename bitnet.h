@@ -1059,7 +1059,7 @@ typedef struct bitnet__gguf_writer {
 #define BITNET__GGUF_ALIGN 32
 
 BITNET__FN void bitnet__buf_put(bitnet__gguf_writer *w, uint8_t **buf, size_t *len, size_t *cap, const void *src, size_t n) {
-    if (w->failed) return;
+    if (w->failed || n == 0) return;
     if (*len + n > *cap) {
         size_t nc = *cap ? *cap * 2 : 4096;
         uint8_t *nb;
@@ -1141,7 +1141,6 @@ BITNET__FN void bitnet__gguf_add_tensor(bitnet__gguf_writer *w, const char *name
     bitnet__ggml_type_info(type, &block, &bytes, NULL);
     nbytes = ne[0] / block * bytes;
     for (d = 1; d < n_dims; d++) nbytes *= ne[d];
-    bitnet__buf_put(w, &w->ti, &w->ti_len, &w->ti_cap, (const uint8_t *)"", 0);
     {
         uint8_t b[8];
         size_t n = strlen(name);
