@@ -4202,6 +4202,10 @@ BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hpar
             bitnet__vocab_free(&vocab);
             return bitnet__fail(err, BITNET_E_ARG, "the tokenizer has %d tokens, more than n_vocab %d", vocab.n_tokens, hp.n_vocab);
         }
+        if ((rc = bitnet__vocab_pad(&vocab, hp.n_vocab, err))) {
+            bitnet__vocab_free(&vocab);
+            return rc;
+        }
     } else {
         if (hp.n_vocab < 1) return bitnet__fail(err, BITNET_E_ARG, "n_vocab must be positive");
         if ((rc = bitnet__vocab_synthetic(&vocab, hp.n_vocab, err))) return rc;
