@@ -4196,7 +4196,15 @@ BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hpar
     if (hp.rms_eps <= 0) hp.rms_eps = 1e-5f;
     if ((rc = bitnet__random_check_shape(&hp, err))) return rc;
     if (tokenizer_json) {
-        if ((rc = bitnet__vocab_from_hf(tokenizer_json, NULL, &vocab, err))) return rc;
+        /* tokenizer_config.json next to tokenizer.json gives BOS/EOS and the chat template */
+        char config[4096];
+        const char *slash = strrchr(tokenizer_json, '/');
+        FILE *probe;
+        int dir_len = slash ? (int)(slash - tokenizer_json + 1) : 0;
+        snprintf(config, sizeof config, "%.*stokenizer_config.json", dir_len, tokenizer_json);
+        probe = fopen(config, "rb");
+        if (probe) fclose(probe);
+        if ((rc = bitnet__vocab_from_hf(tokenizer_json, probe ? config : NULL, &vocab, err))) return rc;
         if (!hp.n_vocab) hp.n_vocab = vocab.n_tokens;
         if (vocab.n_tokens > hp.n_vocab) {
             bitnet__vocab_free(&vocab);
