@@ -386,7 +386,7 @@ static void test_model(const char *what, bitnet_model *m, int n, int silu) {
 }
 
 static void test_reference_models(void) {
-    bitnet_model *m[3];
+    bitnet_model *m[3] = {NULL, NULL, NULL};
     /* GQA (4 query heads on 2 KV heads), tied BF16 embeddings, ReLU^2; untied
        LM head, one KV head per query head, SiLU; a prompt longer than one
        micro-batch (BITNET__UBATCH tokens) */
