@@ -2015,7 +2015,7 @@ BITNET__FN float bitnet__clamp(float v, float lo, float hi) {
 /* Per-token absmax quantization, as BitNet's ActQuant computes it in float32:
    s = 127 / max(max|x|, 1e-5), q = clamp(round_half_even(x * s), -128, 127).
    n is a multiple of 64.  A NaN input becomes -128 rather than undefined. */
-BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+BITNET__FN void bitnet__quantize_scalar(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
     float amax = 0.0f, s;
     int32_t total = 0;
     int j;
@@ -2030,13 +2030,95 @@ BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale,
     *sum = total;
 }
 
+#ifdef BITNET__AVX512
+/* Gives exactly the scalar version's bytes: vcvtps2dq rounding to nearest even
+   is rintf in the default rounding mode, and NaN (INT_MIN) clamps to -128. */
+BITNET__FN void bitnet__quantize_avx512(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+    const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
+    /* bytes 0,4,8,12 | 1,5,9,13 | ...: four values of each plane, as one dword each */
+    const __m128i planes4 = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512 amax = _mm512_setzero_ps(), vs;
+    __m512i total = _mm512_setzero_si512();
+    float m, s;
+    int j, k;
+    for (j = 0; j < n; j += 16) amax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + j)), amax);  /* NaN: keeps amax */
+    m = _mm512_reduce_max_ps(amax);
+    s = 127.0f / (m > 1e-5f ? m : 1e-5f);
+    vs = _mm512_set1_ps(s);
+    for (j = 0; j < n; j += 64) {
+        __m128i b[4], t0, t1, t2, t3;
+        for (k = 0; k < 4; k++) {
+            __m512i v = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + j + 16 * k), vs),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            total = _mm512_add_epi32(total, v);
+            b[k] = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(v), planes4);
+        }
+        /* 4x4 transpose of dwords: plane p = dword p of b[0..3] */
+        t0 = _mm_unpacklo_epi32(b[0], b[1]);
+        t1 = _mm_unpackhi_epi32(b[0], b[1]);
+        t2 = _mm_unpacklo_epi32(b[2], b[3]);
+        t3 = _mm_unpackhi_epi32(b[2], b[3]);
+        _mm_storeu_si128((__m128i *)(q + j), _mm_unpacklo_epi64(t0, t2));
+        _mm_storeu_si128((__m128i *)(q + j + 16), _mm_unpackhi_epi64(t0, t2));
+        _mm_storeu_si128((__m128i *)(q + j + 32), _mm_unpacklo_epi64(t1, t3));
+        _mm_storeu_si128((__m128i *)(q + j + 48), _mm_unpackhi_epi64(t1, t3));
+    }
+    *scale = s;
+    *sum = _mm512_reduce_add_epi32(total);
+}
+#endif
+
+BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+#ifdef BITNET__AVX512
+    bitnet__quantize_avx512(x, n, q, scale, sum);
+#else
+    bitnet__quantize_scalar(x, n, q, scale, sum);
+#endif
+}
+
+/* sum of x[i]^2, accumulated in double */
+BITNET__FN double bitnet__sum_squares(const float *x, int n) {
+    double sum = 0.0;
+    int i = 0;
+#if defined(BITNET__AVX512)
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+    for (; i + 16 <= n; i += 16) {
+        __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x + i)), hi = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+        a0 = _mm512_fmadd_pd(lo, lo, a0);
+        a1 = _mm512_fmadd_pd(hi, hi, a1);
+    }
+    sum = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+#elif defined(BITNET__AVX2)
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+    __m128d s2;
+    for (; i + 8 <= n; i += 8) {
+        __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        a0 = _mm256_fmadd_pd(lo, lo, a0);
+        a1 = _mm256_fmadd_pd(hi, hi, a1);
+    }
+    a0 = _mm256_add_pd(a0, a1);
+    s2 = _mm_add_pd(_mm256_castpd256_pd128(a0), _mm256_extractf128_pd(a0, 1));
+    sum = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+#endif
+    for (; i < n; i++) sum += (double)x[i] * x[i];
+    return sum;
+}
+
+/* out = weight * x / RMS(x); out may be x. */
 BITNET__FN void bitnet__rmsnorm(const float *x, const float *weight, int n, float eps, float *out) {
-    double sum_sq = 0.0;
-    float inv_rms;
-    int i;
-    for (i = 0; i < n; i++) sum_sq += (double)x[i] * x[i];
-    inv_rms = 1.0f / sqrtf((float)(sum_sq / n) + eps);
-    for (i = 0; i < n; i++) out[i] = weight[i] * (x[i] * inv_rms);
+    float inv_rms = 1.0f / sqrtf((float)(bitnet__sum_squares(x, n) / n) + eps);
+    int i = 0;
+#if defined(BITNET__AVX512)
+    __m512 vi = _mm512_set1_ps(inv_rms);
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(weight + i), _mm512_mul_ps(_mm512_loadu_ps(x + i), vi)));
+#elif defined(BITNET__AVX2)
+    __m256 vi = _mm256_set1_ps(inv_rms);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(weight + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), vi)));
+#endif
+    for (; i < n; i++) out[i] = weight[i] * (x[i] * inv_rms);
 }
 
 /* Row r of a BF16/F16/F32 matrix with n columns, as floats (embedding lookup).
@@ -3022,9 +3104,16 @@ BITNET__FN void bitnet__ffn_item(void *p, int t, int thread) {
     int n = m->hp.n_ff, i;
     const float *g = ctx->gate + (size_t)t * n, *u = ctx->up + (size_t)t * n;
     float *f = ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len;
-    if (m->act == BITNET__ACT_RELU2)
-        for (i = 0; i < n; i++) f[i] = (g[i] > 0.0f ? g[i] * g[i] : 0.0f) * u[i];
-    else
+    if (m->act == BITNET__ACT_RELU2) {
+        i = 0;
+#ifdef BITNET__AVX512
+        for (; i + 16 <= n; i += 16) {  /* max(g, 0) is 0 for a NaN g, as the comparison below */
+            __m512 r = _mm512_max_ps(_mm512_loadu_ps(g + i), _mm512_setzero_ps());
+            _mm512_storeu_ps(f + i, _mm512_mul_ps(_mm512_mul_ps(r, r), _mm512_loadu_ps(u + i)));
+        }
+#endif
+        for (; i < n; i++) f[i] = (g[i] > 0.0f ? g[i] * g[i] : 0.0f) * u[i];
+    } else
         for (i = 0; i < n; i++) f[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     bitnet__rmsnorm(f, m->layers[job->layer].ffn_sub_norm, n, m->hp.rms_eps, f);
     bitnet__quantize(f, n, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t], &ctx->acts.sum[t]);
