@@ -2586,42 +2586,81 @@ BITNET__FN void bitnet__head_dots_scalar(const void *head, uint32_t type, int n,
     }
 }
 
-#ifdef BITNET__AVX512
-/* 16 elements of a BF16/F16/F32 row as floats. */
-BITNET__FN __m512 bitnet__load16_avx512(const uint8_t *row, uint32_t type, int k) {
-    if (type == BITNET__TYPE_BF16)
-        return _mm512_castsi512_ps(_mm512_slli_epi32(
-            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k))), 16));
-    if (type == BITNET__TYPE_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k)));
-    return _mm512_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+/* A BF16 value is the top half of a float, so 32 of them (64 bytes) become two
+   vectors of floats with one shift and one mask of their 32-bit lanes: the
+   even-indexed values and the odd-indexed ones.  That is half the work of
+   widening each value, which matters in a kernel that must keep up with the
+   memory.  The SIMD kernels therefore read the hidden state reordered to
+   match, per 32 values: the 16 even-indexed, then the 16 odd-indexed ones
+   (bitnet__head_prepare does it once per token). */
+BITNET__FN void bitnet__head_permute(float *x, int n) {
+    float chunk[32];
+    int c, i;
+    for (c = 0; c + 32 <= n; c += 32) {
+        memcpy(chunk, x + c, sizeof chunk);
+        for (i = 0; i < 16; i++) {
+            x[c + i] = chunk[2 * i];
+            x[c + 16 + i] = chunk[2 * i + 1];
+        }
+    }
 }
 
-/* Four chains over 16-element slices, added as (c0 + c1) + (c2 + c3): the
-   decode and the prompt paths sum every token in this same order, so a
-   prompt's logits equal those of its tokens evaluated one at a time. */
+/* Puts n hidden-state values into the order bitnet__head_dots reads for this type. */
+BITNET__FN void bitnet__head_prepare(uint32_t type, float *x, int n) {
+#ifdef BITNET__AVX2
+    if (type == BITNET__TYPE_BF16) bitnet__head_permute(x, n);
+#else
+    (void)type;
+    (void)x;
+    (void)n;
+#endif
+}
+
+#ifdef BITNET__AVX512
+/* Values k .. k+63 of a row as four vectors of floats, w[j] to be multiplied
+   with x[k + 16j ..] (BF16: in the reordered x). */
+BITNET__FN void bitnet__load64_avx512(const uint8_t *row, uint32_t type, int k, __m512 *w) {
+    if (type == BITNET__TYPE_BF16) {
+        const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+        __m512i v0 = BITNET__LOAD512(row + 2 * (size_t)k), v1 = BITNET__LOAD512(row + 2 * (size_t)k + 64);
+        w[0] = _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16));
+        w[1] = _mm512_castsi512_ps(_mm512_and_si512(v0, high));
+        w[2] = _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16));
+        w[3] = _mm512_castsi512_ps(_mm512_and_si512(v1, high));
+    } else if (type == BITNET__TYPE_F16) {
+        int j;
+        for (j = 0; j < 4; j++) w[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)(k + 16 * j))));
+    } else {
+        int j;
+        for (j = 0; j < 4; j++) w[j] = _mm512_loadu_ps((const float *)(const void *)(row + 4 * (size_t)(k + 16 * j)));
+    }
+}
+
+/* Four chains, added as (c0 + c1) + (c2 + c3): the decode and the prompt
+   paths sum every token in this same order, so a prompt's logits equal those
+   of its tokens evaluated one at a time. */
 #define BITNET__HEAD_CHAINS_AVX512(c, xt)                                                        \
-    c##0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps((xt) + k), c##0);                                 \
-    c##1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps((xt) + k + 16), c##1);                            \
-    c##2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps((xt) + k + 32), c##2);                            \
-    c##3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps((xt) + k + 48), c##3)
+    c##0 = _mm512_fmadd_ps(w[0], _mm512_loadu_ps((xt) + k), c##0);                               \
+    c##1 = _mm512_fmadd_ps(w[1], _mm512_loadu_ps((xt) + k + 16), c##1);                          \
+    c##2 = _mm512_fmadd_ps(w[2], _mm512_loadu_ps((xt) + k + 32), c##2);                          \
+    c##3 = _mm512_fmadd_ps(w[3], _mm512_loadu_ps((xt) + k + 48), c##3)
 #define BITNET__HEAD_SUM_AVX512(c) _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c##0, c##1), _mm512_add_ps(c##2, c##3)))
 
 /* n is a multiple of 64 (the embedding length of every model this loads). */
 BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
                                          int n_tok, float *out, size_t out_stride) {
-    const size_t row_bytes = (size_t)n * (type == BITNET__TYPE_F32 ? 4 : 2);
+    const size_t es = type == BITNET__TYPE_F32 ? 4 : 2, row_bytes = (size_t)n * es;
     int r, t, k;
     for (r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
+        __m512 w[4];
         if (n_tok == 1) {
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (k = 0; k < n; k += 64) {
-                __m512 w0, w1, w2, w3;
                 size_t line;
-                for (line = 0; line < row_bytes / (size_t)n; line++)  /* 64 elements: 2 or 4 cache lines */
-                    _mm_prefetch((const char *)row + (size_t)k * (row_bytes / (size_t)n) + BITNET__PREFETCH + 64 * line, _MM_HINT_T0);
-                w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
-                w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
+                for (line = 0; line < es; line++)  /* 64 values: 2 or 4 cache lines */
+                    _mm_prefetch((const char *)row + (size_t)k * es + BITNET__PREFETCH + 64 * line, _MM_HINT_T0);
+                bitnet__load64_avx512(row, type, k, w);
                 BITNET__HEAD_CHAINS_AVX512(a, x);
             }
             out[r - r0] = BITNET__HEAD_SUM_AVX512(a);
@@ -2637,8 +2676,7 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
             float sums[4];
             int tt;
             for (k = 0; k < n; k += 64) {
-                __m512 w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
-                __m512 w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
+                bitnet__load64_avx512(row, type, k, w);
                 BITNET__HEAD_CHAINS_AVX512(a, x0);
                 BITNET__HEAD_CHAINS_AVX512(b, x1);
                 BITNET__HEAD_CHAINS_AVX512(c, x2);
@@ -2657,20 +2695,32 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
 #endif
 
 #ifdef BITNET__AVX2
-BITNET__FN __m256 bitnet__load8_avx2(const uint8_t *row, uint32_t type, int k) {
-    if (type == BITNET__TYPE_BF16)
-        return _mm256_castsi256_ps(_mm256_slli_epi32(
-            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)k))), 16));
-    if (type == BITNET__TYPE_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)k)));
-    return _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+/* Values k .. k+31 of a row as four vectors of floats, w[j] to be multiplied
+   with x[k + 8j ..] (BF16: in the reordered x). */
+BITNET__FN void bitnet__load32_avx2(const uint8_t *row, uint32_t type, int k, __m256 *w) {
+    if (type == BITNET__TYPE_BF16) {
+        const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k));
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k + 32));
+        w[0] = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16));
+        w[1] = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));
+        w[2] = _mm256_castsi256_ps(_mm256_and_si256(v0, high));
+        w[3] = _mm256_castsi256_ps(_mm256_and_si256(v1, high));
+    } else if (type == BITNET__TYPE_F16) {
+        int j;
+        for (j = 0; j < 4; j++) w[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)(k + 8 * j))));
+    } else {
+        int j;
+        for (j = 0; j < 4; j++) w[j] = _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)(k + 8 * j)));
+    }
 }
 
 /* As for AVX-512: four chains per token, the same order for one token or two. */
 #define BITNET__HEAD_CHAINS_AVX2(c, xt)                                                          \
-    c##0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps((xt) + k), c##0);                                 \
-    c##1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps((xt) + k + 8), c##1);                             \
-    c##2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps((xt) + k + 16), c##2);                            \
-    c##3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps((xt) + k + 24), c##3)
+    c##0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps((xt) + k), c##0);                               \
+    c##1 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps((xt) + k + 8), c##1);                           \
+    c##2 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps((xt) + k + 16), c##2);                          \
+    c##3 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps((xt) + k + 24), c##3)
 #define BITNET__HEAD_SUM_AVX2(c) bitnet__hsum_ps_avx2(_mm256_add_ps(_mm256_add_ps(c##0, c##1), _mm256_add_ps(c##2, c##3)))
 
 BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
@@ -2681,10 +2731,9 @@ BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, i
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
         for (t = 0; t < n_tok; t += 2) {  /* each converted row slice serves two tokens */
             const float *x0 = x + (size_t)t * n, *x1 = t + 1 < n_tok ? x0 + n : x0;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, w[4];
             for (k = 0; k < n; k += 32) {
-                __m256 w0 = bitnet__load8_avx2(row, type, k), w1 = bitnet__load8_avx2(row, type, k + 8);
-                __m256 w2 = bitnet__load8_avx2(row, type, k + 16), w3 = bitnet__load8_avx2(row, type, k + 24);
+                bitnet__load32_avx2(row, type, k, w);
                 BITNET__HEAD_CHAINS_AVX2(a, x0);
                 if (n_tok > 1) { BITNET__HEAD_CHAINS_AVX2(b, x1); }
             }
@@ -3175,6 +3224,7 @@ BITNET__FN int bitnet__use_lm_head_q8(bitnet_context *ctx, bitnet_error *err) {
             h->scale = (float *)BITNET_MALLOC((size_t)m->hp.n_vocab * sizeof(float));
             h->sum = (int32_t *)BITNET_MALLOC((size_t)m->hp.n_vocab * sizeof(int32_t));
         }
+        if (h && h->q) bitnet__advise_huge_pages(h->q, (size_t)m->hp.n_vocab * m->hp.n_embd);
         if (!h || !h->q || !h->scale || !h->sum) {
             bitnet__lm_head_q8_free(h);
             rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory for the int8 LM head (%zu bytes)",
@@ -3258,6 +3308,8 @@ BITNET__FN void bitnet__forward(bitnet_context *ctx, const bitnet_token *tokens,
             if (ctx->head_q8)
                 bitnet__quantize(h, n_embd, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t],
                                  &ctx->acts.sum[t]);
+            else
+                bitnet__head_prepare(m->output_type, h, n_embd);
         }
         hj.ctx = ctx;
         hj.n_tok = n_out;

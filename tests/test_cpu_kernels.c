@@ -323,18 +323,25 @@ static void fill_row(uint8_t *dst, uint32_t type, const float *v, int n) {
     }
 }
 
-/* Runs float LM head kernel f (0 scalar, 1 AVX2, 2 AVX-512); 0 if not compiled in. */
+/* Runs float LM head kernel f (0 scalar, 1 AVX2, 2 AVX-512) on hidden states x
+   in natural order (the SIMD kernels get BF16 rows' reordered copy, as the
+   forward pass gives them); 0 if that kernel is not compiled in. */
 static int head_kernel(int f, const void *head, uint32_t type, int n, int r0, int r1, const float *x, int n_tok,
                        float *out, size_t stride, float *tmp) {
-    if (f == 0) { bitnet__head_dots_scalar(head, type, n, r0, r1, x, n_tok, out, stride, tmp); return 1; }
+    float *xp = (float *)malloc(sizeof(float) * n * n_tok);
+    int t, ran = 0;
+    memcpy(xp, x, sizeof(float) * n * n_tok);
+    if (f > 0 && type == BITNET__TYPE_BF16)
+        for (t = 0; t < n_tok; t++) bitnet__head_permute(xp + (size_t)t * n, n);
+    if (f == 0) { bitnet__head_dots_scalar(head, type, n, r0, r1, xp, n_tok, out, stride, tmp); ran = 1; }
 #ifdef BITNET__AVX2
-    if (f == 1) { bitnet__head_dots_avx2(head, type, n, r0, r1, x, n_tok, out, stride); return 1; }
+    if (f == 1) { bitnet__head_dots_avx2(head, type, n, r0, r1, xp, n_tok, out, stride); ran = 1; }
 #endif
 #ifdef BITNET__AVX512
-    if (f == 2) { bitnet__head_dots_avx512(head, type, n, r0, r1, x, n_tok, out, stride); return 1; }
+    if (f == 2) { bitnet__head_dots_avx512(head, type, n, r0, r1, xp, n_tok, out, stride); ran = 1; }
 #endif
-    (void)head; (void)type; (void)n; (void)r0; (void)r1; (void)x; (void)n_tok; (void)out; (void)stride; (void)tmp;
-    return 0;
+    free(xp);
+    return ran;
 }
 
 static void test_float_head_dots(void) {
