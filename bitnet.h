@@ -2821,9 +2821,13 @@ BITNET__FN void bitnet__attend(const float *q, const float *keys, const float *v
 
 /* ---- thread pool ----
    Workers spin briefly between jobs (a decode step posts ~150 jobs, too many
-   for a sleep and wake-up each), then sleep on a condition variable.  Needs
-   the GCC/Clang atomic builtins; elsewhere, and with BITNET_NO_THREADS, every
-   job runs on the calling thread. */
+   for a sleep and wake-up each), then sleep on a condition variable.  The
+   caller, once it has no items left, spins a little for the workers to finish
+   theirs and then sleeps too: when other processes take cores, a worker may be
+   waiting for one, and a spinning caller would hold it (this made decoding
+   10x slower on a busy 2-core machine).  Spinners also yield now and then.
+   Needs the GCC/Clang atomic builtins; elsewhere, and with BITNET_NO_THREADS,
+   every job runs on the calling thread. */
 #if !defined(BITNET_NO_THREADS) && (defined(__GNUC__) || defined(__clang__))
 #define BITNET__THREADS 1
 #include <sched.h>
@@ -2835,7 +2839,9 @@ BITNET__FN void bitnet__attend(const float *q, const float *keys, const float *v
 #else
 #define BITNET__PAUSE() ((void)0)
 #endif
-#define BITNET__SPINS (1 << 16)  /* pauses before an idle worker sleeps (about a millisecond) */
+#define BITNET__SPINS (1 << 16)      /* pauses before an idle worker sleeps (~2 ms at 27 ns a pause) */
+#define BITNET__WAIT_SPINS (1 << 11) /* pauses before the caller sleeps until the workers finish (~50 us) */
+#define BITNET__YIELD_EVERY 1024     /* pauses between sched_yield calls while spinning */
 #endif
 
 typedef void (*bitnet__job_fn)(void *job, int item, int thread);
@@ -2851,15 +2857,16 @@ struct bitnet__pool {
 #ifdef BITNET__THREADS
     pthread_t *threads;
     bitnet__worker *workers;
-    int sync_ready;          /* lock and wake are initialized */
+    int sync_ready;          /* lock, wake and done are initialized */
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake;     /* workers wait here for a job */
+    pthread_cond_t done;     /* the caller waits here for the workers to finish */
     /* the current job: written by the caller before it bumps `generation` */
     bitnet__job_fn fn;
     void *job;
     int n_items;
     /* touched by several threads: only through the atomic builtins */
-    int next_item, n_finished, n_sleeping, quit;
+    int next_item, n_finished, n_sleeping, caller_sleeping, quit;
     unsigned generation;
 #endif
 };
@@ -2877,7 +2884,11 @@ BITNET__FN void *bitnet__worker_main(void *arg) {
     for (;;) {
         int spins = 0;
         while ((generation = BITNET__ATOMIC_LOAD(&pool->generation)) == seen) {
-            if (++spins < BITNET__SPINS) { BITNET__PAUSE(); continue; }
+            if (++spins < BITNET__SPINS) {
+                if (spins % BITNET__YIELD_EVERY == 0) sched_yield();
+                else BITNET__PAUSE();
+                continue;
+            }
             /* Sleep.  The caller bumps `generation` before it reads `n_sleeping`,
                and we count ourselves in before we re-read `generation`, so one
                of us sees the other and no wake-up is lost. */
@@ -2891,7 +2902,14 @@ BITNET__FN void *bitnet__worker_main(void *arg) {
         seen = generation;
         if (BITNET__ATOMIC_LOAD(&pool->quit)) return NULL;
         bitnet__pool_take_items(pool, self->index);
-        BITNET__ATOMIC_ADD(&pool->n_finished, 1);
+        /* the last one to finish wakes the caller if it sleeps (the same
+           two-sided handshake as above, on n_finished and caller_sleeping) */
+        if (BITNET__ATOMIC_ADD(&pool->n_finished, 1) + 1 == pool->n_threads - 1 &&
+            BITNET__ATOMIC_LOAD(&pool->caller_sleeping)) {
+            pthread_mutex_lock(&pool->lock);
+            pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->lock);
+        }
     }
 }
 #endif
@@ -2908,6 +2926,7 @@ BITNET__FN void bitnet__pool_stop(bitnet__pool *pool) {
         for (i = 0; i < pool->n_threads - 1; i++) pthread_join(pool->threads[i], NULL);
     }
     if (pool->sync_ready) {
+        pthread_cond_destroy(&pool->done);
         pthread_cond_destroy(&pool->wake);
         pthread_mutex_destroy(&pool->lock);
     }
@@ -2934,6 +2953,12 @@ BITNET__FN int bitnet__pool_start(bitnet__pool *pool, int n_threads, bitnet_erro
             return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a mutex for the thread pool");
         }
         if (pthread_cond_init(&pool->wake, NULL) != 0) {
+            pthread_mutex_destroy(&pool->lock);
+            bitnet__pool_stop(pool);
+            return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a condition variable for the thread pool");
+        }
+        if (pthread_cond_init(&pool->done, NULL) != 0) {
+            pthread_cond_destroy(&pool->wake);
             pthread_mutex_destroy(&pool->lock);
             bitnet__pool_stop(pool);
             return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a condition variable for the thread pool");
@@ -2975,10 +3000,18 @@ BITNET__FN void bitnet__pool_run(bitnet__pool *pool, bitnet__job_fn fn, void *jo
             pthread_mutex_unlock(&pool->lock);
         }
         bitnet__pool_take_items(pool, 0);
-        /* yield now and then: with more threads than cores a worker may need ours */
-        while (BITNET__ATOMIC_LOAD(&pool->n_finished) < pool->n_threads - 1)
-            if (++spins % 1024 == 0) sched_yield();
-            else BITNET__PAUSE();
+        while (BITNET__ATOMIC_LOAD(&pool->n_finished) < pool->n_threads - 1) {
+            if (++spins < BITNET__WAIT_SPINS) {
+                if (spins % BITNET__YIELD_EVERY == 0) sched_yield();
+                else BITNET__PAUSE();
+                continue;
+            }
+            pthread_mutex_lock(&pool->lock);
+            BITNET__ATOMIC_STORE(&pool->caller_sleeping, 1);
+            while (BITNET__ATOMIC_LOAD(&pool->n_finished) < pool->n_threads - 1) pthread_cond_wait(&pool->done, &pool->lock);
+            BITNET__ATOMIC_STORE(&pool->caller_sleeping, 0);
+            pthread_mutex_unlock(&pool->lock);
+        }
         return;
     }
 #else

@@ -468,16 +468,20 @@ static void test_float_blocks(void) {
 
 /* ---- thread pool ---- */
 
-typedef struct { int *hits; int n_threads; int bad_thread; } count_job;
+typedef struct { int *hits; int n_threads; int bad_thread; int slow_item; } count_job;
 
 static void count_item(void *p, int item, int thread) {
     count_job *job = (count_job *)p;
     if (thread < 0 || thread >= job->n_threads) job->bad_thread = 1;
+    if (item == job->slow_item) {  /* long enough for the caller to stop spinning and sleep */
+        struct timespec ts = {0, 3 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     __atomic_fetch_add(&job->hits[item], 1, __ATOMIC_SEQ_CST);
 }
 
 static void test_thread_pool(void) {
-    TEST("thread pool: every item runs exactly once, also after workers went to sleep") {
+    TEST("thread pool: every item runs exactly once, also after workers or the caller went to sleep") {
         int n_threads;
         for (n_threads = 1; n_threads <= 4; n_threads++) {
             bitnet__pool pool;
@@ -493,6 +497,7 @@ static void test_thread_pool(void) {
                 count_job job;
                 memset(hits, 0, sizeof hits);
                 job.hits = hits; job.n_threads = n_threads; job.bad_thread = 0;
+            job.slow_item = round % 10 == 5 ? rnd_int(0, 99) : -1;
                 if (round % 100 == 99) {  /* long enough for the workers to sleep */
                     struct timespec ts = {0, 20 * 1000 * 1000};
                     nanosleep(&ts, NULL);
