@@ -3043,6 +3043,7 @@ struct bitnet_context {
     int n_past;                  /* positions filled */
     int n_threads;
     const bitnet__lm_head_q8 *head_q8;  /* the model's int8 LM head, NULL: use the float one */
+    void *arena;                 /* holds every buffer below */
     float *k_cache, *v_cache;    /* [n_layer][n_head_kv][n_ctx][head_dim] */
     /* one micro-batch */
     float *x;                    /* [UBATCH][n_embd] residual stream */
@@ -3389,31 +3390,9 @@ BITNET_API void bitnet_context_free(bitnet_context *ctx) {
     if (!ctx) return;
     /* CUDA backend: release ctx->cuda here. */
     bitnet__pool_stop(&ctx->pool);
-    BITNET_FREE(ctx->k_cache);
-    BITNET_FREE(ctx->v_cache);
-    BITNET_FREE(ctx->x);
-    BITNET_FREE(ctx->q);
-    BITNET_FREE(ctx->k);
-    BITNET_FREE(ctx->v);
-    BITNET_FREE(ctx->att);
-    BITNET_FREE(ctx->gate);
-    BITNET_FREE(ctx->up);
-    BITNET_FREE(ctx->acts.q);
-    BITNET_FREE(ctx->acts.scale);
-    BITNET_FREE(ctx->acts.sum);
-    BITNET_FREE(ctx->rope_cos);
-    BITNET_FREE(ctx->rope_sin);
-    BITNET_FREE(ctx->inv_freq);
-    BITNET_FREE(ctx->thread_f32);
-    BITNET_FREE(ctx->thread_dots);
+    BITNET_FREE(ctx->arena);
     BITNET_FREE(ctx->logits);
     BITNET_FREE(ctx);
-}
-
-/* n floats (or other elements of `size` bytes), NULL on overflow or when out of memory. */
-BITNET__FN void *bitnet__alloc_array(size_t n, size_t size) {
-    if (size && n > SIZE_MAX / size) return NULL;
-    return BITNET_MALLOC(n * size > 0 ? n * size : 1);
 }
 
 BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitnet_context_params *params,
@@ -3463,33 +3442,59 @@ BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitn
     cache_len = cache_len > SIZE_MAX / (size_t)ctx->n_ctx ? 0 : cache_len * (size_t)ctx->n_ctx;
     ctx->thread_f32_len = max_n > (size_t)ctx->n_ctx ? max_n : (size_t)ctx->n_ctx;
 
-    if (cache_len) {
-        ctx->k_cache = (float *)bitnet__alloc_array(cache_len, sizeof(float));
-        ctx->v_cache = (float *)bitnet__alloc_array(cache_len, sizeof(float));
-    }
-    ctx->x = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
-    ctx->q = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
-    ctx->k = (float *)bitnet__alloc_array(ub * kv_dim, sizeof(float));
-    ctx->v = (float *)bitnet__alloc_array(ub * kv_dim, sizeof(float));
-    ctx->att = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
-    ctx->gate = (float *)bitnet__alloc_array(ub * hp->n_ff, sizeof(float));
-    ctx->up = (float *)bitnet__alloc_array(ub * hp->n_ff, sizeof(float));
-    ctx->acts.stride = max_n;
-    ctx->acts.q = (int8_t *)bitnet__alloc_array(ub * max_n, 1);
-    ctx->acts.scale = (float *)bitnet__alloc_array(ub, sizeof(float));
-    ctx->acts.sum = (int32_t *)bitnet__alloc_array(ub, sizeof(int32_t));
-    ctx->rope_cos = (float *)bitnet__alloc_array(ub * half, sizeof(float));
-    ctx->rope_sin = (float *)bitnet__alloc_array(ub * half, sizeof(float));
-    ctx->inv_freq = (float *)bitnet__alloc_array((size_t)half, sizeof(float));
-    ctx->thread_f32 = (float *)bitnet__alloc_array((size_t)ctx->n_threads * ctx->thread_f32_len, sizeof(float));
-    ctx->thread_dots = (int32_t *)bitnet__alloc_array((size_t)ctx->n_threads * BITNET__ITEM_ROWS * ub, sizeof(int32_t));
-    if (!ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate ||
-        !ctx->up || !ctx->acts.q || !ctx->acts.scale || !ctx->acts.sum || !ctx->rope_cos || !ctx->rope_sin ||
-        !ctx->inv_freq || !ctx->thread_f32 || !ctx->thread_dots) {
-        bitnet__fail(err, BITNET_E_NOMEM, "out of memory for a context of %d positions (KV cache: %.0f MiB)", ctx->n_ctx,
-                     2.0 * (double)hp->n_layer * (double)kv_dim * ctx->n_ctx * 4.0 / 1048576.0);
-        bitnet_context_free(ctx);
-        return NULL;
+    {
+        /* Every buffer in one allocation, each on a 64-byte boundary: the SIMD
+           kernels load 64 bytes at a time, and a load across two cache lines
+           costs two (misaligned activations made prompts 25% slower). */
+        enum { K_CACHE, V_CACHE, X, Q, K, V, ATT, GATE, UP, ACTS, SCALE, SUM, COS, SIN, FREQ, TF32, TDOTS, N_BUF };
+        size_t count[N_BUF], elem[N_BUF], offset[N_BUF], total = 0;
+        uint8_t *base;
+        int b, overflow = cache_len == 0;
+        count[K_CACHE] = count[V_CACHE] = cache_len;
+        count[X] = count[Q] = count[ATT] = ub * hp->n_embd;
+        count[K] = count[V] = ub * kv_dim;
+        count[GATE] = count[UP] = ub * hp->n_ff;
+        count[ACTS] = ub * max_n;
+        count[SCALE] = count[SUM] = ub;
+        count[COS] = count[SIN] = ub * half;
+        count[FREQ] = (size_t)half;
+        count[TF32] = (size_t)ctx->n_threads * ctx->thread_f32_len;
+        count[TDOTS] = (size_t)ctx->n_threads * BITNET__ITEM_ROWS * ub;
+        for (b = 0; b < N_BUF; b++) {
+            elem[b] = b == ACTS ? 1 : 4;  /* int8, or float / int32 */
+            if (count[b] > (SIZE_MAX / 2 - total) / elem[b]) overflow = 1;
+            offset[b] = total;
+            if (!overflow) total += (count[b] * elem[b] + 63) & ~(size_t)63;
+        }
+        ctx->arena = overflow ? NULL : BITNET_MALLOC(total + 64);
+        if (!ctx->arena) {
+            bitnet__fail(err, BITNET_E_NOMEM, "out of memory for a context of %d positions (KV cache: %.0f MiB)", ctx->n_ctx,
+                         2.0 * (double)hp->n_layer * (double)kv_dim * ctx->n_ctx * 4.0 / 1048576.0);
+            bitnet_context_free(ctx);
+            return NULL;
+        }
+        bitnet__advise_huge_pages(ctx->arena, total + 64);  /* the KV cache is streamed too */
+        base = (uint8_t *)ctx->arena + ((64 - (uintptr_t)ctx->arena % 64) % 64);
+#define BITNET__BUF(type, b) ((type *)(void *)(base + offset[b]))
+        ctx->k_cache = BITNET__BUF(float, K_CACHE);
+        ctx->v_cache = BITNET__BUF(float, V_CACHE);
+        ctx->x = BITNET__BUF(float, X);
+        ctx->q = BITNET__BUF(float, Q);
+        ctx->k = BITNET__BUF(float, K);
+        ctx->v = BITNET__BUF(float, V);
+        ctx->att = BITNET__BUF(float, ATT);
+        ctx->gate = BITNET__BUF(float, GATE);
+        ctx->up = BITNET__BUF(float, UP);
+        ctx->acts.q = BITNET__BUF(int8_t, ACTS);
+        ctx->acts.stride = max_n;
+        ctx->acts.scale = BITNET__BUF(float, SCALE);
+        ctx->acts.sum = BITNET__BUF(int32_t, SUM);
+        ctx->rope_cos = BITNET__BUF(float, COS);
+        ctx->rope_sin = BITNET__BUF(float, SIN);
+        ctx->inv_freq = BITNET__BUF(float, FREQ);
+        ctx->thread_f32 = BITNET__BUF(float, TF32);
+        ctx->thread_dots = BITNET__BUF(int32_t, TDOTS);
+#undef BITNET__BUF
     }
     for (i = 0; i < half; i++)
         ctx->inv_freq[i] = 1.0f / powf(hp->rope_theta, (float)(2 * i) / (float)hp->head_dim);
