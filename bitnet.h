@@ -380,6 +380,7 @@ BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hpar
 /* Internal functions are static; BITNET__ names and types are private. */
 #define BITNET__FN static BITNET__UNUSED
 
+
 /* ===========================================================================
    Utilities: errors, allocation, half floats, files
    =========================================================================== */
@@ -2628,33 +2629,41 @@ BITNET__FN void bitnet__head_prepare(uint32_t type, float *x, int n) {
 }
 
 #ifdef BITNET__AVX512
-/* Values k .. k+63 of a row as four vectors of floats, w[j] to be multiplied
-   with x[k + 16j ..] (BF16: in the reordered x). */
-BITNET__FN void bitnet__load64_avx512(const uint8_t *row, uint32_t type, int k, __m512 *w) {
-    if (type == BITNET__TYPE_BF16) {
-        const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
-        __m512i v0 = BITNET__LOAD512(row + 2 * (size_t)k), v1 = BITNET__LOAD512(row + 2 * (size_t)k + 64);
-        w[0] = _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16));
-        w[1] = _mm512_castsi512_ps(_mm512_and_si512(v0, high));
-        w[2] = _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16));
-        w[3] = _mm512_castsi512_ps(_mm512_and_si512(v1, high));
-    } else if (type == BITNET__TYPE_F16) {
-        int j;
-        for (j = 0; j < 4; j++) w[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)(k + 16 * j))));
-    } else {
-        int j;
-        for (j = 0; j < 4; j++) w[j] = _mm512_loadu_ps((const float *)(const void *)(row + 4 * (size_t)(k + 16 * j)));
-    }
-}
+/* Values k .. k+63 of a row as four vectors of floats, wj to be multiplied
+   with x[k + 16j ..] (BF16: in the reordered x).  A macro, so that the four
+   vectors stay in registers. */
+#define BITNET__LOAD64_AVX512(row, type, k)                                                      \
+    do {                                                                                         \
+        if ((type) == BITNET__TYPE_BF16) {                                                       \
+            const __m512i high_ = _mm512_set1_epi32((int)0xffff0000u);                           \
+            __m512i v0_ = BITNET__LOAD512((row) + 2 * (size_t)(k));                                \
+            __m512i v1_ = BITNET__LOAD512((row) + 2 * (size_t)(k) + 64);                           \
+            w0 = _mm512_castsi512_ps(_mm512_slli_epi32(v0_, 16));                                \
+            w1 = _mm512_castsi512_ps(_mm512_and_si512(v0_, high_));                              \
+            w2 = _mm512_castsi512_ps(_mm512_slli_epi32(v1_, 16));                                \
+            w3 = _mm512_castsi512_ps(_mm512_and_si512(v1_, high_));                              \
+        } else if ((type) == BITNET__TYPE_F16) {                                                 \
+            w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k))));      \
+            w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k) + 32))); \
+            w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k) + 64))); \
+            w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k) + 96))); \
+        } else {                                                                                 \
+            const float *f_ = (const float *)(const void *)((row) + 4 * (size_t)(k));            \
+            w0 = _mm512_loadu_ps(f_);                                                            \
+            w1 = _mm512_loadu_ps(f_ + 16);                                                       \
+            w2 = _mm512_loadu_ps(f_ + 32);                                                       \
+            w3 = _mm512_loadu_ps(f_ + 48);                                                       \
+        }                                                                                        \
+    } while (0)
 
 /* Four chains, added as (c0 + c1) + (c2 + c3): the decode and the prompt
    paths sum every token in this same order, so a prompt's logits equal those
    of its tokens evaluated one at a time. */
 #define BITNET__HEAD_CHAINS_AVX512(c, xt)                                                        \
-    c##0 = _mm512_fmadd_ps(w[0], _mm512_loadu_ps((xt) + k), c##0);                               \
-    c##1 = _mm512_fmadd_ps(w[1], _mm512_loadu_ps((xt) + k + 16), c##1);                          \
-    c##2 = _mm512_fmadd_ps(w[2], _mm512_loadu_ps((xt) + k + 32), c##2);                          \
-    c##3 = _mm512_fmadd_ps(w[3], _mm512_loadu_ps((xt) + k + 48), c##3)
+    c##0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps((xt) + k), c##0);                                 \
+    c##1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps((xt) + k + 16), c##1);                            \
+    c##2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps((xt) + k + 32), c##2);                            \
+    c##3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps((xt) + k + 48), c##3)
 #define BITNET__HEAD_SUM_AVX512(c) _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c##0, c##1), _mm512_add_ps(c##2, c##3)))
 
 /* n is a multiple of 64 (the embedding length of every model this loads). */
@@ -2664,14 +2673,14 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
     int r, t, k;
     for (r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
-        __m512 w[4];
+        __m512 w0, w1, w2, w3;
         if (n_tok == 1) {
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (k = 0; k < n; k += 64) {
                 size_t line;
                 for (line = 0; line < es; line++)  /* 64 values: 2 or 4 cache lines */
                     _mm_prefetch((const char *)row + (size_t)k * es + BITNET__PREFETCH + 64 * line, _MM_HINT_T0);
-                bitnet__load64_avx512(row, type, k, w);
+                BITNET__LOAD64_AVX512(row, type, k);
                 BITNET__HEAD_CHAINS_AVX512(a, x);
             }
             out[r - r0] = BITNET__HEAD_SUM_AVX512(a);
@@ -2687,7 +2696,7 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
             float sums[4];
             int tt;
             for (k = 0; k < n; k += 64) {
-                bitnet__load64_avx512(row, type, k, w);
+                BITNET__LOAD64_AVX512(row, type, k);
                 BITNET__HEAD_CHAINS_AVX512(a, x0);
                 BITNET__HEAD_CHAINS_AVX512(b, x1);
                 BITNET__HEAD_CHAINS_AVX512(c, x2);
@@ -2701,37 +2710,44 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
         }
     }
 }
+#undef BITNET__LOAD64_AVX512
 #undef BITNET__HEAD_CHAINS_AVX512
 #undef BITNET__HEAD_SUM_AVX512
 #endif
 
 #ifdef BITNET__AVX2
-/* Values k .. k+31 of a row as four vectors of floats, w[j] to be multiplied
+/* Values k .. k+31 of a row as four vectors of floats, wj to be multiplied
    with x[k + 8j ..] (BF16: in the reordered x). */
-BITNET__FN void bitnet__load32_avx2(const uint8_t *row, uint32_t type, int k, __m256 *w) {
-    if (type == BITNET__TYPE_BF16) {
-        const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
-        __m256i v0 = _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k));
-        __m256i v1 = _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k + 32));
-        w[0] = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16));
-        w[1] = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));
-        w[2] = _mm256_castsi256_ps(_mm256_and_si256(v0, high));
-        w[3] = _mm256_castsi256_ps(_mm256_and_si256(v1, high));
-    } else if (type == BITNET__TYPE_F16) {
-        int j;
-        for (j = 0; j < 4; j++) w[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)(k + 8 * j))));
-    } else {
-        int j;
-        for (j = 0; j < 4; j++) w[j] = _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)(k + 8 * j)));
-    }
-}
+#define BITNET__LOAD32_AVX2(row, type, k)                                                        \
+    do {                                                                                         \
+        if ((type) == BITNET__TYPE_BF16) {                                                       \
+            const __m256i high_ = _mm256_set1_epi32((int)0xffff0000u);                           \
+            __m256i v0_ = _mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k)));         \
+            __m256i v1_ = _mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k) + 32));    \
+            w0 = _mm256_castsi256_ps(_mm256_slli_epi32(v0_, 16));                                \
+            w1 = _mm256_castsi256_ps(_mm256_slli_epi32(v1_, 16));                                \
+            w2 = _mm256_castsi256_ps(_mm256_and_si256(v0_, high_));                              \
+            w3 = _mm256_castsi256_ps(_mm256_and_si256(v1_, high_));                              \
+        } else if ((type) == BITNET__TYPE_F16) {                                                 \
+            w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((row) + 2 * (size_t)(k))));      \
+            w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((row) + 2 * (size_t)(k) + 16))); \
+            w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((row) + 2 * (size_t)(k) + 32))); \
+            w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((row) + 2 * (size_t)(k) + 48))); \
+        } else {                                                                                 \
+            const float *f_ = (const float *)(const void *)((row) + 4 * (size_t)(k));            \
+            w0 = _mm256_loadu_ps(f_);                                                            \
+            w1 = _mm256_loadu_ps(f_ + 8);                                                        \
+            w2 = _mm256_loadu_ps(f_ + 16);                                                       \
+            w3 = _mm256_loadu_ps(f_ + 24);                                                       \
+        }                                                                                        \
+    } while (0)
 
 /* As for AVX-512: four chains per token, the same order for one token or two. */
 #define BITNET__HEAD_CHAINS_AVX2(c, xt)                                                          \
-    c##0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps((xt) + k), c##0);                               \
-    c##1 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps((xt) + k + 8), c##1);                           \
-    c##2 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps((xt) + k + 16), c##2);                          \
-    c##3 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps((xt) + k + 24), c##3)
+    c##0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps((xt) + k), c##0);                                 \
+    c##1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps((xt) + k + 8), c##1);                             \
+    c##2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps((xt) + k + 16), c##2);                            \
+    c##3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps((xt) + k + 24), c##3)
 #define BITNET__HEAD_SUM_AVX2(c) bitnet__hsum_ps_avx2(_mm256_add_ps(_mm256_add_ps(c##0, c##1), _mm256_add_ps(c##2, c##3)))
 
 BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
@@ -2742,9 +2758,9 @@ BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, i
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
         for (t = 0; t < n_tok; t += 2) {  /* each converted row slice serves two tokens */
             const float *x0 = x + (size_t)t * n, *x1 = t + 1 < n_tok ? x0 + n : x0;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, w[4];
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, w0, w1, w2, w3;
             for (k = 0; k < n; k += 32) {
-                bitnet__load32_avx2(row, type, k, w);
+                BITNET__LOAD32_AVX2(row, type, k);
                 BITNET__HEAD_CHAINS_AVX2(a, x0);
                 if (n_tok > 1) { BITNET__HEAD_CHAINS_AVX2(b, x1); }
             }
@@ -2753,6 +2769,7 @@ BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, i
         }
     }
 }
+#undef BITNET__LOAD32_AVX2
 #undef BITNET__HEAD_CHAINS_AVX2
 #undef BITNET__HEAD_SUM_AVX2
 #endif
