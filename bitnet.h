@@ -1848,8 +1848,98 @@ BITNET_API int bitnet_model_describe(const bitnet_model *m, char *buf, size_t si
 
 /* ===========================================================================
    Host-side packing for the GPU kernels
-   =========================================================================== */
-/* (GPU layout section: owned by the CUDA work) */
+   ===========================================================================
+   GPU layout of an n x k ternary matrix (n % 16 == 0, k % 32 == 0), as the W2A8
+   GEMV of bitnet_cuda.cu reads it:
+
+     - Rows come in tiles of 16.  Tile t (rows 16t .. 16t+15) is one contiguous
+       run of 4k bytes, so a GEMV thread block fetches its whole tile with one
+       bulk copy (and any run of columns of it with one more).
+     - Inside a tile, columns come in chunks of 16.  Chunk c (columns 16c ..
+       16c+15) is 64 bytes: four 16-byte groups, group g holding rows 4g .. 4g+3
+       as four little-endian 32-bit words.  A thread that loads one group gets 4
+       rows x 16 columns and needs only one 16-byte load of activations for them.
+     - A word holds the 16 values of one row in that chunk as 2-bit codes
+       (code = value + 1, so -1, 0, 1 -> 0, 1, 2: the same codes as Q2_0) in the
+       seed kernel's interleaved order: value j sits at bits 2 * (4 * (j % 4) + j / 4).
+       Then (word >> 2s) & 0x03030303 is values 4s .. 4s+3 as four bytes, ready
+       for dp4a against four int8 activations; the GEMV subtracts the sum of the
+       activations once at the end to undo the +1.
+
+   Byte offset of the word of row r, chunk c:
+       ((r / 16) * (k / 16) + c) * 64 + (r % 16) / 4 * 16 + (r % 4) * 4
+
+   This differs from the seed's 16x32 blocks (which the kernel benchmark keeps as
+   its baseline) in two ways: a whole 16-row tile is one contiguous copy, and one
+   16-byte load carries 4 rows of the same columns (tests/PERF.md has the timings).
+*/
+
+/* Q2_0 keeps 16 consecutive codes of a row as a plain little-endian word (value e
+   at bits 2e); the GPU word wants value e at bits 2 * (4 * (e % 4) + e / 4).  Seen as
+   a 4 x 4 matrix of 2-bit fields (row = e / 4, column = e % 4) that is a transpose,
+   done with two delta swaps: the off-diagonal 2 x 2 blocks, then inside each block. */
+BITNET__FN uint32_t bitnet__gpu_interleave(uint32_t x) {
+    uint32_t t = ((x >> 12) ^ x) & 0x0000f0f0u;
+    x ^= t ^ (t << 12);
+    t = ((x >> 6) ^ x) & 0x00cc00ccu;
+    x ^= t ^ (t << 6);
+    return x;
+}
+
+BITNET_API size_t bitnet_gpu_packed_size(int n, int k) {
+    if (n <= 0 || k <= 0 || n % 16 || k % 32) return 0;
+    return (size_t)n * (size_t)k / 4;
+}
+
+BITNET__FN size_t bitnet__gpu_word_offset(int r, int c, int k) {
+    return ((size_t)(r / 16) * (size_t)(k / 16) + (size_t)c) * 64 + (size_t)(r % 16 / 4 * 16 + r % 4 * 4);
+}
+
+BITNET_API int bitnet_gpu_pack(const int8_t *w, int n, int k, uint8_t *packed) {
+    int r, c, j;
+    if (!w || !packed || !bitnet_gpu_packed_size(n, k)) return BITNET_E_ARG;
+    for (r = 0; r < n; r++)
+        for (c = 0; c < k / 16; c++) {
+            uint32_t nat = 0;
+            const int8_t *v = w + (size_t)r * (size_t)k + (size_t)c * 16;
+            uint8_t *dst = packed + bitnet__gpu_word_offset(r, c, k);
+            for (j = 0; j < 16; j++) {
+                if (v[j] < -1 || v[j] > 1) return BITNET_E_ARG;
+                nat |= (uint32_t)(v[j] + 1) << (2 * j);
+            }
+            nat = bitnet__gpu_interleave(nat);
+            for (j = 0; j < 4; j++) dst[j] = (uint8_t)(nat >> (8 * j));
+        }
+    return BITNET_OK;
+}
+
+BITNET_API int bitnet_gpu_unpack(const uint8_t *packed, int n, int k, int8_t *w) {
+    int r, c, j;
+    if (!w || !packed || !bitnet_gpu_packed_size(n, k)) return BITNET_E_ARG;
+    for (r = 0; r < n; r++)
+        for (c = 0; c < k / 16; c++) {
+            const uint8_t *src = packed + bitnet__gpu_word_offset(r, c, k);
+            uint32_t word = (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24;
+            uint32_t nat = bitnet__gpu_interleave(word); /* a transpose is its own inverse */
+            for (j = 0; j < 16; j++) w[(size_t)r * (size_t)k + (size_t)c * 16 + (size_t)j] = (int8_t)((int)(nat >> (2 * j) & 3) - 1);
+        }
+    return BITNET_OK;
+}
+
+/* Packs one 16-row tile straight from Q2_0 rows (the model file's bytes): rows[i]
+   is row i of the tile, k values long (k % 64 == 0).  The upload builds its fused
+   matrices (Q/K/V with RoPE pairs, gate/up interleaved) by choosing the rows. */
+BITNET__FN void bitnet__gpu_pack_tile_q2(uint8_t *tile, const uint8_t *const rows[16], int k) {
+    int i, c;
+    for (i = 0; i < 16; i++)
+        for (c = 0; c < k / 16; c++) {
+            const uint8_t *qs = rows[i] + (size_t)(c / 4) * BITNET__Q2_0_BYTES + 2 + (size_t)(c % 4) * 4;
+            uint32_t nat = (uint32_t)qs[0] | (uint32_t)qs[1] << 8 | (uint32_t)qs[2] << 16 | (uint32_t)qs[3] << 24;
+            uint32_t word = bitnet__gpu_interleave(nat);
+            uint8_t *dst = tile + (size_t)c * 64 + (size_t)(i / 4 * 16 + i % 4 * 4);
+            dst[0] = (uint8_t)word; dst[1] = (uint8_t)(word >> 8); dst[2] = (uint8_t)(word >> 16); dst[3] = (uint8_t)(word >> 24);
+        }
+}
 
 /* ===========================================================================
    Neural-net blocks on the CPU: quantization, ternary matvec, norms, RoPE
