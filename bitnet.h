@@ -1059,7 +1059,7 @@ typedef struct bitnet__gguf_writer {
 #define BITNET__GGUF_ALIGN 32
 
 BITNET__FN void bitnet__buf_put(bitnet__gguf_writer *w, uint8_t **buf, size_t *len, size_t *cap, const void *src, size_t n) {
-    if (w->failed) return;
+    if (w->failed || n == 0) return;
     if (*len + n > *cap) {
         size_t nc = *cap ? *cap * 2 : 4096;
         uint8_t *nb;
@@ -1141,7 +1141,6 @@ BITNET__FN void bitnet__gguf_add_tensor(bitnet__gguf_writer *w, const char *name
     bitnet__ggml_type_info(type, &block, &bytes, NULL);
     nbytes = ne[0] / block * bytes;
     for (d = 1; d < n_dims; d++) nbytes *= ne[d];
-    bitnet__buf_put(w, &w->ti, &w->ti_len, &w->ti_cap, (const uint8_t *)"", 0);
     {
         uint8_t b[8];
         size_t n = strlen(name);
@@ -1954,8 +1953,42 @@ BITNET__FN void bitnet__gpu_pack_tile_q2(uint8_t *tile, const uint8_t *const row
 /* ===========================================================================
    Tokenizer: Llama 3 byte-level BPE
    =========================================================================== */
-/* (tokenizer section; placeholder until the tokenizer lands: loads nothing) */
+/* (tokenizer section; placeholder until the tokenizer lands: loads nothing, and a
+   synthetic byte-level vocabulary for random models) */
 struct bitnet__tokenizer { int unused; };
+typedef struct bitnet__vocab {
+    int n_tokens;
+    char **tokens;
+} bitnet__vocab;
+BITNET__FN void bitnet__vocab_free(bitnet__vocab *v) {
+    int i;
+    for (i = 0; v->tokens && i < v->n_tokens; i++) BITNET_FREE(v->tokens[i]);
+    BITNET_FREE(v->tokens);
+    memset(v, 0, sizeof *v);
+}
+BITNET__FN int bitnet__vocab_synthetic(bitnet__vocab *v, int n_vocab, bitnet_error *err) {
+    int i;
+    memset(v, 0, sizeof *v);
+    v->tokens = (char **)bitnet__calloc((size_t)n_vocab, sizeof *v->tokens);
+    if (!v->tokens) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    v->n_tokens = n_vocab;
+    for (i = 0; i < n_vocab; i++) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "tok%d", i);
+        if (!(v->tokens[i] = bitnet__strndup(buf, strlen(buf)))) { bitnet__vocab_free(v); return bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); }
+    }
+    return BITNET_OK;
+}
+BITNET__FN int bitnet__vocab_from_hf(const char *tokenizer_json, const char *tokenizer_config_json, bitnet__vocab *v,
+                                     bitnet_error *err) {
+    (void)tokenizer_json; (void)tokenizer_config_json;
+    memset(v, 0, sizeof *v);
+    return bitnet__fail(err, BITNET_E_UNSUPPORTED, "reading tokenizer.json is not available yet");
+}
+BITNET__FN void bitnet__vocab_write_gguf(bitnet__gguf_writer *w, const bitnet__vocab *v) {
+    bitnet__gguf_add_str(w, "tokenizer.ggml.model", "gpt2", 4);
+    bitnet__gguf_add_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, NULL, (uint64_t)v->n_tokens);
+}
 BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
     (void)model; (void)err;
     return BITNET_OK;
@@ -1970,11 +2003,519 @@ BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *tok) { BITNET_FREE(tok
 /* ===========================================================================
    Sampler
    =========================================================================== */
+/* The chain, in transformers' order: repetition penalty (positive logits divided,
+   negative multiplied, for each distinct token of the last repeat_last_n), then
+   greedy if temperature <= 0, else temperature, top-k, softmax, top-p, min-p, and a
+   draw.  Candidates are ranked by probability, ties by lower token id; a draw u in
+   [0, 1) picks the first candidate whose cumulative probability exceeds u times the
+   kept mass.  Only as many candidates as that needs are ever sorted.
+
+   The GPU backend samples without copying the logits: it applies the penalty,
+   returns the best candidates in rank order and the log-sum-exp of the whole
+   distribution, and bitnet__sampler_finish decides from those alone or asks for the
+   full logits (bitnet_sampler_sample then reuses the same draw, so both paths give
+   the same token for the same seed). */
+
+struct bitnet_sampler {
+    bitnet_sampler_params p;
+    uint64_t rng[4];            /* xoshiro256** */
+    bitnet_token *history;      /* ring buffer of the last repeat_last_n tokens */
+    int hist_len, hist_pos;
+    double pending_u;           /* a draw not yet used (see bitnet__sampler_finish) */
+    int has_pending_u;
+    float *vals;                /* scratch: penalized, temperature-scaled logits */
+    int *rank;                  /* scratch: candidate ids */
+    int cap;
+};
+
+BITNET_API bitnet_sampler_params bitnet_sampler_default_params(void) {
+    bitnet_sampler_params p;
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.95f;
+    p.min_p = 0.05f;
+    p.repeat_penalty = 1.0f;
+    p.repeat_last_n = 64;
+    p.seed = 0x5eed;
+    return p;
+}
+
+BITNET__FN uint64_t bitnet__splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+BITNET__FN uint64_t bitnet__rng_next(uint64_t *s) {
+    uint64_t r = s[1] * 5, t = s[1] << 17;
+    r = ((r << 7) | (r >> 57)) * 9;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = (s[3] << 45) | (s[3] >> 19);
+    return r;
+}
+
+BITNET__FN double bitnet__rng_uniform(uint64_t *s) { return (double)(bitnet__rng_next(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+BITNET_API void bitnet_sampler_reset(bitnet_sampler *s) {
+    uint64_t x;
+    if (!s) return;
+    x = s->p.seed;
+    s->rng[0] = bitnet__splitmix64(&x); s->rng[1] = bitnet__splitmix64(&x);
+    s->rng[2] = bitnet__splitmix64(&x); s->rng[3] = bitnet__splitmix64(&x);
+    s->hist_len = s->hist_pos = 0;
+    s->has_pending_u = 0;
+}
+
+BITNET_API bitnet_sampler *bitnet_sampler_create(const bitnet_sampler_params *params, bitnet_error *err) {
+    bitnet_sampler_params p = params ? *params : bitnet_sampler_default_params();
+    bitnet_sampler *s;
+    if (!(p.temperature == p.temperature) || p.temperature > 1e6f) {
+        bitnet__fail(err, BITNET_E_ARG, "sampler: temperature must be a finite number (<= 0 means greedy)");
+        return NULL;
+    }
+    if (p.top_k < 0) { bitnet__fail(err, BITNET_E_ARG, "sampler: top_k must be >= 0 (0 = off), got %d", p.top_k); return NULL; }
+    if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) { bitnet__fail(err, BITNET_E_ARG, "sampler: top_p must be in (0, 1]"); return NULL; }
+    if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) { bitnet__fail(err, BITNET_E_ARG, "sampler: min_p must be in [0, 1]"); return NULL; }
+    if (!(p.repeat_penalty > 0.0f && p.repeat_penalty < 1e6f)) {
+        bitnet__fail(err, BITNET_E_ARG, "sampler: repeat_penalty must be positive (1 = off)");
+        return NULL;
+    }
+    if (p.repeat_last_n < 0 || p.repeat_last_n > (1 << 20)) {
+        bitnet__fail(err, BITNET_E_ARG, "sampler: repeat_last_n must be in [0, 1048576], got %d", p.repeat_last_n);
+        return NULL;
+    }
+    s = (bitnet_sampler *)bitnet__calloc(1, sizeof *s);
+    if (s && p.repeat_last_n) s->history = (bitnet_token *)bitnet__calloc((size_t)p.repeat_last_n, sizeof *s->history);
+    if (!s || (p.repeat_last_n && !s->history)) {
+        if (s) BITNET_FREE(s);
+        bitnet__fail(err, BITNET_E_NOMEM, "sampler: out of memory");
+        return NULL;
+    }
+    s->p = p;
+    bitnet_sampler_reset(s);
+    bitnet__ok(err);
+    return s;
+}
+
+BITNET_API void bitnet_sampler_free(bitnet_sampler *s) {
+    if (!s) return;
+    BITNET_FREE(s->history);
+    BITNET_FREE(s->vals);
+    BITNET_FREE(s->rank);
+    BITNET_FREE(s);
+}
+
+BITNET_API const bitnet_sampler_params *bitnet_sampler_get_params(const bitnet_sampler *s) { return s ? &s->p : NULL; }
+
+BITNET_API void bitnet_sampler_accept(bitnet_sampler *s, bitnet_token token) {
+    if (!s || !s->p.repeat_last_n) return;
+    s->history[s->hist_pos] = token;
+    s->hist_pos = (s->hist_pos + 1) % s->p.repeat_last_n;
+    if (s->hist_len < s->p.repeat_last_n) s->hist_len++;
+}
+
+/* The distinct tokens the repetition penalty applies to (none when it is off).
+   Returns how many there are; writes at most max of them. */
+BITNET__FN int bitnet__sampler_penalty_tokens(const bitnet_sampler *s, bitnet_token *out, int max) {
+    int i, j, n = 0;
+    if (s->p.repeat_penalty == 1.0f) return 0;
+    for (i = 0; i < s->hist_len; i++) {
+        bitnet_token t = s->history[i];
+        for (j = 0; j < i && s->history[j] != t; j++) {}
+        if (j < i) continue;
+        if (n < max) out[n] = t;
+        n++;
+    }
+    return n;
+}
+
+BITNET__FN float bitnet__penalize(float logit, float penalty) { return logit > 0 ? logit / penalty : logit * penalty; }
+
+/* Candidate order: higher value first, then lower id.  NaN ranks last. */
+BITNET__FN int bitnet__ranks_before(const float *v, int a, int b) {
+    float x = v[a], y = v[b];
+    if (x != x) return 0;
+    if (y != y) return 1;
+    return x > y || (x == y && a < b);
+}
+
+/* Puts the c best of ids[0..n) first, in rank order (quickselect, then insertion
+   sort of the head: c is small in practice). */
+BITNET__FN void bitnet__select_top(const float *v, int *ids, int n, int c) {
+    int lo = 0, hi = n - 1, i;
+    if (c > n) c = n;
+    while (hi > lo) {
+        int mid = lo + (hi - lo) / 2, pivot, a = lo, b;
+        int t = ids[mid]; ids[mid] = ids[hi]; ids[hi] = t;
+        pivot = ids[hi];
+        for (b = lo; b < hi; b++)
+            if (bitnet__ranks_before(v, ids[b], pivot)) { t = ids[a]; ids[a] = ids[b]; ids[b] = t; a++; }
+        ids[hi] = ids[a]; ids[a] = pivot;
+        if (a == c - 1 || a == c) break;
+        if (a < c) lo = a + 1; else hi = a - 1;
+    }
+    /* heap-free sort of the head: merge-insertion is fine for c up to a few thousand */
+    for (i = 1; i < c; i++) {
+        int x = ids[i], j = i - 1;
+        while (j >= 0 && bitnet__ranks_before(v, x, ids[j])) { ids[j + 1] = ids[j]; j--; }
+        ids[j + 1] = x;
+    }
+}
+
+/* Picks from candidates ids[0..c) (rank order) given their probabilities relative to
+   the mass z of the whole kept distribution; returns -1 when c candidates do not
+   settle the top-p cut or the draw (the caller widens c). */
+BITNET__FN bitnet_token bitnet__sampler_pick(const bitnet_sampler *s, const int *ids, const float *x, int c, int complete,
+                                             float xmax, double z, double u) {
+    double cum = 0, kept = 0, p0 = 0;
+    int j, cut = c;
+    /* top-p and min-p keep a prefix of the ranking */
+    for (j = 0; j < c; j++) {
+        double pj = exp((double)x[ids[j]] - xmax) / z;
+        if (j == 0) p0 = pj;
+        if (s->p.min_p > 0 && pj < s->p.min_p * p0) { cut = j; break; }
+        cum += pj;
+        if (s->p.top_p < 1.0f && cum >= s->p.top_p) { cut = j + 1; break; }
+    }
+    if (cut == c && !complete) {
+        /* the cut lies beyond these candidates unless neither filter applies */
+        if (s->p.top_p < 1.0f || s->p.min_p > 0) return -1;
+        kept = 1.0;                /* everything is kept: the mass is z/z */
+    } else {
+        kept = 0;
+        for (j = 0; j < cut; j++) kept += exp((double)x[ids[j]] - xmax) / z;
+    }
+    cum = 0;
+    for (j = 0; j < cut; j++) {
+        cum += exp((double)x[ids[j]] - xmax) / z;
+        if (cum > u * kept) return ids[j];
+    }
+    if (cut < c || complete) return ids[cut > 0 ? cut - 1 : 0]; /* rounding: the last kept one */
+    return -1;
+}
+
+BITNET__FN void bitnet__sampler_record(bitnet_sampler *s, bitnet_token t) { bitnet_sampler_accept(s, t); }
+
+BITNET__FN double bitnet__sampler_draw(bitnet_sampler *s) {
+    if (!s->has_pending_u) { s->pending_u = bitnet__rng_uniform(s->rng); s->has_pending_u = 1; }
+    return s->pending_u;
+}
+
+BITNET_API bitnet_token bitnet_sampler_sample(bitnet_sampler *s, const float *logits, int n_vocab) {
+    bitnet_token pen[1024];
+    int i, n_pen, k, c;
+    float xmax;
+    double z = 0, u;
+    float inv_t;
+    if (!s || !logits || n_vocab <= 0) return -1;
+    if (n_vocab > s->cap) {
+        float *v = (float *)BITNET_REALLOC(s->vals, (size_t)n_vocab * sizeof *v);
+        int *r;
+        if (!v) return -1;
+        s->vals = v;
+        r = (int *)BITNET_REALLOC(s->rank, (size_t)n_vocab * sizeof *r);
+        if (!r) return -1;
+        s->rank = r;
+        s->cap = n_vocab;
+    }
+    memcpy(s->vals, logits, (size_t)n_vocab * sizeof *s->vals);
+    n_pen = bitnet__sampler_penalty_tokens(s, pen, (int)(sizeof pen / sizeof pen[0]));
+    if (n_pen > (int)(sizeof pen / sizeof pen[0])) {   /* a long window: walk the history itself */
+        for (i = 0; i < s->hist_len; i++) {
+            bitnet_token t = s->history[i];
+            int j;
+            for (j = 0; j < i && s->history[j] != t; j++) {}
+            if (j == i && t >= 0 && t < n_vocab) s->vals[t] = bitnet__penalize(logits[t], s->p.repeat_penalty);
+        }
+    } else {
+        for (i = 0; i < n_pen; i++)
+            if (pen[i] >= 0 && pen[i] < n_vocab) s->vals[pen[i]] = bitnet__penalize(logits[pen[i]], s->p.repeat_penalty);
+    }
+    if (s->p.temperature <= 0) {
+        int best = 0;
+        for (i = 1; i < n_vocab; i++)
+            if (bitnet__ranks_before(s->vals, i, best)) best = i;
+        s->has_pending_u = 0;
+        bitnet__sampler_record(s, best);
+        return best;
+    }
+    inv_t = 1.0f / s->p.temperature;
+    xmax = -INFINITY;
+    for (i = 0; i < n_vocab; i++) {
+        float x = s->vals[i] * inv_t;
+        if (x != x) x = -INFINITY;
+        s->vals[i] = x;
+        if (x > xmax) xmax = x;
+        s->rank[i] = i;
+    }
+    u = bitnet__sampler_draw(s);
+    s->has_pending_u = 0;
+    if (xmax == -INFINITY || xmax == INFINITY) { /* degenerate: take the best */
+        bitnet__select_top(s->vals, s->rank, n_vocab, 1);
+        bitnet__sampler_record(s, s->rank[0]);
+        return s->rank[0];
+    }
+    k = s->p.top_k > 0 && s->p.top_k < n_vocab ? s->p.top_k : n_vocab;
+    if (k < n_vocab) {
+        bitnet__select_top(s->vals, s->rank, n_vocab, k);
+        for (i = 0; i < k; i++) z += exp((double)s->vals[s->rank[i]] - xmax);
+        bitnet_token t = bitnet__sampler_pick(s, s->rank, s->vals, k, 1, xmax, z, u);
+        bitnet__sampler_record(s, t);
+        return t;
+    }
+    for (i = 0; i < n_vocab; i++) z += exp((double)s->vals[i] - xmax);
+    for (c = 64;; c *= 8) {
+        bitnet_token t;
+        if (c >= n_vocab) c = n_vocab;
+        bitnet__select_top(s->vals, s->rank, n_vocab, c);
+        t = bitnet__sampler_pick(s, s->rank, s->vals, c, c == n_vocab, xmax, z, u);
+        if (t >= 0) { bitnet__sampler_record(s, t); return t; }
+    }
+}
+
+/* GPU path.  ids/logits: the c best candidates in rank order (ties: lower id first),
+   logits with the repetition penalty applied but not the temperature; lse: the
+   log-sum-exp over the whole vocabulary of (penalized logit / temperature).  Returns
+   1 and the token when the candidates settle the sample (the token is recorded in
+   the history), 0 when the full logits are needed: then call bitnet_sampler_sample,
+   which uses the same draw. */
+BITNET__FN int bitnet__sampler_finish(bitnet_sampler *s, const bitnet_token *ids, const float *logits, int c, int n_vocab,
+                                      double lse, bitnet_token *out) {
+    float xs[1024];
+    int rank[1024], i, k;
+    double u, z = 0;
+    float xmax;
+    if (c <= 0) return 0;
+    if (s->p.temperature <= 0) {            /* greedy: the first candidate is the argmax */
+        *out = ids[0];
+        s->has_pending_u = 0;
+        bitnet__sampler_record(s, *out);
+        return 1;
+    }
+    if (c > 1024) c = 1024;
+    k = s->p.top_k > 0 && s->p.top_k < n_vocab ? s->p.top_k : n_vocab;
+    if (k > c) {
+        if (k < n_vocab) return 0;           /* top-k wider than the candidates */
+    } else c = k;
+    /* pick() indexes values by candidate position */
+    for (i = 0; i < c; i++) { xs[i] = logits[i] / s->p.temperature; rank[i] = i; }
+    xmax = xs[0];
+    if (!(xmax > -INFINITY && xmax < INFINITY)) return 0;
+    if (k <= c) for (i = 0; i < c; i++) z += exp((double)xs[i] - xmax);
+    else z = exp(lse - xmax);
+    u = bitnet__sampler_draw(s);
+    {
+        bitnet_token t = bitnet__sampler_pick(s, rank, xs, c, k <= c, xmax, z, u);
+        if (t < 0) return 0;
+        *out = ids[t];
+    }
+    s->has_pending_u = 0;
+    bitnet__sampler_record(s, *out);
+    return 1;
+}
 
 /* ===========================================================================
    Converter: JSON, safetensors, Hugging Face checkpoint -> model file
    =========================================================================== */
 /* (converter section) */
+
+/* ===========================================================================
+   Random model writer (benchmarks and tests)
+   =========================================================================== */
+
+/* Deterministic generator for weights: the same seed gives the same file. */
+typedef struct bitnet__xrng { uint64_t s; } bitnet__xrng;
+BITNET__FN uint64_t bitnet__xrng_next(bitnet__xrng *r) {
+    r->s ^= r->s << 13; r->s ^= r->s >> 7; r->s ^= r->s << 17;
+    return r->s;
+}
+BITNET__FN float bitnet__xrng_float(bitnet__xrng *r) { /* uniform in [-1, 1) */
+    return (float)((double)(bitnet__xrng_next(r) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+BITNET__FN int bitnet__random_check_shape(const bitnet_hparams *hp, bitnet_error *err) {
+    if (hp->n_embd <= 0 || hp->n_embd % 64 || hp->n_embd > (1 << 16))
+        return bitnet__fail(err, BITNET_E_ARG, "n_embd must be a positive multiple of 64 (Q2_0 rows), got %d", hp->n_embd);
+    if (hp->n_ff <= 0 || hp->n_ff % 64 || hp->n_ff > (1 << 18))
+        return bitnet__fail(err, BITNET_E_ARG, "n_ff must be a positive multiple of 64 (Q2_0 rows), got %d", hp->n_ff);
+    if (hp->n_layer <= 0 || hp->n_layer > 1024) return bitnet__fail(err, BITNET_E_ARG, "n_layer must be in [1, 1024], got %d", hp->n_layer);
+    if (hp->n_head <= 0 || hp->n_embd % hp->n_head || (hp->n_embd / hp->n_head) % 2)
+        return bitnet__fail(err, BITNET_E_ARG, "n_head must divide n_embd into an even head dimension");
+    if (hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv)
+        return bitnet__fail(err, BITNET_E_ARG, "n_head_kv must divide n_head");
+    if (hp->n_ctx_train <= 0) return bitnet__fail(err, BITNET_E_ARG, "n_ctx_train must be positive");
+    if (hp->n_vocab < 0 || hp->n_vocab > (1 << 24)) return bitnet__fail(err, BITNET_E_ARG, "n_vocab out of range");
+    return BITNET_OK;
+}
+
+/* Writes rows x cols random ternary values as Q2_0 blocks with d = 1. */
+BITNET__FN int bitnet__write_random_ternary(bitnet__gguf_writer *w, int rows, int cols, bitnet__xrng *r, bitnet_error *err) {
+    size_t row_bytes = (size_t)cols / BITNET__QK2_0 * BITNET__Q2_0_BYTES, rows_per_chunk = ((size_t)1 << 20) / row_bytes + 1;
+    uint8_t *buf = (uint8_t *)BITNET_MALLOC(rows_per_chunk * row_bytes);
+    int row = 0, rc = BITNET_OK;
+    if (!buf) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    while (row < rows && rc == BITNET_OK) {
+        size_t n = (size_t)(rows - row) < rows_per_chunk ? (size_t)(rows - row) : rows_per_chunk, b;
+        uint64_t x = 0;
+        for (b = 0; b < n * row_bytes / BITNET__Q2_0_BYTES; b++) {
+            uint8_t *blk = buf + b * BITNET__Q2_0_BYTES;
+            int j;
+            blk[0] = 0x00; blk[1] = 0x3C; /* f16 1.0 */
+            for (j = 0; j < 16; j++) {  /* 8 random bits per 2-bit code: 64 bits per 2 bytes */
+                uint8_t byte = 0;
+                int v;
+                if ((j & 1) == 0) x = bitnet__xrng_next(r);
+                for (v = 0; v < 4; v++, x >>= 8) byte |= (uint8_t)((((x & 0xff) * 3) >> 8) << (2 * v));
+                blk[2 + j] = byte;
+            }
+        }
+        rc = bitnet__gguf_write_data(w, buf, n * row_bytes, err);
+        row += (int)n;
+    }
+    BITNET_FREE(buf);
+    return rc;
+}
+
+BITNET__FN int bitnet__write_random_floats(bitnet__gguf_writer *w, size_t n, float center, float spread, int bf16,
+                                           bitnet__xrng *r, bitnet_error *err) {
+    enum { CHUNK = 1 << 16 };
+    float *f = (float *)BITNET_MALLOC(CHUNK * sizeof *f);
+    uint16_t *h = (uint16_t *)BITNET_MALLOC(CHUNK * sizeof *h);
+    size_t done = 0;
+    int rc = BITNET_OK;
+    if (!f || !h) rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    while (rc == BITNET_OK && done < n) {
+        size_t k = n - done < (size_t)CHUNK ? n - done : (size_t)CHUNK, i;
+        for (i = 0; i < k; i++) f[i] = center + spread * bitnet__xrng_float(r);
+        if (bf16) {
+            for (i = 0; i < k; i++) h[i] = bitnet__f32_to_bf16(f[i]);
+            rc = bitnet__gguf_write_data(w, h, k * 2, err);
+        } else {
+            uint8_t *b = (uint8_t *)f; /* little-endian f32 */
+            for (i = 0; i < k; i++) {
+                uint32_t u;
+                memcpy(&u, &f[i], 4);
+                b[4 * i] = (uint8_t)u; b[4 * i + 1] = (uint8_t)(u >> 8); b[4 * i + 2] = (uint8_t)(u >> 16); b[4 * i + 3] = (uint8_t)(u >> 24);
+            }
+            rc = bitnet__gguf_write_data(w, b, k * 4, err);
+        }
+        done += k;
+    }
+    BITNET_FREE(f);
+    BITNET_FREE(h);
+    return rc;
+}
+
+BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hparams *hp_in, uint64_t seed,
+                                         const char *tokenizer_json, bitnet_error *err) {
+    static const char *const proj[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    bitnet_hparams hp;
+    bitnet__gguf_writer w;
+    bitnet__vocab vocab;
+    bitnet__xrng r;
+    char name[96], tmp_path[4096];
+    int l, i, rc, head_dim, kv_dim;
+    uint64_t ne[2];
+
+    if (!out_path || !hp_in) return bitnet__fail(err, BITNET_E_ARG, "bitnet_write_random_model: NULL argument");
+    hp = *hp_in;
+    if (!hp.n_head_kv) hp.n_head_kv = hp.n_head;
+    if (hp.rope_theta <= 0) hp.rope_theta = 500000.0f;
+    if (hp.rms_eps <= 0) hp.rms_eps = 1e-5f;
+    if ((rc = bitnet__random_check_shape(&hp, err))) return rc;
+    if (tokenizer_json) {
+        if ((rc = bitnet__vocab_from_hf(tokenizer_json, NULL, &vocab, err))) return rc;
+        if (!hp.n_vocab) hp.n_vocab = vocab.n_tokens;
+        if (vocab.n_tokens > hp.n_vocab) {
+            bitnet__vocab_free(&vocab);
+            return bitnet__fail(err, BITNET_E_ARG, "the tokenizer has %d tokens, more than n_vocab %d", vocab.n_tokens, hp.n_vocab);
+        }
+    } else {
+        if (hp.n_vocab < 1) return bitnet__fail(err, BITNET_E_ARG, "n_vocab must be positive");
+        if ((rc = bitnet__vocab_synthetic(&vocab, hp.n_vocab, err))) return rc;
+    }
+    head_dim = hp.n_embd / hp.n_head;
+    kv_dim = hp.n_head_kv * head_dim;
+    memset(&w, 0, sizeof w);
+    bitnet__gguf_add_str(&w, "general.architecture", "bitnet", 6);
+    bitnet__gguf_add_str(&w, "general.name", "random bitnet", 13);
+    bitnet__gguf_add_u32(&w, "bitnet.context_length", (uint32_t)hp.n_ctx_train);
+    bitnet__gguf_add_u32(&w, "bitnet.embedding_length", (uint32_t)hp.n_embd);
+    bitnet__gguf_add_u32(&w, "bitnet.block_count", (uint32_t)hp.n_layer);
+    bitnet__gguf_add_u32(&w, "bitnet.feed_forward_length", (uint32_t)hp.n_ff);
+    bitnet__gguf_add_u32(&w, "bitnet.attention.head_count", (uint32_t)hp.n_head);
+    bitnet__gguf_add_u32(&w, "bitnet.attention.head_count_kv", (uint32_t)hp.n_head_kv);
+    bitnet__gguf_add_u32(&w, "bitnet.rope.dimension_count", (uint32_t)head_dim);
+    bitnet__gguf_add_f32(&w, "bitnet.rope.freq_base", hp.rope_theta);
+    bitnet__gguf_add_f32(&w, "bitnet.attention.layer_norm_rms_epsilon", hp.rms_eps);
+    bitnet__gguf_add_u32(&w, "bitnet.vocab_size", (uint32_t)hp.n_vocab);
+    bitnet__gguf_add_str(&w, "bitnet.hidden_activation", "relu2", 5);
+    bitnet__vocab_write_gguf(&w, &vocab);
+    bitnet__vocab_free(&vocab);
+
+    ne[0] = (uint64_t)hp.n_embd; ne[1] = (uint64_t)hp.n_vocab;
+    bitnet__gguf_add_tensor(&w, "token_embd.weight", BITNET__TYPE_BF16, 2, ne);
+    if (!hp.tied_embeddings) bitnet__gguf_add_tensor(&w, "output.weight", BITNET__TYPE_BF16, 2, ne);
+    bitnet__gguf_add_tensor(&w, "output_norm.weight", BITNET__TYPE_F32, 1, ne);
+    for (l = 0; l < hp.n_layer; l++) {
+        for (i = 0; i < 7; i++) {
+            int rows = i == 1 || i == 2 ? kv_dim : i == 4 || i == 5 ? hp.n_ff : hp.n_embd;
+            ne[0] = (uint64_t)(i == 6 ? hp.n_ff : hp.n_embd); ne[1] = (uint64_t)rows;
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, proj[i]);
+            bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_Q2_0, 2, ne);
+            ne[0] = 1;
+            snprintf(name, sizeof name, "blk.%d.%s.scale", l, proj[i]);
+            bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        }
+        ne[0] = (uint64_t)hp.n_embd;
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        snprintf(name, sizeof name, "blk.%d.attn_sub_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        ne[0] = (uint64_t)hp.n_ff;
+        snprintf(name, sizeof name, "blk.%d.ffn_sub_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+    }
+    if (snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out_path) >= (int)sizeof tmp_path) {
+        bitnet__gguf_writer_free(&w);
+        return bitnet__fail(err, BITNET_E_ARG, "output path too long");
+    }
+    if ((rc = bitnet__gguf_write_header(&w, tmp_path, err))) goto fail;
+
+    r.s = seed * 0x9e3779b97f4a7c15ull + 0x1234567;
+    if (!r.s) r.s = 1;
+    /* Embedding rows of about unit RMS / 10; LM head likewise; norms near 1; each
+       projection's scale makes its output about as large as its normalized input. */
+    if ((rc = bitnet__write_random_floats(&w, (size_t)hp.n_vocab * (size_t)hp.n_embd, 0, 0.17f, 1, &r, err))) goto fail;
+    if (!hp.tied_embeddings && (rc = bitnet__write_random_floats(&w, (size_t)hp.n_vocab * (size_t)hp.n_embd, 0, 0.17f, 1, &r, err)))
+        goto fail;
+    if ((rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err))) goto fail;
+    for (l = 0; l < hp.n_layer; l++) {
+        for (i = 0; i < 7; i++) {
+            int rows = i == 1 || i == 2 ? kv_dim : i == 4 || i == 5 ? hp.n_ff : hp.n_embd, cols = i == 6 ? hp.n_ff : hp.n_embd;
+            float scale = (float)(1.0 / sqrt(cols * 2.0 / 3.0)) * (1.0f + 0.25f * bitnet__xrng_float(&r));
+            if ((rc = bitnet__write_random_ternary(&w, rows, cols, &r, err))) goto fail;
+            if ((rc = bitnet__write_random_floats(&w, 1, scale, 0, 0, &r, err))) goto fail;
+        }
+        if ((rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err)) ||
+            (rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err)) ||
+            (rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err)) ||
+            (rc = bitnet__write_random_floats(&w, (size_t)hp.n_ff, 1.0f, 0.2f, 0, &r, err)))
+            goto fail;
+    }
+    if ((rc = bitnet__gguf_finish(&w, tmp_path, err))) goto fail;
+    bitnet__gguf_writer_free(&w);
+    if (rename(tmp_path, out_path) != 0) {
+        remove(tmp_path);
+        return bitnet__fail(err, BITNET_E_IO, "cannot rename '%s' to '%s': %s", tmp_path, out_path, strerror(errno));
+    }
+    bitnet__ok(err);
+    return BITNET_OK;
+fail:
+    bitnet__gguf_writer_free(&w);
+    remove(tmp_path);
+    return rc;
+}
 
 /* ===========================================================================
    CUDA backend glue (bitnet_cuda.cu)
