@@ -270,6 +270,63 @@ BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hpar
 
 #endif /* BITNET_H */
 
+/* ---------------------------------------------------------------------------
+   Internal: the C ABI between this header and bitnet_cuda.cu (not for users).
+   The header packs the weights on the host ("Host-side packing for the GPU
+   kernels") and hands plain pointers to bitnet_cuda.cu, which uploads them and
+   runs the decode step.  Errors come back as BITNET_E_* codes, message in err.
+   ------------------------------------------------------------------------- */
+#if (defined(BITNET_CUDA) && defined(BITNET_IMPLEMENTATION)) || defined(BITNET_CUDA_SOURCE)
+#ifndef BITNET__CUDA_ABI_H
+#define BITNET__CUDA_ABI_H
+#ifdef __cplusplus
+#define BITNET__CUDA_FN extern "C"
+#else
+#define BITNET__CUDA_FN extern
+#endif
+
+typedef struct bitnet__cuda_shape {
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+    int relu2;                /* FFN activation: 1 ReLU^2, 0 SiLU */
+    int embd_f16;             /* element type of the embedding and LM head: 0 bf16, 1 f16 */
+    int tied;                 /* the LM head is the token embedding */
+    float rms_eps;
+} bitnet__cuda_shape;
+
+/* One layer in host memory, the matrices already in the GPU layout:
+     qkv      n_embd + 2 kv_dim rows: per head (q heads, k heads, v heads) and per
+              16-row tile j, dims 8j..8j+7 then their RoPE partners half + 8j..
+     gate_up  2 n_ff rows: per tile t, gate rows 8t..8t+7 then up rows 8t..8t+7 */
+typedef struct bitnet__cuda_layer {
+    const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
+    const uint8_t *qkv, *wo, *gate_up, *down;
+    float q_scale, k_scale, v_scale, o_scale, gate_scale, up_scale, down_scale;
+} bitnet__cuda_layer;
+
+/* Checks the shape and the device, uploads the embedding (and the untied LM head),
+   the final norm and the RoPE frequencies (head_dim / 2 floats); the layers follow
+   with bitnet__cuda_model_set_layer. */
+BITNET__CUDA_FN int bitnet__cuda_model_create(const bitnet__cuda_shape *shape, int device, const void *tok_embd,
+                                              const void *output, const float *output_norm, const float *rope_inv_freq,
+                                              void **out, bitnet_error *err);
+BITNET__CUDA_FN int bitnet__cuda_model_set_layer(void *model, int layer, const bitnet__cuda_layer *w, bitnet_error *err);
+BITNET__CUDA_FN void bitnet__cuda_model_free(void *model);
+/* Bytes of device memory the model holds. */
+BITNET__CUDA_FN size_t bitnet__cuda_model_bytes(const void *model);
+/* A context: KV cache for n_ctx positions, buffers, the captured decode step.  The
+   int8 LM head is built on the device the first time a context asks for it. */
+BITNET__CUDA_FN int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_int8, void **out, bitnet_error *err);
+BITNET__CUDA_FN void bitnet__cuda_context_free(void *ctx);
+BITNET__CUDA_FN size_t bitnet__cuda_context_bytes(const void *ctx);
+/* Runs one decode step: token at position pos (0 <= pos < n_ctx; the cache holds
+   positions 0 .. pos - 1).  next: where to store the argmax of the logits, or NULL
+   (then the call may return before the GPU is done). */
+BITNET__CUDA_FN int bitnet__cuda_decode(void *ctx, bitnet_token token, int pos, bitnet_token *next, bitnet_error *err);
+/* Copies the logits of the last step (n_vocab floats) to host memory. */
+BITNET__CUDA_FN int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error *err);
+#endif
+#endif
+
 /* ===========================================================================
    ===========================================================================
                                IMPLEMENTATION
