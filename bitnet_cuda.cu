@@ -427,15 +427,18 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
     for (int i = tid; i < G * hd; i += blockDim.x) s_q[i] = a.q[(size_t)h * G * hd + i];
     __syncthreads();
 
-    /* scores: 4 threads per position, each 4 dims of every 16 */
+    /* scores: 4 threads per position, each 4 dims of every 16 (whole warps go
+       round the loop together: the shuffles need every lane) */
     {
         const int quarter = tid & 3;
-        for (int pl = tid >> 2; pl < np; pl += blockDim.x >> 2) {
-            const uint2 *krow = (const uint2 *)(K + (size_t)(p0 + pl) * hd);
+        for (int base = 0; base < np; base += blockDim.x >> 2) {
+            const int pl = base + (tid >> 2);
+            const bool active = pl < np;
+            const uint2 *krow = (const uint2 *)(K + (size_t)(p0 + (active ? pl : 0)) * hd);
             float acc[BITNET__ATT_MAX_GROUP];
 #pragma unroll
             for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) acc[g] = 0.0f;
-            for (int j = quarter; j < hd / 4; j += 4) {
+            for (int j = quarter; active && j < hd / 4; j += 4) {
                 uint2 raw = krow[j];
                 float2 k01 = __half22float2(*(const __half2 *)&raw.x), k23 = __half22float2(*(const __half2 *)&raw.y);
 #pragma unroll
@@ -450,7 +453,7 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
             for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
                 acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 1);
                 acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 2);
-                if (g < G && quarter == 0) s_w[g][pl] = acc[g] * a.scale;
+                if (g < G && active && quarter == 0) s_w[g][pl] = acc[g] * a.scale;
             }
         }
     }
