@@ -311,8 +311,11 @@ BITNET__CUDA_FN int bitnet__cuda_model_create(const bitnet__cuda_shape *shape, i
                                               void **out, bitnet_error *err);
 BITNET__CUDA_FN int bitnet__cuda_model_set_layer(void *model, int layer, const bitnet__cuda_layer *w, bitnet_error *err);
 BITNET__CUDA_FN void bitnet__cuda_model_free(void *model);
-/* Bytes of device memory the model holds. */
+/* Bytes of device memory the model holds; the device it is on. */
 BITNET__CUDA_FN size_t bitnet__cuda_model_bytes(const void *model);
+BITNET__CUDA_FN int bitnet__cuda_model_device(const void *model);
+/* Number of CUDA devices (0 when there is no driver or no device). */
+BITNET__CUDA_FN int bitnet__cuda_device_count(void);
 /* A context: KV cache for n_ctx positions, buffers, the captured decode step.  The
    int8 LM head is built on the device the first time a context asks for it. */
 BITNET__CUDA_FN int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_int8, void **out, bitnet_error *err);
@@ -1997,6 +2000,55 @@ BITNET__FN void bitnet__gpu_pack_tile_q2(uint8_t *tile, const uint8_t *const row
         }
 }
 
+/* The decode step fuses matrices that read the same input, and orders their rows
+   so that each 16-row tile carries what its epilogue needs:
+     Q/K/V    per head (the q heads, then the k heads, then the v heads) and per
+              tile j of the head: dims 8j..8j+7, then their RoPE partners
+              head_dim/2 + 8j .. (a rotation never leaves its tile)
+     gate/up  tile t: gate rows 8t..8t+7, then up rows 8t..8t+7 (act(gate) * up
+              happens in the tile) */
+BITNET__FN void bitnet__gpu_pack_qkv(const bitnet_hparams *hp, const bitnet__layer *L, uint8_t *dst) {
+    const int hd = hp->head_dim, half = hd / 2, k = hp->n_embd;
+    int head, j, i;
+    for (head = 0; head < hp->n_head + 2 * hp->n_head_kv; head++) {
+        const bitnet__qweight *w = head < hp->n_head ? &L->wq : head < hp->n_head + hp->n_head_kv ? &L->wk : &L->wv;
+        int h = head < hp->n_head ? head : head < hp->n_head + hp->n_head_kv ? head - hp->n_head : head - hp->n_head - hp->n_head_kv;
+        for (j = 0; j < hd / 16; j++) {
+            const uint8_t *rows[16];
+            for (i = 0; i < 16; i++) {
+                int r = h * hd + (i < 8 ? 8 * j + i : half + 8 * j + i - 8);
+                rows[i] = w->q + (size_t)r * w->row_bytes;
+            }
+            bitnet__gpu_pack_tile_q2(dst, rows, k);
+            dst += (size_t)k * 4;
+        }
+    }
+}
+
+BITNET__FN void bitnet__gpu_pack_gate_up(const bitnet__layer *L, uint8_t *dst) {
+    const int k = L->gate.cols;
+    int t, i;
+    for (t = 0; t < L->gate.rows / 8; t++) {
+        const uint8_t *rows[16];
+        for (i = 0; i < 8; i++) {
+            rows[i] = L->gate.q + (size_t)(8 * t + i) * L->gate.row_bytes;
+            rows[8 + i] = L->up.q + (size_t)(8 * t + i) * L->up.row_bytes;
+        }
+        bitnet__gpu_pack_tile_q2(dst, rows, k);
+        dst += (size_t)k * 4;
+    }
+}
+
+/* A whole matrix in its own row order. */
+BITNET__FN void bitnet__gpu_pack_matrix(const bitnet__qweight *w, uint8_t *dst) {
+    int t, i;
+    for (t = 0; t < w->rows / 16; t++) {
+        const uint8_t *rows[16];
+        for (i = 0; i < 16; i++) rows[i] = w->q + (size_t)(16 * t + i) * w->row_bytes;
+        bitnet__gpu_pack_tile_q2(dst + (size_t)t * w->cols * 4, rows, w->cols);
+    }
+}
+
 /* ===========================================================================
    Neural-net blocks on the CPU: quantization, ternary matvec, norms, RoPE
    =========================================================================== */
@@ -2577,7 +2629,99 @@ fail:
 /* ===========================================================================
    CUDA backend glue (bitnet_cuda.cu)
    =========================================================================== */
-#ifndef BITNET_CUDA
+/* The header's half of the CUDA backend: it packs each layer's ternary matrices
+   into the GPU layout on the host (one layer at a time, so the host needs only one
+   layer's worth of scratch) and hands them to bitnet_cuda.cu, which keeps the
+   uploaded model in model->cuda for every CUDA context of the model. */
+#ifdef BITNET_CUDA
+
+BITNET__FN int bitnet__cuda_model_upload(bitnet_model *m, int device, bitnet_error *err) {
+    const bitnet_hparams *hp = &m->hp;
+    bitnet__cuda_shape shape;
+    float *inv_freq;
+    uint8_t *scratch;
+    size_t e = (size_t)hp->n_embd, f = (size_t)hp->n_ff, kv = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t qkv_bytes = (e + 2 * kv) * e / 4, wo_bytes = e * e / 4, gu_bytes = 2 * f * e / 4;
+    int i, l, rc;
+    void *cm = NULL;
+    if (m->tok_embd_type == BITNET__TYPE_F32 || m->output_type == BITNET__TYPE_F32 || m->tok_embd_type != m->output_type)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: the embedding and LM head must both be BF16 or both F16 (file has %s / %s)",
+                            bitnet__ggml_type_name(m->tok_embd_type), bitnet__ggml_type_name(m->output_type));
+    if (hp->head_dim % 16 || hp->n_ff % 16)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: head dimension %d and FFN size %d must be multiples of 16",
+                            hp->head_dim, hp->n_ff);
+    memset(&shape, 0, sizeof shape);
+    shape.n_layer = hp->n_layer;
+    shape.n_embd = hp->n_embd;
+    shape.n_ff = hp->n_ff;
+    shape.n_head = hp->n_head;
+    shape.n_head_kv = hp->n_head_kv;
+    shape.head_dim = hp->head_dim;
+    shape.n_vocab = hp->n_vocab;
+    shape.relu2 = m->act == BITNET__ACT_RELU2;
+    shape.embd_f16 = m->tok_embd_type == BITNET__TYPE_F16;
+    shape.tied = hp->tied_embeddings;
+    shape.rms_eps = hp->rms_eps;
+    inv_freq = (float *)bitnet__calloc((size_t)hp->head_dim / 2, sizeof(float));
+    scratch = (uint8_t *)BITNET_MALLOC(qkv_bytes + wo_bytes + 2 * gu_bytes);
+    if (!inv_freq || !scratch) {
+        BITNET_FREE(inv_freq);
+        BITNET_FREE(scratch);
+        return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for packing a layer for the GPU");
+    }
+    /* the CPU path's RoPE frequencies, bit for bit */
+    for (i = 0; i < hp->head_dim / 2; i++) inv_freq[i] = 1.0f / powf(hp->rope_theta, (float)(2 * i) / (float)hp->head_dim);
+    rc = bitnet__cuda_model_create(&shape, device, m->tok_embd, m->output, m->output_norm, inv_freq, &cm, err);
+    for (l = 0; rc == BITNET_OK && l < hp->n_layer; l++) {
+        const bitnet__layer *L = &m->layers[l];
+        bitnet__cuda_layer cl;
+        cl.attn_norm = L->attn_norm;
+        cl.attn_sub_norm = L->attn_sub_norm;
+        cl.ffn_norm = L->ffn_norm;
+        cl.ffn_sub_norm = L->ffn_sub_norm;
+        cl.qkv = scratch;
+        cl.wo = scratch + qkv_bytes;
+        cl.gate_up = scratch + qkv_bytes + wo_bytes;
+        cl.down = scratch + qkv_bytes + wo_bytes + gu_bytes;
+        bitnet__gpu_pack_qkv(hp, L, (uint8_t *)cl.qkv);
+        bitnet__gpu_pack_matrix(&L->wo, (uint8_t *)cl.wo);
+        bitnet__gpu_pack_gate_up(L, (uint8_t *)cl.gate_up);
+        bitnet__gpu_pack_matrix(&L->down, (uint8_t *)cl.down);
+        cl.q_scale = L->wq.scale;
+        cl.k_scale = L->wk.scale;
+        cl.v_scale = L->wv.scale;
+        cl.o_scale = L->wo.scale;
+        cl.gate_scale = L->gate.scale;
+        cl.up_scale = L->up.scale;
+        cl.down_scale = L->down.scale;
+        rc = bitnet__cuda_model_set_layer(cm, l, &cl, err);
+    }
+    BITNET_FREE(inv_freq);
+    BITNET_FREE(scratch);
+    if (rc != BITNET_OK) {
+        bitnet__cuda_model_free(cm);
+        return rc;
+    }
+    m->cuda = cm;
+    return BITNET_OK;
+}
+
+/* The model on `device`, uploaded by the first CUDA context that needs it.  Call
+   with model->cuda_lock held. */
+BITNET__FN int bitnet__cuda_model_get(bitnet_model *m, int device, bitnet_error *err) {
+    if (!m->cuda) return bitnet__cuda_model_upload(m, device, err);
+    if (bitnet__cuda_model_device(m->cuda) != device)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: the model is already on CUDA device %d; one model serves one device",
+                            bitnet__cuda_model_device(m->cuda));
+    return BITNET_OK;
+}
+
+BITNET__FN void bitnet__cuda_model_release(bitnet_model *model) {
+    if (model->cuda) bitnet__cuda_model_free(model->cuda);
+    model->cuda = NULL;
+}
+
+#else
 BITNET__FN void bitnet__cuda_model_release(bitnet_model *model) { (void)model; }
 #endif
 

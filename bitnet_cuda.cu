@@ -1257,3 +1257,14 @@ extern "C" int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error *err)
 fail:
     return rc;
 }
+
+extern "C" int bitnet__cuda_model_device(const void *model) { return ((const bitnet__cuda_model *)model)->device; }
+
+extern "C" int bitnet__cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}

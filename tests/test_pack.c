@@ -25,6 +25,26 @@ static int documented_value(const uint8_t *packed, int k, int r, int col) {
     return (int)((word >> (2 * (4 * (j % 4) + j / 4))) & 3) - 1;
 }
 
+/* Q2_0 rows (d = 1) of an n x k ternary matrix, as the model file holds them. */
+static uint8_t *to_q2(const int8_t *w, int n, int k) {
+    uint8_t *q2 = (uint8_t *)calloc((size_t)n * (k / 64) * 18, 1);
+    int r, c;
+    for (r = 0; r < n; r++)
+        for (c = 0; c < k; c++) {
+            uint8_t *blk = q2 + ((size_t)r * (k / 64) + (size_t)(c / 64)) * 18;
+            int j = c % 64;
+            blk[0] = 0x00; blk[1] = 0x3c;
+            blk[2 + j / 4] |= (uint8_t)((w[(size_t)r * k + c] + 1) << (2 * (j % 4)));
+        }
+    return q2;
+}
+
+static bitnet__qweight qweight(const uint8_t *q2, int rows, int cols) {
+    bitnet__qweight w;
+    w.q = q2; w.rows = rows; w.cols = cols; w.row_bytes = (size_t)cols / 64 * 18; w.scale = 1.0f;
+    return w;
+}
+
 int main(void) {
     static const int shapes[][2] = {{16, 32}, {32, 64}, {48, 96}, {16, 2560}, {128, 160}, {2560, 64}, {80, 6912}};
     size_t s;
@@ -115,6 +135,55 @@ int main(void) {
         }
         CHECK(memcmp(p, p2, (size_t)n * k / 4) == 0);
         free(w); free(q2); free(p); free(p2);
+    }
+    TEST("fused Q/K/V and gate/up row orders") {
+        /* 4 q heads, 2 kv heads of 32 dims; k = 128; FFN 48 */
+        bitnet_hparams hp;
+        bitnet__layer L;
+        const int hd = 32, nh = 4, nkv = 2, k = 128, nff = 48, n = (nh + 2 * nkv) * hd;
+        int8_t *wq = (int8_t *)malloc((size_t)nh * hd * k), *wk = (int8_t *)malloc((size_t)nkv * hd * k);
+        int8_t *wv = (int8_t *)malloc((size_t)nkv * hd * k), *g = (int8_t *)malloc((size_t)nff * k), *u = (int8_t *)malloc((size_t)nff * k);
+        int8_t *back = (int8_t *)malloc((size_t)n * k);
+        uint8_t *q2[5], *packed = (uint8_t *)malloc((size_t)n * k / 4);
+        int f, bad = 0;
+        memset(&hp, 0, sizeof hp);
+        hp.n_embd = k; hp.n_head = nh; hp.n_head_kv = nkv; hp.head_dim = hd;
+        random_ternary(wq, (size_t)nh * hd * k); random_ternary(wk, (size_t)nkv * hd * k); random_ternary(wv, (size_t)nkv * hd * k);
+        random_ternary(g, (size_t)nff * k); random_ternary(u, (size_t)nff * k);
+        q2[0] = to_q2(wq, nh * hd, k); q2[1] = to_q2(wk, nkv * hd, k); q2[2] = to_q2(wv, nkv * hd, k);
+        q2[3] = to_q2(g, nff, k); q2[4] = to_q2(u, nff, k);
+        memset(&L, 0, sizeof L);
+        L.wq = qweight(q2[0], nh * hd, k); L.wk = qweight(q2[1], nkv * hd, k); L.wv = qweight(q2[2], nkv * hd, k);
+        L.gate = qweight(q2[3], nff, k); L.up = qweight(q2[4], nff, k);
+        memset(packed, 0xA5, (size_t)n * k / 4);
+        bitnet__gpu_pack_qkv(&hp, &L, packed);
+        CHECK(bitnet_gpu_unpack(packed, n, k, back) == BITNET_OK);
+        for (f = 0; f < n; f++) {
+            /* as documented: fused row f is dim d of head `head` */
+            int tile = f / 16, lr = f % 16, head = tile / (hd / 16), j = tile % (hd / 16);
+            int d = lr < 8 ? 8 * j + lr : hd / 2 + 8 * j + lr - 8;
+            const int8_t *want = head < nh ? wq + (size_t)(head * hd + d) * k
+                               : head < nh + nkv ? wk + (size_t)((head - nh) * hd + d) * k
+                                                 : wv + (size_t)((head - nh - nkv) * hd + d) * k;
+            bad += memcmp(back + (size_t)f * k, want, (size_t)k) != 0;
+        }
+        CHECKF(bad == 0, "Q/K/V: %d fused rows are not the documented ones", bad);
+        memset(packed, 0xA5, (size_t)2 * nff * k / 4);
+        bitnet__gpu_pack_gate_up(&L, packed);
+        CHECK(bitnet_gpu_unpack(packed, 2 * nff, k, back) == BITNET_OK);
+        bad = 0;
+        for (f = 0; f < 2 * nff; f++) {
+            int tile = f / 16, lr = f % 16;
+            const int8_t *want = lr < 8 ? g + (size_t)(8 * tile + lr) * k : u + (size_t)(8 * tile + lr - 8) * k;
+            bad += memcmp(back + (size_t)f * k, want, (size_t)k) != 0;
+        }
+        CHECKF(bad == 0, "gate/up: %d fused rows are not the documented ones", bad);
+        memset(packed, 0xA5, (size_t)nff * k / 4);
+        bitnet__gpu_pack_matrix(&L.gate, packed);
+        CHECK(bitnet_gpu_unpack(packed, nff, k, back) == BITNET_OK);
+        CHECK(memcmp(back, g, (size_t)nff * k) == 0);
+        for (f = 0; f < 5; f++) free(q2[f]);
+        free(wq); free(wk); free(wv); free(g); free(u); free(back); free(packed);
     }
     return TEST_EXIT();
 }
