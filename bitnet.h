@@ -386,11 +386,15 @@ BITNET__CUDA_FN int bitnet__cuda_context_create(void *model, int n_ctx, int lm_h
 BITNET__CUDA_FN void bitnet__cuda_context_free(void *ctx);
 BITNET__CUDA_FN size_t bitnet__cuda_context_bytes(const void *ctx);
 /* Runs one decode step: token at position pos (0 <= pos < n_ctx; the cache holds
-   positions 0 .. pos - 1).  next: where to store the argmax of the logits, or NULL
-   (then the call may return before the GPU is done). */
+   positions 0 .. pos - 1).  token -1: the argmax of the step before (which must
+   have run at pos - 1), fed on the device.  next: where to store the argmax of the
+   logits, or NULL (then the call may return before the GPU is done). */
 BITNET__CUDA_FN int bitnet__cuda_decode(void *ctx, bitnet_token token, int pos, bitnet_token *next, bitnet_error *err);
 /* Copies the logits of the last step (n_vocab floats) to host memory. */
 BITNET__CUDA_FN int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error *err);
+/* Benchmark diagnostics: one step at pos, kernel by kernel, microseconds per kind
+   of kernel: QKV, attention, O, gate/up, down, LM head. */
+BITNET__CUDA_FN int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err);
 #endif
 #endif
 
@@ -2122,6 +2126,15 @@ BITNET__FN void bitnet__gpu_pack_matrix(const bitnet__qweight *w, uint8_t *dst) 
     }
 }
 
+/* The CUDA backend's hooks into the context API (defined in "CUDA backend glue";
+   without BITNET_CUDA they only say that the backend is not compiled in). */
+BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const bitnet_context_params *p, bitnet_error *err);
+BITNET__FN void bitnet__cuda_context_release(bitnet_context *ctx);
+BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits, bitnet_error *err);
+BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx);
+BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
+                                        bitnet_error *err);
+
 /* ===========================================================================
    Neural-net blocks on the CPU: quantization, ternary matvec, norms, RoPE
    ===========================================================================
@@ -3327,7 +3340,7 @@ BITNET__FN int bitnet__online_cores(void) {
 
 BITNET_API void bitnet_context_free(bitnet_context *ctx) {
     if (!ctx) return;
-    /* CUDA backend: release ctx->cuda here. */
+    bitnet__cuda_context_release(ctx);
     bitnet__pool_stop(&ctx->pool);
     BITNET_FREE(ctx->k_cache);
     BITNET_FREE(ctx->v_cache);
@@ -3379,12 +3392,11 @@ BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitn
         bitnet__fail(err, BITNET_E_ARG, "unknown backend %d", (int)p.backend);
         return NULL;
     }
-    if (p.backend == BITNET_BACKEND_CUDA) {
-        /* CUDA backend: create the CUDA context here (BITNET_CUDA builds). */
-        bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in (define BITNET_CUDA and link bitnet_cuda.cu)");
-        return NULL;
+    if (p.backend != BITNET_BACKEND_CPU) {
+        /* CUDA, or AUTO where the CUDA backend is compiled in and a device works */
+        ctx = bitnet__cuda_context_new(model, &p, err);
+        if (ctx || p.backend == BITNET_BACKEND_CUDA) return ctx;
     }
-    /* BITNET_BACKEND_AUTO: the CPU (the CUDA backend claims AUTO where a device is present) */
 
     ctx = (bitnet_context *)bitnet__calloc(1, sizeof *ctx);
     if (!ctx) { bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); return NULL; }
@@ -3494,15 +3506,16 @@ BITNET_API int bitnet_eval(bitnet_context *ctx, const bitnet_token *tokens, int 
     if (n_tokens > ctx->n_ctx - ctx->n_past)
         return bitnet__fail(err, BITNET_E_CONTEXT_FULL, "%d tokens do not fit in the context: %d of %d positions are used",
                             n_tokens, ctx->n_past, ctx->n_ctx);
-    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval here. */
-    if ((rc = bitnet__cpu_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err)) != BITNET_OK) return rc;
+    if (ctx->cuda) rc = bitnet__cuda_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err);
+    else rc = bitnet__cpu_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err);
+    if (rc != BITNET_OK) return rc;
     bitnet__ok(err);
     return BITNET_OK;
 }
 
 BITNET_API const float *bitnet_logits(bitnet_context *ctx, int i) {
     if (!ctx || ctx->n_logits == 0) return NULL;
-    /* CUDA backend: copy the logits from the device here when they are not on the host yet. */
+    if (ctx->cuda && bitnet__cuda_logits_to_host(ctx) != BITNET_OK) return NULL;
     if (i == -1) i = ctx->n_batch - 1;
     if (i < ctx->n_batch - ctx->n_logits || i >= ctx->n_batch) return NULL;
     return ctx->logits + (size_t)(i - (ctx->n_batch - ctx->n_logits)) * ctx->model->hp.n_vocab;
@@ -3513,7 +3526,7 @@ BITNET_API int bitnet_eval_sample(bitnet_context *ctx, bitnet_token token, bitne
     int rc;
     if (!sampler || !next)
         return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval_sample: %s is NULL", sampler ? "next" : "sampler");
-    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval-and-sample here. */
+    if (ctx && ctx->cuda) return bitnet__cuda_eval_sample(ctx, token, sampler, next, err);
     if ((rc = bitnet_eval(ctx, &token, 1, 0, err)) != BITNET_OK) return rc;
     *next = bitnet_sampler_sample(sampler, bitnet_logits(ctx, -1), ctx->model->hp.n_vocab);
     return BITNET_OK;
@@ -6007,7 +6020,155 @@ BITNET__FN void bitnet__cuda_model_release(bitnet_model *model) {
     model->cuda = NULL;
 }
 
+/* ctx->cuda of a CUDA context.  The context struct's host fields keep their
+   meaning (n_past, n_batch, n_logits, logits); the logits stay on the device
+   until bitnet_logits asks for them. */
+typedef struct bitnet__cuda_glue {
+    void *dev;              /* bitnet_cuda.cu's context */
+    int logits_on_host;     /* ctx->logits holds the last eval's logits */
+} bitnet__cuda_glue;
+
+BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const bitnet_context_params *p, bitnet_error *err) {
+    const bitnet_hparams *hp = &model->hp;
+    bitnet_context *ctx;
+    bitnet__cuda_glue *g;
+    int rc;
+    if (p->cuda_device < 0) {
+        if (p->backend == BITNET_BACKEND_CUDA) bitnet__fail(err, BITNET_E_ARG, "cuda_device %d is negative", p->cuda_device);
+        return NULL;
+    }
+    if (p->backend == BITNET_BACKEND_AUTO && bitnet__cuda_device_count() <= p->cuda_device) return NULL;
+    ctx = (bitnet_context *)bitnet__calloc(1, sizeof *ctx);
+    g = (bitnet__cuda_glue *)bitnet__calloc(1, sizeof *g);
+    if (ctx) ctx->logits = (float *)bitnet__calloc((size_t)hp->n_vocab, sizeof(float));
+    if (!ctx || !g || !ctx->logits) {
+        if (ctx) BITNET_FREE(ctx->logits);
+        BITNET_FREE(ctx);
+        BITNET_FREE(g);
+        bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    ctx->model = model;
+    ctx->backend = BITNET_BACKEND_CUDA;
+    ctx->n_ctx = p->n_ctx ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    ctx->n_threads = 1;
+    ctx->logits_cap = (size_t)hp->n_vocab;
+    ctx->cuda = g;
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_lock(&model->cuda_lock);
+#endif
+    rc = bitnet__cuda_model_get(model, p->cuda_device, err);
+    if (rc == BITNET_OK) rc = bitnet__cuda_context_create(model->cuda, ctx->n_ctx, p->lm_head_int8, &g->dev, err);
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_unlock(&model->cuda_lock);
+#endif
+    if (rc != BITNET_OK) {
+        bitnet_context_free(ctx);
+        return NULL;
+    }
+    bitnet__ok(err);
+    return ctx;
+}
+
+BITNET__FN void bitnet__cuda_context_release(bitnet_context *ctx) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    if (!g) return;
+    bitnet__cuda_context_free(g->dev);
+    BITNET_FREE(g);
+    ctx->cuda = NULL;
+}
+
+/* A prompt runs as one decode step per token (the graph), without waiting for the
+   GPU in between unless every token's logits are wanted. */
+BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits, bitnet_error *err) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    const size_t n_vocab = (size_t)ctx->model->hp.n_vocab;
+    int i, rc;
+    if (all_logits && (size_t)n_tokens * n_vocab > ctx->logits_cap) {
+        float *l = (size_t)n_tokens > SIZE_MAX / sizeof(float) / n_vocab
+                       ? NULL
+                       : (float *)BITNET_REALLOC(ctx->logits, (size_t)n_tokens * n_vocab * sizeof(float));
+        if (!l) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for the logits of %d tokens", n_tokens);
+        ctx->logits = l;
+        ctx->logits_cap = (size_t)n_tokens * n_vocab;
+    }
+    g->logits_on_host = 0;
+    ctx->n_logits = 0;
+    for (i = 0; i < n_tokens; i++) {
+        rc = bitnet__cuda_decode(g->dev, tokens[i], ctx->n_past + i, NULL, err);
+        if (rc == BITNET_OK && all_logits) rc = bitnet__cuda_get_logits(g->dev, ctx->logits + (size_t)i * n_vocab, err);
+        if (rc != BITNET_OK) return rc;
+    }
+    ctx->n_past += n_tokens;
+    ctx->n_batch = n_tokens;
+    ctx->n_logits = all_logits ? n_tokens : 1;
+    g->logits_on_host = all_logits;
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    if (g->logits_on_host) return BITNET_OK;
+    if (bitnet__cuda_get_logits(g->dev, ctx->logits, NULL) != BITNET_OK) return BITNET_E_BACKEND;
+    g->logits_on_host = 1;
+    return BITNET_OK;
+}
+
+/* Greedy sampling without a repetition penalty is the argmax the decode step
+   computes on the GPU: only the token id crosses to the host.  Anything else
+   samples on the host from the full logits (exact, one 4n_vocab-byte copy). */
+BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
+                                        bitnet_error *err) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    const int n_vocab = ctx->model->hp.n_vocab;
+    bitnet_token pen;
+    int rc;
+    if (token < 0 || token >= n_vocab)
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval_sample: token %d is outside the vocabulary of %d", (int)token, n_vocab);
+    if (ctx->n_past >= ctx->n_ctx)
+        return bitnet__fail(err, BITNET_E_CONTEXT_FULL, "1 token does not fit in the context: %d of %d positions are used", ctx->n_past,
+                            ctx->n_ctx);
+    ctx->n_logits = 0;
+    if (sampler->p.temperature <= 0 && bitnet__sampler_penalty_tokens(sampler, &pen, 1) == 0) {
+        if ((rc = bitnet__cuda_decode(g->dev, token, ctx->n_past, next, err)) != BITNET_OK) return rc;
+        g->logits_on_host = 0;
+        /* what bitnet_sampler_sample does for a greedy pick */
+        sampler->has_pending_u = 0;
+        bitnet__sampler_record(sampler, *next);
+    } else {
+        if ((rc = bitnet__cuda_decode(g->dev, token, ctx->n_past, NULL, err)) != BITNET_OK ||
+            (rc = bitnet__cuda_get_logits(g->dev, ctx->logits, err)) != BITNET_OK)
+            return rc;
+        g->logits_on_host = 1;
+        *next = bitnet_sampler_sample(sampler, ctx->logits, n_vocab);
+    }
+    ctx->n_past++;
+    ctx->n_batch = 1;
+    ctx->n_logits = 1;
+    bitnet__ok(err);
+    return BITNET_OK;
+}
+
 #else
+/* Without BITNET_CUDA no context ever has ctx->cuda set, so only the first of
+   these is ever reached. */
+BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const bitnet_context_params *p, bitnet_error *err) {
+    (void)model;
+    if (p->backend == BITNET_BACKEND_CUDA)
+        bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in (define BITNET_CUDA and link bitnet_cuda.cu)");
+    return NULL;
+}
+BITNET__FN void bitnet__cuda_context_release(bitnet_context *ctx) { (void)ctx; }
+BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits, bitnet_error *err) {
+    (void)ctx; (void)tokens; (void)n_tokens; (void)all_logits;
+    return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in");
+}
+BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx) { (void)ctx; return BITNET_E_UNSUPPORTED; }
+BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
+                                        bitnet_error *err) {
+    (void)ctx; (void)token; (void)sampler; (void)next;
+    return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in");
+}
 BITNET__FN void bitnet__cuda_model_release(bitnet_model *model) { (void)model; }
 #endif
 

@@ -1019,12 +1019,16 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->d_tokens = (int *)cv->take((size_t)c->n_ctx * sizeof(int));
 }
 
-/* Enqueues one decode step (the graph's content). */
-static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, int pdl) {
+/* Enqueues one decode step (the graph's content).  marks (profiling only): an
+   event recorded after each kernel, 5 per layer and 1 for the LM head. */
+static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, int pdl, cudaEvent_t *marks) {
     const bitnet__cuda_model *m = c->m;
     const bitnet__cuda_shape *s = &m->shape;
     const size_t layer_cache = (size_t)s->n_head_kv * c->n_ctx * s->head_dim;
     cudaError_t e = cudaSuccess;
+    int n_marks = 0;
+#define BITNET__MARK() \
+    if (e == cudaSuccess && marks) e = cudaEventRecord(marks[n_marks++], st)
     for (int l = 0; l < s->n_layer && e == cudaSuccess; l++) {
         const bitnet__cuda_layer_dev *L = &m->layers[l];
         bitnet__gemv_args g;
@@ -1055,6 +1059,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.n_head_kv = s->n_head_kv;
         e = l == 0 ? bitnet__launch_gemv<BITNET__IN_EMBED, BITNET__OUT_QKV>(g, st, pdl)
                    : bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_QKV>(g, st, pdl);
+        BITNET__MARK();
         /* 2. attention */
         if (e == cudaSuccess) {
             bitnet__attn_args a;
@@ -1074,6 +1079,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
             e = bitnet__launch(bitnet__attention_kernel, dim3((unsigned)s->n_head_kv, (unsigned)c->att_splits),
                                dim3(BITNET__ATT_THREADS), 0, st, pdl, a);
         }
+        BITNET__MARK();
         /* 3. O projection + residual */
         memset(&g, 0, sizeof g);
         g.in.eps = s->rms_eps;
@@ -1085,6 +1091,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.w_scale[0] = L->o_scale;
         g.y = c->x;
         if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_ADD>(g, st, pdl);
+        BITNET__MARK();
         /* 4. gate/up + act(gate) * up */
         g.w = L->gate_up;
         g.n = 2 * s->n_ff;
@@ -1095,6 +1102,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.y = c->ffn;
         g.relu2 = s->relu2;
         if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_GATEUP>(g, st, pdl);
+        BITNET__MARK();
         /* 5. down projection + residual */
         g.w = L->down;
         g.n = s->n_embd;
@@ -1105,6 +1113,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.w_scale[1] = 0.0f;
         g.y = c->x;
         if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_ADD>(g, st, pdl);
+        BITNET__MARK();
     }
     if (e == cudaSuccess) {
         bitnet__head_args h;
@@ -1129,7 +1138,9 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
                                              (size_t)s->n_embd, st, pdl, h)
                             : bitnet__launch(bitnet__head_kernel<0>, dim3((unsigned)c->head_blocks), dim3(BITNET__HEAD_THREADS),
                                              (size_t)s->n_embd * 4, st, pdl, h);
+        BITNET__MARK();
     }
+#undef BITNET__MARK
     return e;
 }
 
@@ -1142,7 +1153,7 @@ static int bitnet__capture_step(bitnet__cuda_ctx *c, bitnet_error *err) {
         cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
         if (e == cudaSuccess) {
             cudaError_t e2;
-            e = bitnet__enqueue_step(c, c->stream, pdl);
+            e = bitnet__enqueue_step(c, c->stream, pdl, NULL);
             e2 = cudaStreamEndCapture(c->stream, &graph);
             if (e == cudaSuccess) e = e2;
         }
@@ -1223,7 +1234,7 @@ extern "C" int bitnet__cuda_decode(void *ctx, bitnet_token token, int pos, bitne
     bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
     int rc = BITNET_OK;
     if (pos < 0 || pos >= c->n_ctx) return bitnet__cuda_fail(err, BITNET_E_ARG, "CUDA decode: position %d outside 0..%d", pos, c->n_ctx - 1);
-    if (token < 0 || token >= c->m->shape.n_vocab)
+    if (token >= c->m->shape.n_vocab || (token < 0 && pos != c->dev_pos))
         return bitnet__cuda_fail(err, BITNET_E_ARG, "CUDA decode: token %d outside the vocabulary", (int)token);
     bitnet__device_guard guard(c->m->device);
     if (pos != c->dev_pos) {
@@ -1234,8 +1245,10 @@ extern "C" int bitnet__cuda_decode(void *ctx, bitnet_token token, int pos, bitne
         BITNET__CK(cudaMemcpyAsync(c->d_pos, &c->h_pinned[0], sizeof(int), cudaMemcpyHostToDevice, c->stream));
     }
     c->dev_pos = -1;
-    c->h_pinned[2 + pos] = token;
-    BITNET__CK(cudaMemcpyAsync(c->d_tokens + pos, &c->h_pinned[2 + pos], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+    if (token >= 0) {
+        c->h_pinned[2 + pos] = token;
+        BITNET__CK(cudaMemcpyAsync(c->d_tokens + pos, &c->h_pinned[2 + pos], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+    }
     BITNET__CK(cudaGraphLaunch(c->graph, c->stream));
     if (next) {
         BITNET__CK(cudaMemcpyAsync(&c->h_pinned[1], c->d_next, sizeof(int), cudaMemcpyDeviceToHost, c->stream));
@@ -1267,4 +1280,37 @@ extern "C" int bitnet__cuda_device_count(void) {
         return 0;
     }
     return n;
+}
+
+/* Diagnostics for the benchmark: runs one step at pos (token 0) kernel by kernel,
+   without the graph and without overlap, and adds up the time of each kind of
+   kernel: us[0] QKV, [1] attention, [2] O, [3] gate/up, [4] down, [5] LM head. */
+extern "C" int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    const int n_marks = 5 * c->m->shape.n_layer + 1;
+    cudaEvent_t *ev = (cudaEvent_t *)calloc((size_t)n_marks + 1, sizeof *ev);
+    int rc = BITNET_OK, made = 0;
+    if (!ev) return bitnet__cuda_fail(err, BITNET_E_NOMEM, "out of host memory");
+    bitnet__device_guard guard(c->m->device);
+    for (; made <= n_marks; made++) BITNET__CK(cudaEventCreate(&ev[made]));
+    BITNET__CK(cudaStreamSynchronize(c->stream));
+    c->h_pinned[0] = pos;
+    c->h_pinned[2 + pos] = 0;
+    BITNET__CK(cudaMemcpyAsync(c->d_pos, &c->h_pinned[0], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+    BITNET__CK(cudaMemcpyAsync(c->d_tokens + pos, &c->h_pinned[2 + pos], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+    BITNET__CK(cudaEventRecord(ev[0], c->stream));
+    BITNET__CK(bitnet__enqueue_step(c, c->stream, 0, ev + 1));
+    BITNET__CK(cudaStreamSynchronize(c->stream));
+    for (int i = 0; i < 6; i++) us[i] = 0.0;
+    for (int i = 0; i < n_marks; i++) {
+        float ms;
+        BITNET__CK(cudaEventElapsedTime(&ms, ev[i], ev[i + 1]));
+        us[i == n_marks - 1 ? 5 : i % 5] += ms * 1000.0;
+    }
+    c->dev_pos = pos + 1;
+fail:
+    for (int i = 0; i < made; i++) cudaEventDestroy(ev[i]);
+    free(ev);
+    if (rc != BITNET_OK) c->dev_pos = -1;
+    return rc;
 }
