@@ -30,7 +30,8 @@ EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 # because they run on another machine than the one that builds them.
 GPU_HOST_ARCH ?= -march=x86-64-v3
 ifeq ($(CUDA),1)
-GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c))
+GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
+             build/gpu/gpu_model_kv32
 endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
@@ -58,6 +59,12 @@ build/gpu/%: tests/%.cu tests/test.h bitnet.h bitnet_cuda.cu
 build/gpu/%: tests/%.c tests/test.h bitnet.h $(CUDA_OBJ)
 	@mkdir -p build/gpu
 	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests -I$(CUDA_HOME)/include $< $(CUDA_OBJ) -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+# the whole-model test again with a float32 KV cache (BITNET_CUDA_KV_F32)
+build/gpu/gpu_model_kv32: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
+	@mkdir -p build/gpu
+	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -c bitnet_cuda.cu -o build/gpu/bitnet_cuda_kv32.o
+	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/bitnet_cuda_kv32.o -o $@ $(CUDA_LIBS) $(LDLIBS)
 
 build/tests/%: tests/%.c tests/test.h bitnet.h
 	@mkdir -p build/tests

@@ -395,6 +395,10 @@ BITNET__CUDA_FN int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error 
 /* Benchmark diagnostics: one step at pos, kernel by kernel, microseconds per kind
    of kernel: QKV, attention, O, gate/up, down, LM head. */
 BITNET__CUDA_FN int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err);
+/* Benchmark diagnostics: recaptures the step with kernels overlapping in another
+   way (0 none, 1 early launch, 2 late launch; see bitnet_cuda.cu, bitnet__launch);
+   returns the mode in effect or an error. */
+BITNET__CUDA_FN int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err);
 #endif
 #endif
 

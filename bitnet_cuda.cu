@@ -78,9 +78,15 @@ __device__ __forceinline__ void bitnet__copy16_async(void *smem, const void *gme
     *(uint4 *)smem = __ldcs((const uint4 *)gmem);
 #endif
 }
-__device__ __forceinline__ void bitnet__copy_async_wait(void) {
+__device__ __forceinline__ void bitnet__copy_async_commit(void) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+/* Waits until at most `pending` committed groups of copies are still in flight. */
+template <int pending> __device__ __forceinline__ void bitnet__copy_async_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(pending) : "memory");
 #endif
 }
 
@@ -119,9 +125,29 @@ __device__ __forceinline__ float bitnet__half_to_float(const uint16_t *p, size_t
     return is_f16 ? __half2float(__ushort_as_half(h)) : __uint_as_float((uint32_t)h << 16);
 }
 
-/* Saturating store to the fp16 KV cache: a value beyond the fp16 range becomes
-   +-65504 instead of infinity (which would turn the attention into NaN). */
-__device__ __forceinline__ __half bitnet__to_cache(float v) { return __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f)); }
+/* The KV cache holds fp16.  Built with -DBITNET_CUDA_KV_F32 it holds float32
+   instead (twice the memory and attention traffic): tests/gpu.sh uses that build
+   to show that the rest of the GPU path matches the CPU's float32 cache closely. */
+#ifdef BITNET_CUDA_KV_F32
+typedef float bitnet__kv;
+typedef float4 bitnet__kv4;   /* 4 consecutive cache elements, as loaded */
+typedef float2 bitnet__kv2;
+__device__ __forceinline__ bitnet__kv bitnet__to_cache(float v) { return v; }
+__device__ __forceinline__ float4 bitnet__kv4_float(bitnet__kv4 v) { return v; }
+__device__ __forceinline__ float2 bitnet__kv2_float(bitnet__kv2 v) { return v; }
+#else
+typedef __half bitnet__kv;
+typedef uint2 bitnet__kv4;
+typedef __half2 bitnet__kv2;
+/* Saturating: a value beyond the fp16 range becomes +-65504 instead of infinity
+   (which would turn the attention into NaN). */
+__device__ __forceinline__ bitnet__kv bitnet__to_cache(float v) { return __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f)); }
+__device__ __forceinline__ float4 bitnet__kv4_float(bitnet__kv4 v) {
+    const float2 a = __half22float2(*(const __half2 *)&v.x), b = __half22float2(*(const __half2 *)&v.y);
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+__device__ __forceinline__ float2 bitnet__kv2_float(bitnet__kv2 v) { return __half22float2(v); }
+#endif
 
 /* ===========================================================================
    Quantization of a BitLinear input, in a thread block
@@ -130,15 +156,14 @@ __device__ __forceinline__ __half bitnet__to_cache(float v) { return __float2hal
    so that the int8 activations come out identical for identical input:
      inv_rms = 1 / sqrtf((float)(sum of x^2 in double / n) + eps)
      y = w * (x * inv_rms),  s = 127 / max(max|y|, 1e-5),  q = clamp(rint(y s))
-   x is a float vector, or (embed) the current token's row of a bf16/f16 table.  Writes q to
-   shared memory (natural order), returns s and sum(q).  Three passes over x: it
-   is small and stays in L1. */
+   x is a float vector, or (embed) the current token's row of a bf16/f16 table.
+   Writes q to shared memory (natural order), returns s and sum(q). */
 struct bitnet__quant_in {
     const float *x;            /* n floats, or NULL: read the table row */
     const uint16_t *table;     /* bf16/f16 rows of n */
     int table_f16;
     const int *tokens, *pos;   /* device: the row is tokens[*pos] */
-    const float *norm;         /* RMSNorm weight, n floats */
+    const float *norm;         /* RMSNorm weight, n floats (the GEMV stages it in shared memory) */
     float eps;
 };
 
@@ -160,41 +185,94 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
     return (int)fminf(fmaxf(rintf(y * s), -128.0f), 127.0f);
 }
 
-/* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or NULL. */
+#define BITNET__NQ_REGS 8   /* float4 of the input per thread kept in registers */
+
+/* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
+   NULL.  Latency matters more than anything here (the whole block waits for it):
+   when the vector fits in BITNET__NQ_REGS float4 per thread, every load of x and
+   of the norm weight is issued at once and the three passes run on registers;
+   longer vectors take three passes through memory. */
 __device__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, int *sum_out,
                                             float *copy_to) {
     __shared__ double red_d[32];
     __shared__ float red_f[32];
     __shared__ int red_i[32];
     const uint16_t *row = in.x ? NULL : in.table + (size_t)in.tokens[*in.pos] * (size_t)n;
+    const int T = blockDim.x;
     double ss = 0.0;
-    for (int i = threadIdx.x * 4; i < n; i += blockDim.x * 4) {
-        float4 v = bitnet__load_in4(in, row, i);
-        ss += (double)v.x * v.x;
-        ss += (double)v.y * v.y;
-        ss += (double)v.z * v.z;
-        ss += (double)v.w * v.w;
-        if (copy_to) *(float4 *)(copy_to + i) = v;
-    }
-    ss = bitnet__block_reduce(ss, bitnet__op_add(), red_d);
-    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps);
-    float amax = 0.0f;
-    for (int i = threadIdx.x * 4; i < n; i += blockDim.x * 4) {
-        float4 v = bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
-        amax = fmaxf(amax, fabsf(w.x * (v.x * inv_rms)));
-        amax = fmaxf(amax, fabsf(w.y * (v.y * inv_rms)));
-        amax = fmaxf(amax, fabsf(w.z * (v.z * inv_rms)));
-        amax = fmaxf(amax, fabsf(w.w * (v.w * inv_rms)));
-    }
-    amax = bitnet__block_reduce(amax, bitnet__op_max(), red_f);
-    const float s = 127.0f / fmaxf(amax, 1e-5f);
+    float amax = 0.0f, inv_rms, s;
     int sum = 0;
-    for (int i = threadIdx.x * 4; i < n; i += blockDim.x * 4) {
-        float4 v = bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
-        int q0 = bitnet__quant1(w.x * (v.x * inv_rms), s), q1 = bitnet__quant1(w.y * (v.y * inv_rms), s);
-        int q2 = bitnet__quant1(w.z * (v.z * inv_rms), s), q3 = bitnet__quant1(w.w * (v.w * inv_rms), s);
-        *(char4 *)(q + i) = make_char4((signed char)q0, (signed char)q1, (signed char)q2, (signed char)q3);
-        sum += q0 + q1 + q2 + q3;
+    if (n <= BITNET__NQ_REGS * 4 * T) {
+        float4 v[BITNET__NQ_REGS];
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = (threadIdx.x + j * T) * 4;
+            if (i < n) v[j] = bitnet__load_in4(in, row, i);
+        }
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = (threadIdx.x + j * T) * 4;
+            if (i < n) {
+                ss += (double)v[j].x * v[j].x;
+                ss += (double)v[j].y * v[j].y;
+                ss += (double)v[j].z * v[j].z;
+                ss += (double)v[j].w * v[j].w;
+                if (copy_to) *(float4 *)(copy_to + i) = v[j];
+            }
+        }
+        ss = bitnet__block_reduce(ss, bitnet__op_add(), red_d);
+        inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps);
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = (threadIdx.x + j * T) * 4;
+            if (i < n) {
+                const float4 w = *(const float4 *)(in.norm + i);
+                v[j].x = w.x * (v[j].x * inv_rms);
+                v[j].y = w.y * (v[j].y * inv_rms);
+                v[j].z = w.z * (v[j].z * inv_rms);
+                v[j].w = w.w * (v[j].w * inv_rms);
+                amax = fmaxf(fmaxf(amax, fabsf(v[j].x)), fmaxf(fabsf(v[j].y), fmaxf(fabsf(v[j].z), fabsf(v[j].w))));
+            }
+        }
+        amax = bitnet__block_reduce(amax, bitnet__op_max(), red_f);
+        s = 127.0f / fmaxf(amax, 1e-5f);
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = (threadIdx.x + j * T) * 4;
+            if (i < n) {
+                int q0 = bitnet__quant1(v[j].x, s), q1 = bitnet__quant1(v[j].y, s);
+                int q2 = bitnet__quant1(v[j].z, s), q3 = bitnet__quant1(v[j].w, s);
+                *(char4 *)(q + i) = make_char4((signed char)q0, (signed char)q1, (signed char)q2, (signed char)q3);
+                sum += q0 + q1 + q2 + q3;
+            }
+        }
+    } else {
+        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
+            float4 v = bitnet__load_in4(in, row, i);
+            ss += (double)v.x * v.x;
+            ss += (double)v.y * v.y;
+            ss += (double)v.z * v.z;
+            ss += (double)v.w * v.w;
+            if (copy_to) *(float4 *)(copy_to + i) = v;
+        }
+        ss = bitnet__block_reduce(ss, bitnet__op_add(), red_d);
+        inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps);
+        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
+            float4 v = bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
+            amax = fmaxf(amax, fabsf(w.x * (v.x * inv_rms)));
+            amax = fmaxf(amax, fabsf(w.y * (v.y * inv_rms)));
+            amax = fmaxf(amax, fabsf(w.z * (v.z * inv_rms)));
+            amax = fmaxf(amax, fabsf(w.w * (v.w * inv_rms)));
+        }
+        amax = bitnet__block_reduce(amax, bitnet__op_max(), red_f);
+        s = 127.0f / fmaxf(amax, 1e-5f);
+        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
+            float4 v = bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
+            int q0 = bitnet__quant1(w.x * (v.x * inv_rms), s), q1 = bitnet__quant1(w.y * (v.y * inv_rms), s);
+            int q2 = bitnet__quant1(w.z * (v.z * inv_rms), s), q3 = bitnet__quant1(w.w * (v.w * inv_rms), s);
+            *(char4 *)(q + i) = make_char4((signed char)q0, (signed char)q1, (signed char)q2, (signed char)q3);
+            sum += q0 + q1 + q2 + q3;
+        }
     }
     sum = bitnet__block_reduce(sum, bitnet__op_add(), red_i);
     *scale_out = s;
@@ -232,12 +310,13 @@ struct bitnet__gemv_args {
     float *y;                  /* F32 / ADD: n floats; GATEUP: n / 2; QKV: the q buffer */
     int *y_i32;
     /* QKV epilogue */
-    __half *k_cache, *v_cache; /* this layer: [n_head_kv][n_ctx][head_dim] */
+    bitnet__kv *k_cache, *v_cache; /* this layer: [n_head_kv][n_ctx][head_dim] */
     const int *pos;
     const float *inv_freq;     /* head_dim / 2 RoPE frequencies */
     int n_ctx, head_dim, n_head, n_head_kv;
     /* GATEUP epilogue */
     int relu2;
+    int late_launch;           /* let the next kernel start only after our wait (see bitnet__launch) */
 };
 
 /* dot of 16 two-bit codes (one interleaved word) with 16 int8 activations */
@@ -249,8 +328,9 @@ __device__ __forceinline__ int bitnet__dot16(uint32_t w, int4 x, int acc) {
     return acc;
 }
 
-/* Shared memory of one GEMV block: the tile (4k bytes), then the activations (k). */
-static size_t bitnet__gemv_smem(int k) { return (size_t)k * 5; }
+/* Shared memory of one GEMV block: the tile (4k bytes), the activations (k), and
+   for a norm prologue the norm weight (4k). */
+static size_t bitnet__gemv_smem(int k, int in) { return (size_t)k * (in == BITNET__IN_INT8 ? 5 : 9); }
 
 template <int IN, int OUT>
 __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_args a) {
@@ -261,25 +341,44 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
     __shared__ int x_sum;
     uint8_t *tile = smem;
     int8_t *xq = (int8_t *)(smem + (size_t)a.k * 4);
+    float *norm = (float *)(smem + (size_t)a.k * 5);
     const int tid = threadIdx.x, n_chunks = a.k / 16;
     const uint8_t *gtile = a.w + (size_t)blockIdx.x * (size_t)a.k * 4;
 
-    bitnet__pdl_launch_next();
-    /* 1. the weights depend on nothing earlier: fetch them before waiting */
+    if (!a.late_launch) bitnet__pdl_launch_next();
+    /* 1. the weights depend on nothing earlier: fetch them before waiting (the norm
+       weight first, as it is needed first) */
+    if (IN != BITNET__IN_INT8) {
+        for (int i = tid; i < a.k / 4; i += blockDim.x) bitnet__copy16_async(norm + 4 * i, a.in.norm + 4 * i);
+        bitnet__copy_async_commit();
+    }
     for (int i = tid; i < a.k / 4; i += blockDim.x) bitnet__copy16_async(tile + (size_t)i * 16, gtile + (size_t)i * 16);
+    bitnet__copy_async_commit();
     bitnet__pdl_wait();
+    if (a.late_launch) bitnet__pdl_launch_next();
 
     /* 2. the activations */
     if (IN == BITNET__IN_INT8) {
-        for (int i = tid; i < n_chunks; i += blockDim.x) ((int4 *)xq)[i] = ((const int4 *)a.xq)[i];
+        int4 v[BITNET__NQ_REGS];
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++)
+            if (tid + j * (int)blockDim.x < n_chunks) v[j] = ((const int4 *)a.xq)[tid + j * blockDim.x];
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++)
+            if (tid + j * (int)blockDim.x < n_chunks) ((int4 *)xq)[tid + j * blockDim.x] = v[j];
+        for (int i = tid + BITNET__NQ_REGS * blockDim.x; i < n_chunks; i += blockDim.x) ((int4 *)xq)[i] = ((const int4 *)a.xq)[i];
         if (tid == 0) { x_scale = *a.xq_scale; x_sum = *a.xq_sum; }
     } else {
         float s;
         int sum;
-        bitnet__norm_quantize_block(a.in, a.k, xq, &s, &sum, IN == BITNET__IN_EMBED && blockIdx.x == 0 ? a.residual : NULL);
+        bitnet__quant_in in = a.in;
+        in.norm = norm;
+        bitnet__copy_async_wait<1>();
+        __syncthreads();
+        bitnet__norm_quantize_block(in, a.k, xq, &s, &sum, IN == BITNET__IN_EMBED && blockIdx.x == 0 ? a.residual : NULL);
         if (tid == 0) { x_scale = s; x_sum = sum; }
     }
-    bitnet__copy_async_wait();
+    bitnet__copy_async_wait<0>();
     __syncthreads();
 
     /* 3. the dot products: thread -> (4-row group g, chunks c, c + T/4, ...) */
@@ -359,7 +458,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
                 a.y[(size_t)head * a.head_dim + i + half] = x1;
             } else {
                 const int kvh = head - a.n_head - (part_id == 2 ? a.n_head_kv : 0);
-                __half *cache = (part_id == 1 ? a.k_cache : a.v_cache) + ((size_t)kvh * a.n_ctx + pos) * a.head_dim;
+                bitnet__kv *cache = (part_id == 1 ? a.k_cache : a.v_cache) + ((size_t)kvh * a.n_ctx + pos) * a.head_dim;
                 cache[i] = bitnet__to_cache(x0);
                 cache[i + half] = bitnet__to_cache(x1);
             }
@@ -385,7 +484,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
 
 struct bitnet__attn_args {
     const float *q;                  /* n_head x head_dim, after RoPE */
-    const __half *k_cache, *v_cache; /* this layer: [n_head_kv][n_ctx][head_dim] */
+    const bitnet__kv *k_cache, *v_cache; /* this layer: [n_head_kv][n_ctx][head_dim] */
     float *out;                      /* n_head x head_dim */
     float *part_o;                   /* [n_head_kv][gridDim.y][G][head_dim] */
     float2 *part_ml;                 /* [n_head_kv][gridDim.y][G]: (max, sum) */
@@ -393,6 +492,7 @@ struct bitnet__attn_args {
     const int *pos;
     int n_ctx, head_dim, n_head, n_head_kv;
     float scale;                     /* 1 / sqrt(head_dim) */
+    int late_launch;
 };
 
 /* The slicing of n positions over at most max_splits blocks. */
@@ -411,20 +511,34 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
     __shared__ int s_last;
     const int tid = threadIdx.x, h = blockIdx.x, split = blockIdx.y, hd = a.head_dim;
     const int G = a.n_head / a.n_head_kv;
-    bitnet__pdl_launch_next();
+    if (!a.late_launch) bitnet__pdl_launch_next();
     /* the position is written before the graph starts, so it can be read now */
     const int n = *a.pos + 1;
     int chunk, splits;
     bitnet__att_slices(n, gridDim.y, &chunk, &splits);
-    if (split >= splits) { bitnet__pdl_wait(); return; }
+    if (split >= splits) {
+        bitnet__pdl_wait();
+        if (a.late_launch) bitnet__pdl_launch_next();
+        return;
+    }
     const int p0 = split * chunk, p1 = min(n, p0 + chunk), np = p1 - p0;
     const size_t head_off = (size_t)h * a.n_ctx * hd;
-    const __half *K = a.k_cache + head_off, *V = a.v_cache + head_off;
-    bitnet__prefetch_l2(K + (size_t)p0 * hd, (size_t)(np - (p1 == n)) * hd * sizeof(__half));
-    bitnet__prefetch_l2(V + (size_t)p0 * hd, (size_t)(np - (p1 == n)) * hd * sizeof(__half));
+    const bitnet__kv *K = a.k_cache + head_off, *V = a.v_cache + head_off;
+    bitnet__prefetch_l2(K + (size_t)p0 * hd, (size_t)(np - (p1 == n)) * hd * sizeof(bitnet__kv));
+    bitnet__prefetch_l2(V + (size_t)p0 * hd, (size_t)(np - (p1 == n)) * hd * sizeof(bitnet__kv));
     bitnet__pdl_wait();
+    if (a.late_launch) bitnet__pdl_launch_next();
 
-    for (int i = tid; i < G * hd; i += blockDim.x) s_q[i] = a.q[(size_t)h * G * hd + i];
+    {
+        const float4 *gq = (const float4 *)(a.q + (size_t)h * G * hd);
+        float4 qv[2];   /* G * head_dim <= 2048 floats: at most 2 float4 per thread */
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+            if (tid + j * BITNET__ATT_THREADS < G * hd / 4) qv[j] = gq[tid + j * BITNET__ATT_THREADS];
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+            if (tid + j * BITNET__ATT_THREADS < G * hd / 4) ((float4 *)s_q)[tid + j * BITNET__ATT_THREADS] = qv[j];
+    }
     __syncthreads();
 
     /* scores: 4 threads per position, each 4 dims of every 16 (whole warps go
@@ -434,18 +548,25 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
         for (int base = 0; base < np; base += blockDim.x >> 2) {
             const int pl = base + (tid >> 2);
             const bool active = pl < np;
-            const uint2 *krow = (const uint2 *)(K + (size_t)(p0 + (active ? pl : 0)) * hd);
+            const bitnet__kv4 *krow = (const bitnet__kv4 *)(K + (size_t)(p0 + (active ? pl : 0)) * hd);
             float acc[BITNET__ATT_MAX_GROUP];
+            bitnet__kv4 kr[BITNET__ATT_MAX_DIM / 16];   /* this thread's part of the key, loaded at once */
 #pragma unroll
             for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) acc[g] = 0.0f;
-            for (int j = quarter; active && j < hd / 4; j += 4) {
-                uint2 raw = krow[j];
-                float2 k01 = __half22float2(*(const __half2 *)&raw.x), k23 = __half22float2(*(const __half2 *)&raw.y);
 #pragma unroll
-                for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
-                    if (g < G) {
-                        float4 qv = *(const float4 *)(s_q + g * hd + 4 * j);
-                        acc[g] += qv.x * k01.x + qv.y * k01.y + qv.z * k23.x + qv.w * k23.y;
+            for (int jj = 0; jj < BITNET__ATT_MAX_DIM / 16; jj++)
+                if (active && quarter + 4 * jj < hd / 4) kr[jj] = krow[quarter + 4 * jj];
+#pragma unroll
+            for (int jj = 0; jj < BITNET__ATT_MAX_DIM / 16; jj++) {
+                const int j = quarter + 4 * jj;
+                if (active && j < hd / 4) {
+                    const float4 kv = bitnet__kv4_float(kr[jj]);
+#pragma unroll
+                    for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
+                        if (g < G) {
+                            float4 qv = *(const float4 *)(s_q + g * hd + 4 * j);
+                            acc[g] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+                        }
                     }
                 }
             }
@@ -483,14 +604,25 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
         float2 acc[BITNET__ATT_MAX_GROUP];
 #pragma unroll
         for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) acc[g] = make_float2(0.0f, 0.0f);
-        for (int pl = pg; pl < np; pl += PG) {
-            float2 v = __half22float2(((const __half2 *)(V + (size_t)(p0 + pl) * hd))[dp]);
+        /* 8 rows of V in flight per thread */
+        for (int base = pg; base < np; base += 8 * PG) {
+            bitnet__kv2 vr[8];
 #pragma unroll
-            for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
-                if (g < G) {
-                    float w = s_w[g][pl];
-                    acc[g].x += w * v.x;
-                    acc[g].y += w * v.y;
+            for (int u = 0; u < 8; u++)
+                if (base + u * PG < np) vr[u] = ((const bitnet__kv2 *)(V + (size_t)(p0 + base + u * PG) * hd))[dp];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const int pl = base + u * PG;
+                if (pl < np) {
+                    float2 v = bitnet__kv2_float(vr[u]);
+#pragma unroll
+                    for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
+                        if (g < G) {
+                            float w = s_w[g][pl];
+                            acc[g].x += w * v.x;
+                            acc[g].y += w * v.y;
+                        }
+                    }
                 }
             }
         }
@@ -521,12 +653,24 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
         const float2 *ml = a.part_ml + (size_t)h * gridDim.y * G + g;
         const float *po = a.part_o + (size_t)h * gridDim.y * G * hd + i;
         float m = -INFINITY, l = 0.0f, o = 0.0f;
-        for (int s = 0; s < splits; s++) m = fmaxf(m, __ldcg(ml + (size_t)s * G).x);
-        for (int s = 0; s < splits; s++) {
-            float2 v = __ldcg(ml + (size_t)s * G);
-            float f = expf(v.x - m);
-            l += v.y * f;
-            o += __ldcg(po + (size_t)s * G * hd) * f;
+        /* 8 slices in flight per thread; the running max rescales as it grows */
+        for (int base = 0; base < splits; base += 8) {
+            float2 mlv[8];
+            float ov[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (base + u < splits) {
+                    mlv[u] = __ldcg(ml + (size_t)(base + u) * G);
+                    ov[u] = __ldcg(po + (size_t)(base + u) * G * hd);
+                }
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (base + u < splits) {
+                    const float m_new = fmaxf(m, mlv[u].x), f_old = expf(m - m_new), f = expf(mlv[u].x - m_new);
+                    l = l * f_old + mlv[u].y * f;
+                    o = o * f_old + ov[u] * f;
+                    m = m_new;
+                }
         }
         a.out[(size_t)h * G * hd + i] = o / l;
     }
@@ -558,6 +702,7 @@ struct bitnet__head_args {
     int *token;                 /* the argmax */
     int *tokens, *pos;          /* the step's input: feed the argmax to the next step */
     int n_ctx;
+    int late_launch;
 };
 
 /* The sampler's candidate order: higher logit first, then lower id; NaN last. */
@@ -579,8 +724,9 @@ __global__ void __launch_bounds__(BITNET__HEAD_THREADS) bitnet__head_kernel(cons
     int8_t *hq = (int8_t *)smem;                 /* k int8 (int8 head) */
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n_warps = blockDim.x >> 5;
     const int k = a.k;
-    bitnet__pdl_launch_next();
+    if (!a.late_launch) bitnet__pdl_launch_next();
     bitnet__pdl_wait();
+    if (a.late_launch) bitnet__pdl_launch_next();
 
     /* RMSNorm (and for the int8 head, quantization), as the CPU computes them */
     double ss = 0.0;
@@ -602,48 +748,73 @@ __global__ void __launch_bounds__(BITNET__HEAD_THREADS) bitnet__head_kernel(cons
     float bv = -INFINITY;
     int bi = 0x7fffffff;
     bool have = false;
-    for (int r = blockIdx.x * n_warps + warp; r < a.n_vocab; r += gridDim.x * n_warps) {
-        float logit;
-        if (!INT8) {
-            const uint4 *row = (const uint4 *)(a.w + (size_t)r * k);
-            float acc = 0.0f;
-#pragma unroll 4
-            for (int i = lane; i < k / 8; i += 32) {
-                uint4 w = __ldcs(row + i);
-                float4 h0 = *(const float4 *)(hidden + 8 * i), h1 = *(const float4 *)(hidden + 8 * i + 4);
-                uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-                float hs[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+    /* a warp takes two rows at a time, each lane keeping 4 loads of each in flight */
+    const int n_vec = INT8 ? k / 16 : k / 8;   /* 16-byte vectors per row */
+    for (int r0 = (blockIdx.x * n_warps + warp) * 2; r0 < a.n_vocab; r0 += gridDim.x * n_warps * 2) {
+        const bool two = r0 + 1 < a.n_vocab;
+        const uint4 *row0 = (const uint4 *)(INT8 ? (const void *)(a.w8 + (size_t)r0 * k) : (const void *)(a.w + (size_t)r0 * k));
+        const uint4 *row1 = row0 + n_vec;
+        float facc[2] = {0.0f, 0.0f};
+        int iacc[2] = {0, 0};
+        for (int base = lane; base < n_vec; base += 4 * 32) {
+            uint4 wv[2][4];
 #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    float lo, hi;
-                    if (a.w_f16) {
-                        float2 f = __half22float2(*(const __half2 *)&ws[j]);
-                        lo = f.x; hi = f.y;
-                    } else {
-                        lo = __uint_as_float(ws[j] << 16);
-                        hi = __uint_as_float(ws[j] & 0xffff0000u);
+            for (int u = 0; u < 4; u++)
+                if (base + 32 * u < n_vec) {
+                    wv[0][u] = __ldcs(row0 + base + 32 * u);
+                    if (two) wv[1][u] = __ldcs(row1 + base + 32 * u);
+                }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int i = base + 32 * u;
+                if (i >= n_vec) continue;
+                if (!INT8) {
+                    const float4 h0 = *(const float4 *)(hidden + 8 * i), h1 = *(const float4 *)(hidden + 8 * i + 4);
+                    const float hs[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+#pragma unroll
+                    for (int rr = 0; rr < 2; rr++) {
+                        const uint32_t ws[4] = {wv[rr][u].x, wv[rr][u].y, wv[rr][u].z, wv[rr][u].w};
+#pragma unroll
+                        for (int j = 0; j < 4; j++) {
+                            float lo, hi;
+                            if (a.w_f16) {
+                                const float2 f = __half22float2(*(const __half2 *)&ws[j]);
+                                lo = f.x;
+                                hi = f.y;
+                            } else {
+                                lo = __uint_as_float(ws[j] << 16);
+                                hi = __uint_as_float(ws[j] & 0xffff0000u);
+                            }
+                            facc[rr] += lo * hs[2 * j] + hi * hs[2 * j + 1];
+                        }
                     }
-                    acc += lo * hs[2 * j] + hi * hs[2 * j + 1];
+                } else {
+                    const int4 x = ((const int4 *)hq)[i];
+#pragma unroll
+                    for (int rr = 0; rr < 2; rr++) {
+                        iacc[rr] = __dp4a((int)wv[rr][u].x, x.x, iacc[rr]);
+                        iacc[rr] = __dp4a((int)wv[rr][u].y, x.y, iacc[rr]);
+                        iacc[rr] = __dp4a((int)wv[rr][u].z, x.z, iacc[rr]);
+                        iacc[rr] = __dp4a((int)wv[rr][u].w, x.w, iacc[rr]);
+                    }
                 }
             }
-            for (int o = 16; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-            logit = acc;
-        } else {
-            const int4 *row = (const int4 *)(a.w8 + (size_t)r * k);
-            int acc = 0;
-#pragma unroll 4
-            for (int i = lane; i < k / 16; i += 32) {
-                int4 w = __ldcs(row + i), x = ((const int4 *)hq)[i];
-                acc = __dp4a(w.x, x.x, acc);
-                acc = __dp4a(w.y, x.y, acc);
-                acc = __dp4a(w.z, x.z, acc);
-                acc = __dp4a(w.w, x.w, acc);
-            }
-            for (int o = 16; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-            logit = (float)acc * (a.w8_scale[r] * (1.0f / x_scale));
         }
-        if (lane == 0) a.logits[r] = logit;
-        if (!have || bitnet__ranks_before(logit, r, bv, bi)) { bv = logit; bi = r; have = true; }
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            const int r = r0 + rr;
+            float logit;
+            if (!INT8) {
+                for (int o = 16; o; o >>= 1) facc[rr] += __shfl_xor_sync(0xffffffffu, facc[rr], o);
+                logit = facc[rr];
+            } else {
+                for (int o = 16; o; o >>= 1) iacc[rr] += __shfl_xor_sync(0xffffffffu, iacc[rr], o);
+                logit = r < a.n_vocab ? (float)iacc[rr] * (a.w8_scale[r] * (1.0f / x_scale)) : 0.0f;
+            }
+            if (r >= a.n_vocab) break;
+            if (lane == 0) a.logits[r] = logit;
+            if (!have || bitnet__ranks_before(logit, r, bv, bi)) { bv = logit; bi = r; have = true; }
+        }
     }
     if (lane == 0) { best_v[warp] = bv; best_i[warp] = have ? bi : 0x7fffffff; }
     __syncthreads();
@@ -735,7 +906,12 @@ struct bitnet__device_guard {
     }
 };
 
-/* cudaLaunchKernelEx with programmatic dependent launch when pdl is set. */
+/* cudaLaunchKernelEx with programmatic dependent launch when pdl is set.  Every
+   kernel lets its successor launch (griddepcontrol.launch_dependents) either at its
+   very start (early: the successor, and in turn its successor, may start fetching
+   weights while this kernel still waits for its own input) or once its input is
+   there (late: at most one kernel runs ahead); the kernels' late_launch field says
+   which, tests/gpu_bench_* measure both. */
 template <typename Args>
 static cudaError_t bitnet__launch(void (*kernel)(Args), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, int pdl,
                                   const Args &args) {
@@ -757,19 +933,20 @@ static int bitnet__gemv_threads(int k) { return k > 4096 ? 256 : 128; }
 template <int IN, int OUT>
 static cudaError_t bitnet__launch_gemv(const bitnet__gemv_args &a, cudaStream_t stream, int pdl) {
     return bitnet__launch(bitnet__gemv_kernel<IN, OUT>, dim3((unsigned)(a.n / 16)), dim3((unsigned)bitnet__gemv_threads(a.k)),
-                          bitnet__gemv_smem(a.k), stream, pdl, a);
+                          bitnet__gemv_smem(a.k, IN), stream, pdl, a);
 }
 
 /* Raises the dynamic shared memory limit of the kernels that need more than the
    default 48 KB for inputs of length k (GEMV) and hidden size n_embd (LM head). */
 static cudaError_t bitnet__kernels_prepare(int max_k, int n_embd) {
     cudaError_t e = cudaSuccess;
-    int g = (int)bitnet__gemv_smem(max_k), h = n_embd * 4;
+    int g = (int)bitnet__gemv_smem(max_k, BITNET__IN_NORM), h = n_embd * 4;
 #define BITNET__SMEM(kern, bytes) \
     if (e == cudaSuccess && (bytes) > 48 * 1024) e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes)
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_I32>), g);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_F32>), g);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_I32>), g);
+    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_F32>), g);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_EMBED, BITNET__OUT_QKV>), g);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_QKV>), g);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_ADD>), g);
@@ -866,7 +1043,7 @@ static int bitnet__check_shape(const bitnet__cuda_shape *s, size_t max_smem, bit
         return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED,
                                  "CUDA backend: the W2A8 GEMV needs matrix widths that are multiples of 32 (embedding %d, FFN %d)",
                                  s->n_embd, s->n_ff);
-    if (bitnet__gemv_smem(s->n_embd > s->n_ff ? s->n_embd : s->n_ff) > max_smem || (size_t)s->n_embd * 4 > max_smem)
+    if (bitnet__gemv_smem(s->n_embd > s->n_ff ? s->n_embd : s->n_ff, BITNET__IN_NORM) > max_smem || (size_t)s->n_embd * 4 > max_smem)
         return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED,
                                  "CUDA backend: embedding %d / FFN %d too large for this GPU's %zu bytes of shared memory per block",
                                  s->n_embd, s->n_ff, max_smem);
@@ -984,7 +1161,7 @@ struct bitnet__cuda_ctx {
     int head_blocks;            /* blocks of the LM head kernel */
     void *arena;
     size_t arena_bytes;
-    __half *k_cache, *v_cache;  /* [n_layer][n_head_kv][n_ctx][head_dim] */
+    bitnet__kv *k_cache, *v_cache;  /* [n_layer][n_head_kv][n_ctx][head_dim] */
     float *x;                   /* residual stream, n_embd */
     float *q, *att;             /* n_embd: queries after RoPE, attention output */
     float *ffn;                 /* n_ff: act(gate) * up */
@@ -1001,10 +1178,10 @@ struct bitnet__cuda_ctx {
 
 static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     const bitnet__cuda_shape *s = &c->m->shape;
-    const size_t cache = (size_t)s->n_layer * s->n_head_kv * c->n_ctx * s->head_dim * sizeof(__half);
+    const size_t cache = (size_t)s->n_layer * s->n_head_kv * c->n_ctx * s->head_dim * sizeof(bitnet__kv);
     const size_t parts = (size_t)s->n_head_kv * c->att_splits * (s->n_head / s->n_head_kv);
-    c->k_cache = (__half *)cv->take(cache);
-    c->v_cache = (__half *)cv->take(cache);
+    c->k_cache = (bitnet__kv *)cv->take(cache);
+    c->v_cache = (bitnet__kv *)cv->take(cache);
     c->x = (float *)cv->take((size_t)s->n_embd * 4);
     c->q = (float *)cv->take((size_t)s->n_embd * 4);
     c->att = (float *)cv->take((size_t)s->n_embd * 4);
@@ -1019,9 +1196,13 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->d_tokens = (int *)cv->take((size_t)c->n_ctx * sizeof(int));
 }
 
+/* How kernels overlap (see bitnet__launch): none, early or late launch. */
+enum { BITNET__PDL_OFF = 0, BITNET__PDL_EARLY = 1, BITNET__PDL_LATE = 2 };
+
 /* Enqueues one decode step (the graph's content).  marks (profiling only): an
    event recorded after each kernel, 5 per layer and 1 for the LM head. */
 static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, int pdl, cudaEvent_t *marks) {
+    const int late = pdl == BITNET__PDL_LATE;
     const bitnet__cuda_model *m = c->m;
     const bitnet__cuda_shape *s = &m->shape;
     const size_t layer_cache = (size_t)s->n_head_kv * c->n_ctx * s->head_dim;
@@ -1034,6 +1215,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         bitnet__gemv_args g;
         memset(&g, 0, sizeof g);
         g.in.eps = s->rms_eps;
+        g.late_launch = late;
         /* 1. QKV (+ embedding lookup in layer 0) */
         g.w = L->qkv;
         g.n = (int)bitnet__qkv_rows(s);
@@ -1076,6 +1258,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
             a.n_head = s->n_head;
             a.n_head_kv = s->n_head_kv;
             a.scale = 1.0f / sqrtf((float)s->head_dim);
+            a.late_launch = late;
             e = bitnet__launch(bitnet__attention_kernel, dim3((unsigned)s->n_head_kv, (unsigned)c->att_splits),
                                dim3(BITNET__ATT_THREADS), 0, st, pdl, a);
         }
@@ -1083,6 +1266,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         /* 3. O projection + residual */
         memset(&g, 0, sizeof g);
         g.in.eps = s->rms_eps;
+        g.late_launch = late;
         g.w = L->wo;
         g.n = s->n_embd;
         g.k = s->n_embd;
@@ -1134,6 +1318,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         h.tokens = c->d_tokens;
         h.pos = c->d_pos;
         h.n_ctx = c->n_ctx;
+        h.late_launch = late;
         e = c->lm_head_int8 ? bitnet__launch(bitnet__head_kernel<1>, dim3((unsigned)c->head_blocks), dim3(BITNET__HEAD_THREADS),
                                              (size_t)s->n_embd, st, pdl, h)
                             : bitnet__launch(bitnet__head_kernel<0>, dim3((unsigned)c->head_blocks), dim3(BITNET__HEAD_THREADS),
@@ -1144,11 +1329,14 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
     return e;
 }
 
-/* Captures the step into c->graph: with programmatic dependent launch where the
-   GPU has it (compute capability 9.0+), else, or if that capture fails, without. */
-static int bitnet__capture_step(bitnet__cuda_ctx *c, bitnet_error *err) {
+/* Captures the step into c->graph: with programmatic dependent launch in the given
+   mode where the GPU has it (compute capability 9.0+), else, or if that capture
+   fails, without. */
+static int bitnet__capture_step(bitnet__cuda_ctx *c, int mode, bitnet_error *err) {
     int rc = BITNET_OK;
-    for (int pdl = c->m->cc >= 90 ? 1 : 0; pdl >= 0; pdl--) {
+    if (c->graph) cudaGraphExecDestroy(c->graph);
+    c->graph = NULL;
+    for (int pdl = c->m->cc >= 90 ? mode : BITNET__PDL_OFF;; pdl = BITNET__PDL_OFF) {
         cudaGraph_t graph = NULL;
         cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
         if (e == cudaSuccess) {
@@ -1165,8 +1353,20 @@ static int bitnet__capture_step(bitnet__cuda_ctx *c, bitnet_error *err) {
         }
         rc = bitnet__cuda_check(e, err, "capturing the decode step", __LINE__);
         c->graph = NULL;
+        if (pdl == BITNET__PDL_OFF) return rc;
     }
-    return rc;
+}
+
+/* Benchmark diagnostics: recaptures the step with another overlap mode
+   (0 none, 1 early launch, 2 late launch); returns the mode in effect. */
+extern "C" int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    int rc;
+    if (mode < BITNET__PDL_OFF || mode > BITNET__PDL_LATE) return bitnet__cuda_fail(err, BITNET_E_ARG, "overlap mode %d", mode);
+    bitnet__device_guard guard(c->m->device);
+    if ((rc = bitnet__cuda_check(cudaStreamSynchronize(c->stream), err, "cudaStreamSynchronize", __LINE__))) return rc;
+    if ((rc = bitnet__capture_step(c, mode, err))) return rc;
+    return c->pdl;
 }
 
 extern "C" void bitnet__cuda_context_free(void *ctx) {
@@ -1219,7 +1419,7 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     BITNET__CK(cudaMemset(c->arena, 0, c->arena_bytes));
     BITNET__CK(cudaMallocHost(&c->h_pinned, ((size_t)n_ctx + 2) * sizeof(int)));
     BITNET__CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    if ((rc = bitnet__capture_step(c, err))) goto fail;
+    if ((rc = bitnet__capture_step(c, BITNET__PDL_EARLY, err))) goto fail;
     *out = c;
     return BITNET_OK;
 fail:

@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
 # The GPU machine's one script: builds what is missing, tests, benchmarks.
 #   usage: tests/gpu.sh [OUT_DIR] [quick]
-# Logs and tables go to OUT_DIR (default build/gpu-out); the last lines printed are
-# a summary.  "quick" skips the benchmarks and the sanitizers.  Binaries built on
-# another machine (make gpu) are used as they are.
+# Writes OUT_DIR/tests.log (every test's output), sanitizer.log, bench.md (the
+# benchmark tables) and gpu.txt; prints the tables and a summary last.  "quick"
+# skips the benchmarks and the sanitizers.  Binaries built elsewhere (make gpu, on
+# any machine with nvcc) are used as they are.
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-build/gpu-out}
 mode=${2:-full}
 mkdir -p "$out"
+: >"$out/tests.log"
 summary=()
-run() {  # run NAME CMD...: log to $out/NAME.log, record PASS/FAIL counts
-  local name=$1; shift
-  local start=$(date +%s.%N)
-  "$@" >"$out/$name.log" 2>&1
+run() {  # run LOG NAME CMD...: append to $out/LOG, record the PASS/FAIL counts
+  local log=$out/$1 name=$2; shift 2
+  local start=$(date +%s.%N) tmp=$out/.run.tmp
+  "$@" >"$tmp" 2>&1
   local rc=$?
   local secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-  local p=$(grep -c '^PASS ' "$out/$name.log") f=$(grep -c '^FAIL ' "$out/$name.log")
+  local p=$(grep -c '^PASS ' "$tmp") f=$(grep -c '^FAIL ' "$tmp")
   [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-  summary+=("$(printf '%-28s %3d passed %3d failed  rc=%d  %ss' "$name" "$p" "$f" "$rc" "$secs")")
-  grep '^FAIL \|^SKIP ' "$out/$name.log" | head -20
+  { echo "=== $name: $*"; cat "$tmp"; } >>"$log"
+  summary+=("$(printf '%-24s %3d passed %3d failed  rc=%d  %ss' "$name" "$p" "$f" "$rc" "$secs")")
+  grep '^FAIL \|^SKIP ' "$tmp" | head -8 | sed "s/^/$name: /"
+  grep -h 'relative L2\|^greedy:\|int8 LM head vs\|ERROR SUMMARY' "$tmp" | sed "s/^/$name: /"
+  rm -f "$tmp"
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem --format=csv 2>&1 | tee "$out/gpu.txt"
@@ -36,16 +41,20 @@ build/random_model -o "$tmp/tiny.gguf" --shape tiny --seed 3 >/dev/null
 build/random_model -o "$tmp/mid.gguf" --layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 5000 --ctx 1024 --seed 5 >/dev/null
 [ -e "$tmp/2b4t.gguf" ] || build/random_model -o "$tmp/2b4t.gguf" --seed 7 >/dev/null
 
-run kernels       build/gpu/gpu_kernels
-run model-tiny    build/gpu/gpu_model "$tmp/tiny.gguf" 64 16
-run model-mid     build/gpu/gpu_model "$tmp/mid.gguf" 64 32
-run model-2b4t    build/gpu/gpu_model "$tmp/2b4t.gguf" 24 8
+run tests.log kernels build/gpu/gpu_kernels
+# fp16 KV cache (the backend as shipped), then the float32-cache build against a tight bound
+run tests.log model-tiny build/gpu/gpu_model "$tmp/tiny.gguf" 64 16 ${TOL_F16:-0.2}
+run tests.log model-mid  build/gpu/gpu_model "$tmp/mid.gguf" 64 32 ${TOL_F16:-0.2}
+run tests.log model-2b4t build/gpu/gpu_model "$tmp/2b4t.gguf" 24 8 ${TOL_F16:-0.2}
+run tests.log kv32-tiny  build/gpu/gpu_model_kv32 "$tmp/tiny.gguf" 64 16 ${TOL_F32:-1e-3}
+run tests.log kv32-mid   build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 ${TOL_F32:-1e-3}
+run tests.log kv32-2b4t  build/gpu/gpu_model_kv32 "$tmp/2b4t.gguf" 24 8 ${TOL_F32:-1e-3}
 if [ "$mode" != quick ]; then
+  : >"$out/sanitizer.log"
   for tool in memcheck racecheck initcheck; do
-    run "sanitizer-$tool" compute-sanitizer --tool $tool --error-exitcode 9 build/gpu/gpu_model "$tmp/tiny.gguf" 4 4
+    run sanitizer.log "$tool" compute-sanitizer --tool $tool --error-exitcode 9 build/gpu/gpu_model "$tmp/tiny.gguf" 4 4 ${TOL_F16:-0.2}
   done
-  build/gpu/gpu_bench_gemv 9 2>&1 | tee "$out/bench_gemv.md"
-  build/gpu/gpu_bench_decode "$tmp/2b4t.gguf" 5 2>&1 | tee "$out/bench_decode.md"
+  { build/gpu/gpu_bench_gemv 9; echo; build/gpu/gpu_bench_decode "$tmp/2b4t.gguf" 5; } >"$out/bench.md" 2>&1
+  cat "$out/bench.md"
 fi
-for l in model-tiny model-mid model-2b4t; do grep -h "relative L2\|greedy:\|int8 LM head" "$out/$l.log" | sed "s/^/$l: /"; done
 printf '%s\n' "${summary[@]}"

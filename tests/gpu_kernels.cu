@@ -187,15 +187,17 @@ static void qkv_case(int n_head, int n_kv, int hd, int k, int pos, int n_ctx) {
                 y0 = x0 * cos(ang) - x1 * sin(ang);
                 y1 = x1 * cos(ang) + x0 * sin(ang);
             }
+            /* relative to the pair's length: a rotation can cancel one component */
+            const double len = sqrt((double)x0 * x0 + (double)x1 * x1) + 1e-6;
             if (part == 0) {
-                max_err = fmax(max_err, fabs(q[head * hd + i] - y0) / (fabs(y0) + 1e-3));
-                max_err = fmax(max_err, fabs(q[head * hd + i + half] - y1) / (fabs(y1) + 1e-3));
+                max_err = fmax(max_err, fabs(q[head * hd + i] - y0) / len);
+                max_err = fmax(max_err, fabs(q[head * hd + i + half] - y1) / len);
             } else {
                 int kvh = head - n_head - (part == 2 ? n_kv : 0);
                 const __half *c = (part == 1 ? kc.data() : vc.data()) + ((size_t)kvh * n_ctx + pos) * hd;
                 /* fp16 keeps 11 bits: allow its rounding */
-                bad_cache += fabs(__half2float(c[i]) - y0) > fabs(y0) * 1e-3 + 1e-4;
-                bad_cache += fabs(__half2float(c[i + half]) - y1) > fabs(y1) * 1e-3 + 1e-4;
+                bad_cache += fabs(__half2float(c[i]) - y0) > fabs(y0) * 1e-3 + len * 1e-5;
+                bad_cache += fabs(__half2float(c[i + half]) - y1) > fabs(y1) * 1e-3 + len * 1e-5;
             }
         }
     }

@@ -1,6 +1,6 @@
 /* Whole model, GPU against CPU, through the public API (run by tests/gpu.sh).
 
-   usage: gpu_model MODEL.gguf [steps] [prompt_len]
+   usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance]
 
    For the model: a CPU context and a CUDA context get the same prompt (every
    position's logits compared) and then generate greedily for `steps` steps with
@@ -51,6 +51,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : NULL;
     const int steps = argc > 2 ? atoi(argv[2]) : 64, prompt_len = argc > 3 ? atoi(argv[3]) : 16;
+    const double tol = argc > 4 ? atof(argv[4]) : 2e-2;
     bitnet_error err;
     bitnet_model *model;
     bitnet_context *cpu, *gpu, *gpu8;
@@ -63,7 +64,7 @@ int main(int argc, char **argv) {
     int n_errs = 0;
 
     if (!path) {
-        fprintf(stderr, "usage: gpu_model MODEL.gguf [steps] [prompt_len]\n");
+        fprintf(stderr, "usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance]\n");
         return 2;
     }
     mp.use_mmap = 0;
@@ -110,40 +111,51 @@ int main(int argc, char **argv) {
             double e = rel_l2(gl + (size_t)i * n_vocab, bitnet_logits(cpu, i), n_vocab);
             errs[n_errs++] = e;
             if (e > worst) worst = e;
-            CHECKF(e < 2e-2, "position %d: relative L2 distance %.3g", i, e);
+            CHECKF(e < tol, "position %d: relative L2 distance %.3g", i, e);
         }
         CHECK(bitnet_n_past(gpu) == prompt_len);
         free(gl);
     }
 
-    TEST("greedy generation: identical tokens, close logits") {
+    TEST("greedy generation: the same picks, close logits") {
+        /* Both contexts eat the CPU's pick (teacher forcing), so every step compares
+           like with like; as long as every pick agrees this is the same as letting
+           each run on its own.  A pick may differ only at a near-tie: where the CPU's
+           logits of the two tokens are closer than twice the step's largest logit
+           difference between the two paths. */
         bitnet_sampler_params sp = bitnet_sampler_default_params();
         bitnet_sampler *sc, *sg;
-        bitnet_token tc = prompt[prompt_len - 1], tg = tc;
-        int same = 0;
+        bitnet_token t = prompt[prompt_len - 1];
+        int same = 0, ties = 0;
         sp.temperature = 0;
         sc = bitnet_sampler_create(&sp, &err);
         sg = bitnet_sampler_create(&sp, &err);
-        /* both contexts redo the last prompt token, then go on from their own picks */
         CHECK(bitnet_context_truncate(cpu, prompt_len - 1, &err) == BITNET_OK);
         CHECK(bitnet_context_truncate(gpu, prompt_len - 1, &err) == BITNET_OK);
         for (i = 0; i < steps; i++) {
             bitnet_token nc, ng;
-            double e;
-            CHECK(bitnet_eval_sample(cpu, tc, sc, &nc, &err) == BITNET_OK);
-            CHECKF(bitnet_eval_sample(gpu, tg, sg, &ng, &err) == BITNET_OK, "%s", err.message);
-            e = rel_l2(bitnet_logits(gpu, -1), bitnet_logits(cpu, -1), n_vocab);
+            const float *lc, *lg;
+            double e, noise = 0;
+            int v;
+            CHECK(bitnet_eval_sample(cpu, t, sc, &nc, &err) == BITNET_OK);
+            CHECKF(bitnet_eval_sample(gpu, t, sg, &ng, &err) == BITNET_OK, "%s", err.message);
+            lc = bitnet_logits(cpu, -1);
+            lg = bitnet_logits(gpu, -1);
+            e = rel_l2(lg, lc, n_vocab);
             errs[n_errs++] = e;
             if (e > worst) worst = e;
-            CHECKF(e < 2e-2, "step %d: relative L2 distance %.3g", i, e);
-            CHECKF(ng == argmax(bitnet_logits(gpu, -1), n_vocab), "step %d: GPU argmax %d is not the argmax of its logits", i, ng);
+            CHECKF(e < tol, "step %d: relative L2 distance %.3g", i, e);
+            CHECKF(ng == argmax(lg, n_vocab), "step %d: GPU argmax %d is not the argmax of its logits", i, ng);
+            for (v = 0; v < n_vocab; v++) noise = fmax(noise, fabs((double)lg[v] - lc[v]));
             if (nc == ng) same++;
-            else if (same == i) printf("note: first differing token at step %d: CPU %d, GPU %d\n", i, nc, ng);
-            tc = nc;
-            tg = ng;
+            else {
+                double gap = (double)lc[nc] - lc[ng];
+                CHECKF(gap <= 2 * noise, "step %d: GPU picks %d, CPU %d, CPU logit gap %.3g > twice the noise %.3g", i, ng, nc, gap, noise);
+                ties++;
+            }
+            t = nc;
         }
-        CHECKF(same == steps, "greedy tokens: %d of %d identical", same, steps);
-        printf("greedy: %d of %d tokens identical\n", same, steps);
+        printf("greedy: the same pick at %d of %d steps, %d near-ties\n", same, steps, ties);
         bitnet_sampler_free(sc);
         bitnet_sampler_free(sg);
     }
