@@ -168,7 +168,7 @@ struct bitnet__quant_in {
 };
 
 __device__ __forceinline__ float4 bitnet__load_in4(const bitnet__quant_in &in, const uint16_t *row, int i) {
-    if (in.x) return *(const float4 *)(in.x + i);
+    if (in.x) return __ldcg((const float4 *)(in.x + i));
     uint2 raw = *(const uint2 *)(row + i);
     float4 v;
     if (in.table_f16) {
@@ -185,33 +185,36 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
     return (int)fminf(fmaxf(rintf(y * s), -128.0f), 127.0f);
 }
 
-#define BITNET__NQ_REGS 8   /* float4 of the input per thread kept in registers */
+#define BITNET__NQ_REGS 8   /* float4 of the input per thread per round, in registers */
 
 /* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
-   NULL.  Latency matters more than anything here (the whole block waits for it):
-   when the vector fits in BITNET__NQ_REGS float4 per thread, every load of x and
-   of the norm weight is issued at once and the three passes run on registers;
-   longer vectors take three passes through memory. */
+   NULL.  Latency matters more than anything here (a whole block, or the whole
+   next kernel, waits for it), so the vector goes in rounds of BITNET__NQ_REGS
+   float4 per thread whose loads are all issued at once; a vector of one round
+   stays in registers for the three passes (sum of squares, max, quantization),
+   a longer one is read again in each pass.  x is read through L2 (other blocks of
+   the same kernel may just have written it). */
 __device__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, int *sum_out,
                                             float *copy_to) {
     __shared__ double red_d[32];
     __shared__ float red_f[32];
     __shared__ int red_i[32];
     const uint16_t *row = in.x ? NULL : in.table + (size_t)in.tokens[*in.pos] * (size_t)n;
-    const int T = blockDim.x;
+    const int T = blockDim.x, round = BITNET__NQ_REGS * 4 * T;
+    const bool one_round = n <= round;
+    float4 v[BITNET__NQ_REGS];
     double ss = 0.0;
-    float amax = 0.0f, inv_rms, s;
+    float amax = 0.0f;
     int sum = 0;
-    if (n <= BITNET__NQ_REGS * 4 * T) {
-        float4 v[BITNET__NQ_REGS];
+    for (int base = 0; base < n; base += round) {
 #pragma unroll
         for (int j = 0; j < BITNET__NQ_REGS; j++) {
-            const int i = (threadIdx.x + j * T) * 4;
+            const int i = base + (threadIdx.x + j * T) * 4;
             if (i < n) v[j] = bitnet__load_in4(in, row, i);
         }
 #pragma unroll
         for (int j = 0; j < BITNET__NQ_REGS; j++) {
-            const int i = (threadIdx.x + j * T) * 4;
+            const int i = base + (threadIdx.x + j * T) * 4;
             if (i < n) {
                 ss += (double)v[j].x * v[j].x;
                 ss += (double)v[j].y * v[j].y;
@@ -220,11 +223,18 @@ __device__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, i
                 if (copy_to) *(float4 *)(copy_to + i) = v[j];
             }
         }
-        ss = bitnet__block_reduce(ss, bitnet__op_add(), red_d);
-        inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps);
+    }
+    ss = bitnet__block_reduce(ss, bitnet__op_add(), red_d);
+    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps);
+    for (int base = 0; base < n; base += round) {
 #pragma unroll
         for (int j = 0; j < BITNET__NQ_REGS; j++) {
-            const int i = (threadIdx.x + j * T) * 4;
+            const int i = base + (threadIdx.x + j * T) * 4;
+            if (i < n && !one_round) v[j] = bitnet__load_in4(in, row, i);
+        }
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = base + (threadIdx.x + j * T) * 4;
             if (i < n) {
                 const float4 w = *(const float4 *)(in.norm + i);
                 v[j].x = w.x * (v[j].x * inv_rms);
@@ -234,11 +244,21 @@ __device__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, i
                 amax = fmaxf(fmaxf(amax, fabsf(v[j].x)), fmaxf(fabsf(v[j].y), fmaxf(fabsf(v[j].z), fabsf(v[j].w))));
             }
         }
-        amax = bitnet__block_reduce(amax, bitnet__op_max(), red_f);
-        s = 127.0f / fmaxf(amax, 1e-5f);
+    }
+    amax = bitnet__block_reduce(amax, bitnet__op_max(), red_f);
+    const float s = 127.0f / fmaxf(amax, 1e-5f);
+    for (int base = 0; base < n; base += round) {
 #pragma unroll
         for (int j = 0; j < BITNET__NQ_REGS; j++) {
-            const int i = (threadIdx.x + j * T) * 4;
+            const int i = base + (threadIdx.x + j * T) * 4;
+            if (i < n && !one_round) {
+                const float4 x = bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
+                v[j] = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = base + (threadIdx.x + j * T) * 4;
             if (i < n) {
                 int q0 = bitnet__quant1(v[j].x, s), q1 = bitnet__quant1(v[j].y, s);
                 int q2 = bitnet__quant1(v[j].z, s), q3 = bitnet__quant1(v[j].w, s);
@@ -246,37 +266,42 @@ __device__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, i
                 sum += q0 + q1 + q2 + q3;
             }
         }
-    } else {
-        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
-            float4 v = bitnet__load_in4(in, row, i);
-            ss += (double)v.x * v.x;
-            ss += (double)v.y * v.y;
-            ss += (double)v.z * v.z;
-            ss += (double)v.w * v.w;
-            if (copy_to) *(float4 *)(copy_to + i) = v;
-        }
-        ss = bitnet__block_reduce(ss, bitnet__op_add(), red_d);
-        inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps);
-        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
-            float4 v = bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
-            amax = fmaxf(amax, fabsf(w.x * (v.x * inv_rms)));
-            amax = fmaxf(amax, fabsf(w.y * (v.y * inv_rms)));
-            amax = fmaxf(amax, fabsf(w.z * (v.z * inv_rms)));
-            amax = fmaxf(amax, fabsf(w.w * (v.w * inv_rms)));
-        }
-        amax = bitnet__block_reduce(amax, bitnet__op_max(), red_f);
-        s = 127.0f / fmaxf(amax, 1e-5f);
-        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
-            float4 v = bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
-            int q0 = bitnet__quant1(w.x * (v.x * inv_rms), s), q1 = bitnet__quant1(w.y * (v.y * inv_rms), s);
-            int q2 = bitnet__quant1(w.z * (v.z * inv_rms), s), q3 = bitnet__quant1(w.w * (v.w * inv_rms), s);
-            *(char4 *)(q + i) = make_char4((signed char)q0, (signed char)q1, (signed char)q2, (signed char)q3);
-            sum += q0 + q1 + q2 + q3;
-        }
     }
     sum = bitnet__block_reduce(sum, bitnet__op_add(), red_i);
     *scale_out = s;
     *sum_out = sum;
+}
+
+/* The next BitLinear's input, normalized and quantized once, by the last block of
+   the kernel that produces the vector (so the next kernel's blocks only copy k
+   bytes of int8 before their dot products). */
+struct bitnet__tail {
+    bitnet__quant_in in;       /* in.x: the vector this kernel writes; in.norm: the next layer's norm */
+    int n;
+    int8_t *q;                 /* NULL: no tail */
+    float *scale;
+    int *sum;
+    unsigned *counter;         /* zero between kernels */
+};
+
+/* Every block calls this (with all its threads) once its outputs are written;
+   the n_blocks-th to arrive does the work. */
+__device__ void bitnet__run_tail(const bitnet__tail &t, unsigned n_blocks) {
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(t.counter, 1u) == n_blocks - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    float s;
+    int sum;
+    bitnet__norm_quantize_block(t.in, t.n, t.q, &s, &sum, NULL);
+    if (threadIdx.x == 0) {
+        *t.scale = s;
+        *t.sum = sum;
+        *t.counter = 0;
+    }
 }
 
 /* ===========================================================================
@@ -317,6 +342,7 @@ struct bitnet__gemv_args {
     /* GATEUP epilogue */
     int relu2;
     int late_launch;           /* let the next kernel start only after our wait (see bitnet__launch) */
+    bitnet__tail tail;         /* ADD / GATEUP: quantize the finished output for the next GEMV */
 };
 
 /* dot of 16 two-bit codes (one interleaved word) with 16 int8 activations */
@@ -422,8 +448,9 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
         if (tid < 16) a.y_i32[row0 + tid] = dots[tid];
     } else if (OUT == BITNET__OUT_F32 || OUT == BITNET__OUT_ADD) {
         if (tid < 16) {
-            float v = (float)dots[tid] * (a.w_scale[0] / x_scale);
-            if (OUT == BITNET__OUT_ADD) a.y[row0 + tid] += v;
+            /* rounded as the CPU rounds it (no fused multiply-add) */
+            float v = __fmul_rn((float)dots[tid], a.w_scale[0] / x_scale);
+            if (OUT == BITNET__OUT_ADD) a.y[row0 + tid] = __fadd_rn(a.y[row0 + tid], v);
             else a.y[row0 + tid] = v;
         }
     } else if (OUT == BITNET__OUT_GATEUP) {
@@ -464,6 +491,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
             }
         }
     }
+    if (a.tail.q) bitnet__run_tail(a.tail, gridDim.x);
 }
 
 /* ===========================================================================
@@ -475,7 +503,8 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
    positions each, at most gridDim.y of them, so short contexts use few blocks and
    long ones spread over many; a slice is at most 256 positions (one per thread).
    Several slices leave partial results (max, sum of exponentials, weighted sum of
-   V); the last block of the head to finish combines them, as flash-decoding does.
+   V); the last block of the head to finish combines them, as flash-decoding does,
+   and the last head to finish quantizes the output for the O projection.
    The cache rows of the slice, except the newest, do not depend on the previous
    kernel, so they are pulled into L2 before the wait. */
 #define BITNET__ATT_THREADS 256
@@ -493,6 +522,7 @@ struct bitnet__attn_args {
     int n_ctx, head_dim, n_head, n_head_kv;
     float scale;                     /* 1 / sqrt(head_dim) */
     int late_launch;
+    bitnet__tail tail;               /* the output, quantized for the O projection */
 };
 
 /* The slicing of n positions over at most max_splits blocks. */
@@ -604,14 +634,14 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
         float2 acc[BITNET__ATT_MAX_GROUP];
 #pragma unroll
         for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) acc[g] = make_float2(0.0f, 0.0f);
-        /* 8 rows of V in flight per thread */
-        for (int base = pg; base < np; base += 8 * PG) {
-            bitnet__kv2 vr[8];
+        /* 16 rows of V in flight per thread */
+        for (int base = pg; base < np; base += 16 * PG) {
+            bitnet__kv2 vr[16];
 #pragma unroll
-            for (int u = 0; u < 8; u++)
+            for (int u = 0; u < 16; u++)
                 if (base + u * PG < np) vr[u] = ((const bitnet__kv2 *)(V + (size_t)(p0 + base + u * PG) * hd))[dp];
 #pragma unroll
-            for (int u = 0; u < 8; u++) {
+            for (int u = 0; u < 16; u++) {
                 const int pl = base + u * PG;
                 if (pl < np) {
                     float2 v = bitnet__kv2_float(vr[u]);
@@ -639,7 +669,10 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
         }
         if (splits > 1 && tid < G) a.part_ml[((size_t)h * gridDim.y + split) * G + tid] = make_float2(s_m[tid], s_l[tid]);
     }
-    if (splits == 1) return;
+    if (splits == 1) {
+        bitnet__run_tail(a.tail, (unsigned)a.n_head_kv);
+        return;
+    }
 
     /* the last block of this head to finish combines the slices */
     __threadfence();
@@ -675,6 +708,7 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
         a.out[(size_t)h * G * hd + i] = o / l;
     }
     if (tid == 0) a.counters[h] = 0;
+    bitnet__run_tail(a.tail, (unsigned)a.n_head_kv);
 }
 
 /* ===========================================================================
@@ -940,17 +974,13 @@ static cudaError_t bitnet__launch_gemv(const bitnet__gemv_args &a, cudaStream_t 
    default 48 KB for inputs of length k (GEMV) and hidden size n_embd (LM head). */
 static cudaError_t bitnet__kernels_prepare(int max_k, int n_embd) {
     cudaError_t e = cudaSuccess;
-    int g = (int)bitnet__gemv_smem(max_k, BITNET__IN_NORM), h = n_embd * 4;
+    int g = (int)bitnet__gemv_smem(max_k, BITNET__IN_INT8), ge = (int)bitnet__gemv_smem(n_embd, BITNET__IN_EMBED), h = n_embd * 4;
 #define BITNET__SMEM(kern, bytes) \
     if (e == cudaSuccess && (bytes) > 48 * 1024) e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes)
-    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_I32>), g);
-    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_F32>), g);
-    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_I32>), g);
-    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_F32>), g);
-    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_EMBED, BITNET__OUT_QKV>), g);
-    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_QKV>), g);
-    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_ADD>), g);
-    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_GATEUP>), g);
+    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_EMBED, BITNET__OUT_QKV>), ge);
+    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_QKV>), g);
+    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_ADD>), g);
+    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_GATEUP>), g);
     BITNET__SMEM(bitnet__head_kernel<0>, h);
     BITNET__SMEM(bitnet__head_kernel<1>, h);
 #undef BITNET__SMEM
@@ -1043,7 +1073,8 @@ static int bitnet__check_shape(const bitnet__cuda_shape *s, size_t max_smem, bit
         return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED,
                                  "CUDA backend: the W2A8 GEMV needs matrix widths that are multiples of 32 (embedding %d, FFN %d)",
                                  s->n_embd, s->n_ff);
-    if (bitnet__gemv_smem(s->n_embd > s->n_ff ? s->n_embd : s->n_ff, BITNET__IN_NORM) > max_smem || (size_t)s->n_embd * 4 > max_smem)
+    if (bitnet__gemv_smem(s->n_embd > s->n_ff ? s->n_embd : s->n_ff, BITNET__IN_INT8) > max_smem ||
+        bitnet__gemv_smem(s->n_embd, BITNET__IN_EMBED) > max_smem)
         return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED,
                                  "CUDA backend: embedding %d / FFN %d too large for this GPU's %zu bytes of shared memory per block",
                                  s->n_embd, s->n_ff, max_smem);
@@ -1168,7 +1199,10 @@ struct bitnet__cuda_ctx {
     float *logits;              /* n_vocab */
     float *part_o;              /* attention partials */
     float2 *part_ml, *head_best;
-    unsigned *counters;         /* n_head_kv for attention, 1 for the LM head */
+    int8_t *xq;                 /* the next BitLinear's input (bitnet__tail), max(n_embd, n_ff) */
+    float *xq_scale;
+    int *xq_sum;
+    unsigned *counters;         /* n_head_kv for attention, 1 for the LM head, 1 for the tails */
     int *d_pos, *d_tokens, *d_next;  /* the step's position, tokens by position, the argmax */
     int *h_pinned;              /* host: [0] position, [1] argmax, [2..] tokens by position */
     int dev_pos;                /* the position the device will run next (-1: unknown) */
@@ -1190,7 +1224,10 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->part_o = (float *)cv->take(parts * s->head_dim * 4);
     c->part_ml = (float2 *)cv->take(parts * sizeof(float2));
     c->head_best = (float2 *)cv->take((size_t)c->head_blocks * sizeof(float2));
-    c->counters = (unsigned *)cv->take(((size_t)s->n_head_kv + 1) * sizeof(unsigned));
+    c->xq = (int8_t *)cv->take((size_t)(s->n_embd > s->n_ff ? s->n_embd : s->n_ff));
+    c->xq_scale = (float *)cv->take(sizeof(float));
+    c->xq_sum = (int *)cv->take(sizeof(int));
+    c->counters = (unsigned *)cv->take(((size_t)s->n_head_kv + 2) * sizeof(unsigned));
     c->d_pos = (int *)cv->take(sizeof(int));
     c->d_next = (int *)cv->take(sizeof(int));
     c->d_tokens = (int *)cv->take((size_t)c->n_ctx * sizeof(int));
@@ -1210,22 +1247,33 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
     int n_marks = 0;
 #define BITNET__MARK() \
     if (e == cudaSuccess && marks) e = cudaEventRecord(marks[n_marks++], st)
+    /* Every BitLinear but the first reads the int8 vector c->xq that the kernel
+       before it leaves behind (bitnet__tail). */
+    bitnet__tail tail;
+    memset(&tail, 0, sizeof tail);
+    tail.in.eps = s->rms_eps;
+    tail.q = c->xq;
+    tail.scale = c->xq_scale;
+    tail.sum = c->xq_sum;
+    tail.counter = c->counters + s->n_head_kv + 1;
     for (int l = 0; l < s->n_layer && e == cudaSuccess; l++) {
         const bitnet__cuda_layer_dev *L = &m->layers[l];
         bitnet__gemv_args g;
         memset(&g, 0, sizeof g);
-        g.in.eps = s->rms_eps;
         g.late_launch = late;
-        /* 1. QKV (+ embedding lookup in layer 0) */
+        g.xq = c->xq;
+        g.xq_scale = c->xq_scale;
+        g.xq_sum = c->xq_sum;
+        /* 1. QKV, RoPE, KV append; layer 0 starts from the token's embedding row */
         g.w = L->qkv;
         g.n = (int)bitnet__qkv_rows(s);
         g.k = s->n_embd;
-        g.in.x = l == 0 ? NULL : c->x;
         g.in.table = m->tok_embd;
         g.in.table_f16 = s->embd_f16;
         g.in.tokens = c->d_tokens;
         g.in.pos = c->d_pos;
         g.in.norm = L->attn_norm;
+        g.in.eps = s->rms_eps;
         g.residual = c->x;
         g.w_scale[0] = L->q_scale;
         g.w_scale[1] = L->k_scale;
@@ -1240,9 +1288,9 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.n_head = s->n_head;
         g.n_head_kv = s->n_head_kv;
         e = l == 0 ? bitnet__launch_gemv<BITNET__IN_EMBED, BITNET__OUT_QKV>(g, st, pdl)
-                   : bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_QKV>(g, st, pdl);
+                   : bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_QKV>(g, st, pdl);
         BITNET__MARK();
-        /* 2. attention */
+        /* 2. attention; its output quantized with attn_sub_norm */
         if (e == cudaSuccess) {
             bitnet__attn_args a;
             a.q = c->q;
@@ -1259,44 +1307,56 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
             a.n_head_kv = s->n_head_kv;
             a.scale = 1.0f / sqrtf((float)s->head_dim);
             a.late_launch = late;
+            a.tail = tail;
+            a.tail.in.x = c->att;
+            a.tail.in.norm = L->attn_sub_norm;
+            a.tail.n = s->n_embd;
             e = bitnet__launch(bitnet__attention_kernel, dim3((unsigned)s->n_head_kv, (unsigned)c->att_splits),
                                dim3(BITNET__ATT_THREADS), 0, st, pdl, a);
         }
         BITNET__MARK();
-        /* 3. O projection + residual */
+        /* 3. O projection + residual; x quantized with ffn_norm */
         memset(&g, 0, sizeof g);
-        g.in.eps = s->rms_eps;
         g.late_launch = late;
+        g.xq = c->xq;
+        g.xq_scale = c->xq_scale;
+        g.xq_sum = c->xq_sum;
         g.w = L->wo;
         g.n = s->n_embd;
         g.k = s->n_embd;
-        g.in.x = c->att;
-        g.in.norm = L->attn_sub_norm;
         g.w_scale[0] = L->o_scale;
         g.y = c->x;
-        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_ADD>(g, st, pdl);
+        g.tail = tail;
+        g.tail.in.x = c->x;
+        g.tail.in.norm = L->ffn_norm;
+        g.tail.n = s->n_embd;
+        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
         BITNET__MARK();
-        /* 4. gate/up + act(gate) * up */
+        /* 4. gate/up, act(gate) * up; that quantized with ffn_sub_norm */
         g.w = L->gate_up;
         g.n = 2 * s->n_ff;
-        g.in.x = c->x;
-        g.in.norm = L->ffn_norm;
         g.w_scale[0] = L->gate_scale;
         g.w_scale[1] = L->up_scale;
         g.y = c->ffn;
         g.relu2 = s->relu2;
-        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_GATEUP>(g, st, pdl);
+        g.tail.in.x = c->ffn;
+        g.tail.in.norm = L->ffn_sub_norm;
+        g.tail.n = s->n_ff;
+        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(g, st, pdl);
         BITNET__MARK();
-        /* 5. down projection + residual */
+        /* 5. down projection + residual; x quantized with the next layer's attn_norm
+           (the LM head normalizes x itself) */
         g.w = L->down;
         g.n = s->n_embd;
         g.k = s->n_ff;
-        g.in.x = c->ffn;
-        g.in.norm = L->ffn_sub_norm;
         g.w_scale[0] = L->down_scale;
         g.w_scale[1] = 0.0f;
         g.y = c->x;
-        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_ADD>(g, st, pdl);
+        g.tail.in.x = c->x;
+        g.tail.n = s->n_embd;
+        if (l + 1 < s->n_layer) g.tail.in.norm = m->layers[l + 1].attn_norm;
+        else g.tail.q = NULL;
+        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
         BITNET__MARK();
     }
     if (e == cudaSuccess) {
@@ -1419,7 +1479,7 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     BITNET__CK(cudaMemset(c->arena, 0, c->arena_bytes));
     BITNET__CK(cudaMallocHost(&c->h_pinned, ((size_t)n_ctx + 2) * sizeof(int)));
     BITNET__CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    if ((rc = bitnet__capture_step(c, BITNET__PDL_EARLY, err))) goto fail;
+    if ((rc = bitnet__capture_step(c, BITNET__PDL_LATE, err))) goto fail;
     *out = c;
     return BITNET_OK;
 fail:

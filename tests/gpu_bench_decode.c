@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
                 qsort(graph, (size_t)r, sizeof *graph, cmp_double);
                 printf("| %s | %.0f |\n", modes[mode], graph[r / 2]);
             }
-            if (bitnet__cuda_context_set_overlap(g->dev, 1, &err) != 1) die("overlap", &err);
+            if (bitnet__cuda_context_set_overlap(g->dev, 2, &err) != 2) die("overlap", &err);
         }
         /* one step kernel by kernel, at the last position */
         {

@@ -14,8 +14,9 @@
                  while this one still runs; see bitnet_cuda.cu, bitnet__launch)
      late        the same, the next call launched once this one has its input
      serial      the same without programmatic dependent launch
-     norm        the decode step's variant: RMSNorm + quantization of a float input
-                 fused in (every block recomputes it), early launch
+     tail        the decode step's variant: residual add into a float output that
+                 the last block then RMS-normalizes and quantizes for the next GEMV
+                 (bitnet__tail), late launch
      seed        the seed's design, re-implemented here: 16x32 blocks of 128 bytes,
                  a warp reads one block per step with 4-byte loads, the 16-value
                  interleave decoded with shifts and masks, dp4a, activations staged
@@ -154,10 +155,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     CK(bitnet__kernels_prepare(10240, 2560));
+    CK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_F32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 5 * 10240));
     const double copy_bw = copy_bandwidth(st);
     printf("# W2A8 GEMV, M = 1: %s, %d SMs, L2 %d MB, copy bandwidth %.0f GB/s (read + write)\n\n", prop.name, prop.multiProcessorCount,
            prop.l2CacheSize >> 20, copy_bw);
-    printf("| N x K | floor us | early | late | serial | norm | seed | cublas bf16 | best GB/s | best %% copy | best / seed |\n");
+    printf("| N x K | floor us | early | late | serial | tail | seed | cublas bf16 | best GB/s | best %% copy | best / seed |\n");
     printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     static const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
                                     {3200, 3200}, {4800, 3200}, {3200, 10240}, {20480, 3200}};
@@ -170,21 +172,21 @@ int main(int argc, char **argv) {
         std::vector<int8_t> w((size_t)n * k), xq(k);
         std::vector<uint8_t> packed(wbytes), seed(wbytes);
         std::vector<uint16_t> wb((size_t)n * k), xb(k);
-        std::vector<float> xf(k), norm(k);
         for (size_t i = 0; i < w.size(); i++) { w[i] = (int8_t)((int)(rnd() % 3) - 1); wb[i] = bitnet__f32_to_bf16((float)w[i] * 0.7f); }
         int sum = 0;
         for (int i = 0; i < k; i++) {
             xq[i] = (int8_t)(rnd() & 0xff); sum += xq[i];
             xb[i] = bitnet__f32_to_bf16((float)xq[i] / 64.0f);
-            xf[i] = (float)xq[i] / 64.0f; norm[i] = 1.0f;
         }
         bitnet_gpu_pack(w.data(), n, k, packed.data());
         seed_pack(w.data(), n, k, seed.data());
         uint8_t *d_w, *d_seed;
         uint16_t *d_wb, *d_xb, *d_yb;
         int8_t *d_xq;
-        float *d_xs, *d_y, *d_xf, *d_norm;
-        int *d_sum;
+        float *d_xs, *d_y, *d_ny, *d_ty, *d_tqs;
+        int *d_sum, *d_tqsum;
+        int8_t *d_tq;
+        unsigned *d_cnt;
         const float one = 1.0f;
         CK(cudaMalloc(&d_w, wbytes * nbuf));
         CK(cudaMalloc(&d_seed, wbytes * nbuf));
@@ -200,29 +202,40 @@ int main(int argc, char **argv) {
         CK(cudaMalloc(&d_xs, 4));
         CK(cudaMalloc(&d_sum, 4));
         CK(cudaMalloc(&d_y, (size_t)n * 4));
-        CK(cudaMalloc(&d_xf, (size_t)k * 4));
-        CK(cudaMalloc(&d_norm, (size_t)k * 4));
+        CK(cudaMalloc(&d_ny, (size_t)n * 4));
+        CK(cudaMalloc(&d_ty, (size_t)n * 4));
+        CK(cudaMalloc(&d_tq, (size_t)n));
+        CK(cudaMalloc(&d_tqs, 4));
+        CK(cudaMalloc(&d_tqsum, 4));
+        CK(cudaMalloc(&d_cnt, 4));
+        CK(cudaMemset(d_cnt, 0, 4));
+        {
+            std::vector<float> ones(n, 1.0f), y0(n);
+            for (int i = 0; i < n; i++) y0[i] = (float)(int)(rnd() % 200) - 100.0f;
+            CK(cudaMemcpy(d_ny, ones.data(), (size_t)n * 4, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(d_ty, y0.data(), (size_t)n * 4, cudaMemcpyHostToDevice));
+        }
         CK(cudaMemcpy(d_xb, xb.data(), (size_t)k * 2, cudaMemcpyHostToDevice));
         CK(cudaMemcpy(d_xq, xq.data(), (size_t)k, cudaMemcpyHostToDevice));
         CK(cudaMemcpy(d_xs, &one, 4, cudaMemcpyHostToDevice));
         CK(cudaMemcpy(d_sum, &sum, 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(d_xf, xf.data(), (size_t)k * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(d_norm, norm.data(), (size_t)k * 4, cudaMemcpyHostToDevice));
 
         bitnet__gemv_args a;
         memset(&a, 0, sizeof a);
         a.n = n; a.k = k; a.xq = d_xq; a.xq_scale = d_xs; a.xq_sum = d_sum; a.w_scale[0] = 1.0f; a.y = d_y;
-        a.in.x = d_xf; a.in.norm = d_norm; a.in.eps = 1e-5f;
-        auto ours = [&](int pdl, int norm_in) {
+        auto ours = [&](int pdl, int tail) {
             return time_graph([&](int i) {
                 bitnet__gemv_args c = a;
                 c.w = d_w + wbytes * (i % nbuf);
                 c.late_launch = pdl == 2;
-                return norm_in ? bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_F32>(c, st, pdl)
-                               : bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_F32>(c, st, pdl);
+                if (!tail) return bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_F32>(c, st, pdl);
+                c.y = d_ty;
+                c.tail.in.x = d_ty; c.tail.in.norm = d_ny; c.tail.in.eps = 1e-5f; c.tail.n = n;
+                c.tail.q = d_tq; c.tail.scale = d_tqs; c.tail.sum = d_tqsum; c.tail.counter = d_cnt;
+                return bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(c, st, pdl);
             }, st, rounds);
         };
-        const double t_early = ours(1, 0), t_late = ours(2, 0), t_serial = ours(0, 0), t_norm = ours(1, 1);
+        const double t_early = ours(1, 0), t_late = ours(2, 0), t_serial = ours(0, 0), t_norm = ours(2, 1);
         const double t_ours = std::min(t_early, t_late);
         const double t_seed = time_graph([&](int i) {
             seed_gemv_kernel<<<n / 16, 128, (size_t)k, st>>>(d_seed + wbytes * (i % nbuf), d_xq, d_xs, d_sum, 1.0f, k, d_y);
@@ -240,7 +253,8 @@ int main(int argc, char **argv) {
                t_blas, wbytes / (t_ours * 1e-6) / 1e9, 100.0 * wbytes / (t_ours * 1e-6) / 1e9 / copy_bw, t_ours / t_seed);
         fflush(stdout);
         CK(cudaFree(d_w)); CK(cudaFree(d_seed)); CK(cudaFree(d_wb)); CK(cudaFree(d_xb)); CK(cudaFree(d_yb)); CK(cudaFree(d_xq));
-        CK(cudaFree(d_xs)); CK(cudaFree(d_sum)); CK(cudaFree(d_y)); CK(cudaFree(d_xf)); CK(cudaFree(d_norm));
+        CK(cudaFree(d_xs)); CK(cudaFree(d_sum)); CK(cudaFree(d_y));
+        CK(cudaFree(d_ny)); CK(cudaFree(d_ty)); CK(cudaFree(d_tq)); CK(cudaFree(d_tqs)); CK(cudaFree(d_tqsum)); CK(cudaFree(d_cnt));
     }
     /* a sanity check that the seed re-implementation computes the same thing */
     {

@@ -75,6 +75,16 @@ static void ref_dots(const int8_t *w, const int8_t *x, int n, int k, int *out) {
     }
 }
 
+/* The library raises the shared memory limit only of the kernels it launches;
+   these tests also launch the int32/float-output and norm-prologue variants. */
+static const int MAX_NORM_K = 24576;   /* 9k bytes of shared memory must fit */
+static void prepare_test_kernels(void) {
+    CUDA_OK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_I32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 5 * 32768));
+    CUDA_OK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_F32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 5 * 32768));
+    CUDA_OK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_I32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 9 * MAX_NORM_K));
+    CUDA_OK(bitnet__kernels_prepare(16384, 4096));
+}
+
 static void random_ternary(int8_t *w, size_t n) {
     for (size_t i = 0; i < n; i++) w[i] = (int8_t)((int)(rnd() % 3) - 1);
 }
@@ -121,6 +131,7 @@ static void gemv_case(int n, int k) {
     CHECKF(bad == 0, "%dx%d int8 input: %d of %d dot products differ (row 0: got %d, want %d)", n, k, bad, n, got[0], ref[0]);
     CHECKF(memcmp(goty.data(), yref.data(), (size_t)n * 4) == 0, "%dx%d: scaled outputs differ from the CPU's", n, k);
 
+    if (k > MAX_NORM_K) goto done;
     CUDA_OK(cudaMemset(d_i32, 0xA5, (size_t)n * 4));
     a.in.x = d_x; a.in.norm = d_norm; a.in.eps = 1e-5f;
     CUDA_OK(bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_I32>(a, 0, 0));
@@ -129,7 +140,75 @@ static void gemv_case(int n, int k) {
     bad = 0;
     for (int r = 0; r < n; r++) bad += got[r] != ref2[r];
     CHECKF(bad == 0, "%dx%d norm+quantize input: %d of %d dot products differ", n, k, bad, n);
+done:
     cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_x); cudaFree(d_norm); cudaFree(d_sum); cudaFree(d_i32); cudaFree(d_y);
+}
+
+/* The tail: a residual-add GEMV (or gate/up) whose last block quantizes the
+   finished vector for the next GEMV, exactly as the CPU quantizes it. */
+static void tail_case(int n, int k, int gate_up) {
+    std::vector<int8_t> w((size_t)n * k), xq(k);
+    std::vector<uint8_t> packed((size_t)n * k / 4);
+    const int n_out = gate_up ? n / 2 : n;
+    std::vector<float> y0(n_out), y(n_out), norm(n_out);
+    std::vector<int> dots(n);
+    random_ternary(w.data(), w.size());
+    CHECK(bitnet_gpu_pack(w.data(), n, k, packed.data()) == BITNET_OK);
+    int sum = 0;
+    for (int i = 0; i < k; i++) { xq[i] = (int8_t)(rnd() & 0xff); sum += xq[i]; }
+    for (int i = 0; i < n_out; i++) { y0[i] = frand(-50.0f, 50.0f); norm[i] = frand(0.2f, 2.0f); }
+    const float x_scale = frand(20.0f, 60.0f), ws = frand(0.5f, 2.0f);
+    ref_dots(w.data(), xq.data(), n, k, dots.data());
+    for (int i = 0; i < n_out; i++) {
+        if (gate_up) {
+            /* gate rows 8t..8t+7 at tile rows 0-7, up at 8-15: here the packed rows
+               are taken as they come, so row 16t + j is gate, 16t + 8 + j up */
+            float g = (float)dots[16 * (i / 8) + i % 8] * (ws / x_scale), u = (float)dots[16 * (i / 8) + 8 + i % 8] * (ws / x_scale);
+            float act = g > 0.0f ? g * g : 0.0f;
+            y[i] = act * u;
+        } else {
+            volatile float v = (float)dots[i] * (ws / x_scale);   /* no contraction into an FMA */
+            y[i] = y0[i] + v;
+        }
+    }
+    std::vector<int8_t> want(n_out);
+    int want_sum;
+    const float want_scale = ref_norm_quantize(y.data(), norm.data(), n_out, 1e-5f, want.data(), &want_sum);
+
+    uint8_t *d_w = dev_upload(packed.data(), packed.size());
+    int8_t *d_xq = dev_upload(xq.data(), (size_t)k), *d_q = dev_poisoned<int8_t>((size_t)n_out);
+    float *d_xs = dev_upload(&x_scale, 1), *d_y = dev_upload(y0.data(), (size_t)n_out), *d_norm = dev_upload(norm.data(), (size_t)n_out);
+    float *d_qs = dev_poisoned<float>(1);
+    int *d_sum = dev_upload(&sum, 1), *d_qsum = dev_poisoned<int>(1);
+    unsigned *d_cnt;
+    CUDA_OK(cudaMalloc(&d_cnt, 4));
+    CUDA_OK(cudaMemset(d_cnt, 0, 4));
+    bitnet__gemv_args a;
+    memset(&a, 0, sizeof a);
+    a.w = d_w; a.n = n; a.k = k;
+    a.xq = d_xq; a.xq_scale = d_xs; a.xq_sum = d_sum;
+    a.w_scale[0] = ws; a.w_scale[1] = ws; a.y = d_y; a.relu2 = 1;
+    a.tail.in.x = d_y; a.tail.in.norm = d_norm; a.tail.in.eps = 1e-5f; a.tail.n = n_out;
+    a.tail.q = d_q; a.tail.scale = d_qs; a.tail.sum = d_qsum; a.tail.counter = d_cnt;
+    if (gate_up) CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(a, 0, 0));
+    else CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(a, 0, 0));
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<int8_t> got = dev_download(d_q, (size_t)n_out);
+    std::vector<float> goty = dev_download(d_y, (size_t)n_out);
+    float got_scale;
+    int got_sum;
+    unsigned cnt;
+    CUDA_OK(cudaMemcpy(&got_scale, d_qs, 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(&got_sum, d_qsum, 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(&cnt, d_cnt, 4, cudaMemcpyDeviceToHost));
+    CHECKF(memcmp(goty.data(), y.data(), (size_t)n_out * 4) == 0, "tail %d x %d: outputs differ", n, k);
+    int bad = 0;
+    for (int i = 0; i < n_out; i++) bad += got[i] != want[i];
+    CHECKF(bad == 0 && got_scale == want_scale && got_sum == want_sum && cnt == 0,
+           "tail %d x %d (%s): %d of %d values differ, scale %g vs %g, sum %d vs %d, counter %u", n, k, gate_up ? "gate/up" : "add", bad,
+           n_out, got_scale, want_scale, got_sum, want_sum, cnt);
+    cudaFree(d_w); cudaFree(d_xq); cudaFree(d_q); cudaFree(d_xs); cudaFree(d_y); cudaFree(d_norm); cudaFree(d_qs); cudaFree(d_sum);
+    cudaFree(d_qsum); cudaFree(d_cnt);
 }
 
 /* Row order of the fused QKV matrix (bitnet.h, bitnet__cuda_layer): fused row f
@@ -269,14 +348,23 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
     float2 *d_ml = dev_poisoned<float2>((size_t)n_kv * splits * G);
     unsigned *d_cnt;
     int *d_pos;
-    CUDA_OK(cudaMalloc(&d_cnt, (size_t)n_kv * 4));
-    CUDA_OK(cudaMemset(d_cnt, 0, (size_t)n_kv * 4));
+    std::vector<float> norm(q.size());
+    for (auto &v : norm) v = frand(0.2f, 2.0f);
+    float *d_norm = dev_upload(norm.data(), norm.size()), *d_qs = dev_poisoned<float>(1);
+    int8_t *d_xq = dev_poisoned<int8_t>(q.size());
+    int *d_qsum = dev_poisoned<int>(1);
+    CUDA_OK(cudaMalloc(&d_cnt, (size_t)(n_kv + 1) * 4));
+    CUDA_OK(cudaMemset(d_cnt, 0, (size_t)(n_kv + 1) * 4));
     CUDA_OK(cudaMalloc(&d_pos, 4));
     for (int pos : positions) {
         const int n = pos + 1;
         bitnet__attn_args a;
         a.q = d_q; a.k_cache = d_k; a.v_cache = d_v; a.out = d_out; a.part_o = d_po; a.part_ml = d_ml; a.counters = d_cnt;
         a.pos = d_pos; a.n_ctx = n_ctx; a.head_dim = hd; a.n_head = n_head; a.n_head_kv = n_kv; a.scale = 1.0f / sqrtf((float)hd);
+        a.late_launch = 0;
+        memset(&a.tail, 0, sizeof a.tail);
+        a.tail.in.x = d_out; a.tail.in.norm = d_norm; a.tail.in.eps = 1e-5f; a.tail.n = (int)q.size();
+        a.tail.q = d_xq; a.tail.scale = d_qs; a.tail.sum = d_qsum; a.tail.counter = d_cnt + n_kv;
         CUDA_OK(cudaMemcpy(d_pos, &pos, 4, cudaMemcpyHostToDevice));
         std::vector<float> first;
         for (int run = 0; run < 2; run++) {
@@ -290,6 +378,15 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
                 break;
             }
             first = out;
+            {
+                /* the tail quantized exactly this output */
+                std::vector<int8_t> want(q.size()), got = dev_download(d_xq, q.size());
+                int want_sum, got_sum;
+                float got_scale, want_scale = ref_norm_quantize(out.data(), norm.data(), (int)q.size(), 1e-5f, want.data(), &want_sum);
+                CUDA_OK(cudaMemcpy(&got_scale, d_qs, 4, cudaMemcpyDeviceToHost));
+                CUDA_OK(cudaMemcpy(&got_sum, d_qsum, 4, cudaMemcpyDeviceToHost));
+                CHECKF(got == want && got_scale == want_scale && got_sum == want_sum, "attention n=%d: the tail's quantization differs", n);
+            }
             double max_err = 0, max_ref = 0;
             for (int h = 0; h < n_head; h++) {
                 const int kvh = h / G;
@@ -314,11 +411,12 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
                    n_kv, hd, n, max_err, max_ref);
         }
     }
-    std::vector<unsigned> cnt = dev_download(d_cnt, (size_t)n_kv);
+    std::vector<unsigned> cnt = dev_download(d_cnt, (size_t)n_kv + 1);
     int nonzero = 0;
     for (unsigned c : cnt) nonzero += c != 0;
     CHECKF(nonzero == 0, "attention left %d split counters nonzero", nonzero);
     cudaFree(d_k); cudaFree(d_v); cudaFree(d_q); cudaFree(d_out); cudaFree(d_po); cudaFree(d_ml); cudaFree(d_cnt); cudaFree(d_pos);
+    cudaFree(d_norm); cudaFree(d_qs); cudaFree(d_xq); cudaFree(d_qsum);
 }
 
 static uint16_t f32_to_bf16(float f) {
@@ -427,7 +525,7 @@ int main(void) {
         printf("SKIP gpu_kernels: no CUDA device\n");
         return 0;
     }
-    CUDA_OK(bitnet__kernels_prepare(32768, 4096));
+    prepare_test_kernels();
     TEST("W2A8 GEMV: 2B4T shapes, exact") {
         static const int s[][2] = {{3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};
         for (auto &v : s) gemv_case(v[0], v[1]);
@@ -441,6 +539,13 @@ int main(void) {
            more than 48 KB of shared memory */
         static const int s[][2] = {{16, 32}, {16, 48 + 16}, {32, 96}, {48, 2080}, {112, 4096}, {16, 4128}, {64, 12288}, {16, 32768}, {4096, 32}};
         for (auto &v : s) gemv_case(v[0], v[1]);
+    }
+    TEST("tails: the next GEMV's input quantized by the last block, exact") {
+        tail_case(2560, 2560, 0);      /* one round of registers */
+        tail_case(2560, 6912, 0);
+        tail_case(13824, 2560, 1);     /* 6912 values: several rounds with 128 threads */
+        tail_case(16, 32, 0);
+        tail_case(32, 4096 + 32, 1);
     }
     TEST("QKV epilogue: RoPE, q buffer, fp16 cache append") {
         qkv_case(20, 5, 128, 2560, 4000, 4096);
