@@ -184,7 +184,7 @@ int main(int argc, char **argv) {
         uint16_t *d_wb, *d_xb, *d_yb;
         int8_t *d_xq;
         float *d_xs, *d_y, *d_ny, *d_ty, *d_tqs;
-        int *d_sum, *d_tqsum;
+        int *d_sum;
         int8_t *d_tq;
         unsigned *d_cnt;
         const float one = 1.0f;
@@ -206,7 +206,6 @@ int main(int argc, char **argv) {
         CK(cudaMalloc(&d_ty, (size_t)n * 4));
         CK(cudaMalloc(&d_tq, (size_t)n));
         CK(cudaMalloc(&d_tqs, 4));
-        CK(cudaMalloc(&d_tqsum, 4));
         CK(cudaMalloc(&d_cnt, 4));
         CK(cudaMemset(d_cnt, 0, 4));
         {
@@ -222,7 +221,7 @@ int main(int argc, char **argv) {
 
         bitnet__gemv_args a;
         memset(&a, 0, sizeof a);
-        a.n = n; a.k = k; a.xq = d_xq; a.xq_scale = d_xs; a.xq_sum = d_sum; a.w_scale[0] = 1.0f; a.y = d_y;
+        a.n = n; a.k = k; a.xq = d_xq; a.xq_scale = d_xs; a.w_scale[0] = 1.0f; a.y = d_y;
         auto ours = [&](int pdl, int tail) {
             return time_graph([&](int i) {
                 bitnet__gemv_args c = a;
@@ -231,7 +230,7 @@ int main(int argc, char **argv) {
                 if (!tail) return bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_F32>(c, st, pdl);
                 c.y = d_ty;
                 c.tail.in.x = d_ty; c.tail.in.norm = d_ny; c.tail.in.eps = 1e-5f; c.tail.n = n;
-                c.tail.q = d_tq; c.tail.scale = d_tqs; c.tail.sum = d_tqsum; c.tail.counter = d_cnt;
+                c.tail.q = d_tq; c.tail.scale = d_tqs; c.tail.counter = d_cnt;
                 return bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(c, st, pdl);
             }, st, rounds);
         };
@@ -254,7 +253,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
         CK(cudaFree(d_w)); CK(cudaFree(d_seed)); CK(cudaFree(d_wb)); CK(cudaFree(d_xb)); CK(cudaFree(d_yb)); CK(cudaFree(d_xq));
         CK(cudaFree(d_xs)); CK(cudaFree(d_sum)); CK(cudaFree(d_y));
-        CK(cudaFree(d_ny)); CK(cudaFree(d_ty)); CK(cudaFree(d_tq)); CK(cudaFree(d_tqs)); CK(cudaFree(d_tqsum)); CK(cudaFree(d_cnt));
+        CK(cudaFree(d_ny)); CK(cudaFree(d_ty)); CK(cudaFree(d_tq)); CK(cudaFree(d_tqs)); CK(cudaFree(d_cnt));
     }
     /* a sanity check that the seed re-implementation computes the same thing */
     {

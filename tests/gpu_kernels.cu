@@ -98,8 +98,7 @@ static void gemv_case(int n, int k) {
     std::vector<int> ref(n), ref2(n);
     random_ternary(w.data(), w.size());
     CHECK(bitnet_gpu_pack(w.data(), n, k, packed.data()) == BITNET_OK);
-    int sum = 0;
-    for (int i = 0; i < k; i++) { xq[i] = (int8_t)(rnd() & 0xff); sum += xq[i]; }
+    for (int i = 0; i < k; i++) xq[i] = (int8_t)(rnd() & 0xff);
     const float x_scale = frand(0.5f, 40.0f), w_scale = frand(0.2f, 3.0f);
     ref_dots(w.data(), xq.data(), n, k, ref.data());
     for (int r = 0; r < n; r++) yref[r] = (float)ref[r] * (w_scale / x_scale);
@@ -113,12 +112,12 @@ static void gemv_case(int n, int k) {
     uint8_t *d_w = dev_upload(packed.data(), packed.size());
     int8_t *d_xq = dev_upload(xq.data(), (size_t)k);
     float *d_xs = dev_upload(&x_scale, 1), *d_x = dev_upload(x.data(), (size_t)k), *d_norm = dev_upload(norm.data(), (size_t)k);
-    int *d_sum = dev_upload(&sum, 1), *d_i32 = dev_poisoned<int>((size_t)n);
+    int *d_i32 = dev_poisoned<int>((size_t)n);
     float *d_y = dev_poisoned<float>((size_t)n);
     bitnet__gemv_args a;
     memset(&a, 0, sizeof a);
     a.w = d_w; a.n = n; a.k = k;
-    a.xq = d_xq; a.xq_scale = d_xs; a.xq_sum = d_sum;
+    a.xq = d_xq; a.xq_scale = d_xs;
     a.w_scale[0] = w_scale;
     a.y = d_y; a.y_i32 = d_i32;
     CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_I32>(a, 0, 0));
@@ -141,7 +140,7 @@ static void gemv_case(int n, int k) {
     for (int r = 0; r < n; r++) bad += got[r] != ref2[r];
     CHECKF(bad == 0, "%dx%d norm+quantize input: %d of %d dot products differ", n, k, bad, n);
 done:
-    cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_x); cudaFree(d_norm); cudaFree(d_sum); cudaFree(d_i32); cudaFree(d_y);
+    cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_x); cudaFree(d_norm); cudaFree(d_i32); cudaFree(d_y);
 }
 
 /* The tail: a residual-add GEMV (or gate/up) whose last block quantizes the
@@ -154,8 +153,7 @@ static void tail_case(int n, int k, int gate_up) {
     std::vector<int> dots(n);
     random_ternary(w.data(), w.size());
     CHECK(bitnet_gpu_pack(w.data(), n, k, packed.data()) == BITNET_OK);
-    int sum = 0;
-    for (int i = 0; i < k; i++) { xq[i] = (int8_t)(rnd() & 0xff); sum += xq[i]; }
+    for (int i = 0; i < k; i++) xq[i] = (int8_t)(rnd() & 0xff);
     for (int i = 0; i < n_out; i++) { y0[i] = frand(-50.0f, 50.0f); norm[i] = frand(0.2f, 2.0f); }
     const float x_scale = frand(20.0f, 60.0f), ws = frand(0.5f, 2.0f);
     ref_dots(w.data(), xq.data(), n, k, dots.data());
@@ -179,36 +177,31 @@ static void tail_case(int n, int k, int gate_up) {
     int8_t *d_xq = dev_upload(xq.data(), (size_t)k), *d_q = dev_poisoned<int8_t>((size_t)n_out);
     float *d_xs = dev_upload(&x_scale, 1), *d_y = dev_upload(y0.data(), (size_t)n_out), *d_norm = dev_upload(norm.data(), (size_t)n_out);
     float *d_qs = dev_poisoned<float>(1);
-    int *d_sum = dev_upload(&sum, 1), *d_qsum = dev_poisoned<int>(1);
     unsigned *d_cnt;
     CUDA_OK(cudaMalloc(&d_cnt, 4));
     CUDA_OK(cudaMemset(d_cnt, 0, 4));
     bitnet__gemv_args a;
     memset(&a, 0, sizeof a);
     a.w = d_w; a.n = n; a.k = k;
-    a.xq = d_xq; a.xq_scale = d_xs; a.xq_sum = d_sum;
+    a.xq = d_xq; a.xq_scale = d_xs;
     a.w_scale[0] = ws; a.w_scale[1] = ws; a.y = d_y; a.relu2 = 1;
     a.tail.in.x = d_y; a.tail.in.norm = d_norm; a.tail.in.eps = 1e-5f; a.tail.n = n_out;
-    a.tail.q = d_q; a.tail.scale = d_qs; a.tail.sum = d_qsum; a.tail.counter = d_cnt;
+    a.tail.q = d_q; a.tail.scale = d_qs; a.tail.counter = d_cnt;
     if (gate_up) CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(a, 0, 0));
     else CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(a, 0, 0));
     CUDA_OK(cudaDeviceSynchronize());
     std::vector<int8_t> got = dev_download(d_q, (size_t)n_out);
     std::vector<float> goty = dev_download(d_y, (size_t)n_out);
     float got_scale;
-    int got_sum;
     unsigned cnt;
     CUDA_OK(cudaMemcpy(&got_scale, d_qs, 4, cudaMemcpyDeviceToHost));
-    CUDA_OK(cudaMemcpy(&got_sum, d_qsum, 4, cudaMemcpyDeviceToHost));
     CUDA_OK(cudaMemcpy(&cnt, d_cnt, 4, cudaMemcpyDeviceToHost));
     CHECKF(memcmp(goty.data(), y.data(), (size_t)n_out * 4) == 0, "tail %d x %d: outputs differ", n, k);
     int bad = 0;
     for (int i = 0; i < n_out; i++) bad += got[i] != want[i];
-    CHECKF(bad == 0 && got_scale == want_scale && got_sum == want_sum && cnt == 0,
-           "tail %d x %d (%s): %d of %d values differ, scale %g vs %g, sum %d vs %d, counter %u", n, k, gate_up ? "gate/up" : "add", bad,
-           n_out, got_scale, want_scale, got_sum, want_sum, cnt);
-    cudaFree(d_w); cudaFree(d_xq); cudaFree(d_q); cudaFree(d_xs); cudaFree(d_y); cudaFree(d_norm); cudaFree(d_qs); cudaFree(d_sum);
-    cudaFree(d_qsum); cudaFree(d_cnt);
+    CHECKF(bad == 0 && got_scale == want_scale && cnt == 0, "tail %d x %d (%s): %d of %d values differ, scale %g vs %g, counter %u", n, k,
+           gate_up ? "gate/up" : "add", bad, n_out, got_scale, want_scale, cnt);
+    cudaFree(d_w); cudaFree(d_xq); cudaFree(d_q); cudaFree(d_xs); cudaFree(d_y); cudaFree(d_norm); cudaFree(d_qs); cudaFree(d_cnt);
 }
 
 /* Row order of the fused QKV matrix (bitnet.h, bitnet__cuda_layer): fused row f
@@ -231,8 +224,7 @@ static void qkv_case(int n_head, int n_kv, int hd, int k, int pos, int n_ctx) {
     random_ternary(w.data(), w.size());
     for (int f = 0; f < n; f++) memcpy(&wf[(size_t)f * k], &w[(size_t)qkv_natural_row(f, hd) * k], (size_t)k);
     CHECK(bitnet_gpu_pack(wf.data(), n, k, packed.data()) == BITNET_OK);
-    int sum = 0;
-    for (int i = 0; i < k; i++) { xq[i] = (int8_t)(rnd() & 0xff); sum += xq[i]; }
+    for (int i = 0; i < k; i++) xq[i] = (int8_t)(rnd() & 0xff);
     const float x_scale = frand(1.0f, 20.0f), sc[3] = {frand(0.5f, 2.0f), frand(0.5f, 2.0f), frand(0.5f, 2.0f)};
     for (int i = 0; i < half; i++) inv_freq[i] = 1.0f / powf(500000.0f, (float)(2 * i) / (float)hd);
     ref_dots(w.data(), xq.data(), n, k, dots.data());
@@ -240,13 +232,13 @@ static void qkv_case(int n_head, int n_kv, int hd, int k, int pos, int n_ctx) {
     uint8_t *d_w = dev_upload(packed.data(), packed.size());
     int8_t *d_xq = dev_upload(xq.data(), (size_t)k);
     float *d_xs = dev_upload(&x_scale, 1), *d_if = dev_upload(inv_freq.data(), (size_t)half), *d_q = dev_poisoned<float>((size_t)n_head * hd);
-    int *d_sum = dev_upload(&sum, 1), *d_pos = dev_upload(&pos, 1);
+    int *d_pos = dev_upload(&pos, 1);
     const size_t cache = (size_t)n_kv * n_ctx * hd;
     __half *d_k = dev_poisoned<__half>(cache), *d_v = dev_poisoned<__half>(cache);
     bitnet__gemv_args a;
     memset(&a, 0, sizeof a);
     a.w = d_w; a.n = n; a.k = k;
-    a.xq = d_xq; a.xq_scale = d_xs; a.xq_sum = d_sum;
+    a.xq = d_xq; a.xq_scale = d_xs;
     a.w_scale[0] = sc[0]; a.w_scale[1] = sc[1]; a.w_scale[2] = sc[2];
     a.y = d_q; a.k_cache = d_k; a.v_cache = d_v; a.pos = d_pos; a.inv_freq = d_if;
     a.n_ctx = n_ctx; a.head_dim = hd; a.n_head = n_head; a.n_head_kv = n_kv;
@@ -289,7 +281,7 @@ static void qkv_case(int n_head, int n_kv, int hd, int k, int pos, int n_ctx) {
         if ((int)p != pos) touched += __half_as_ushort(kc[i]) != 0xA5A5 || __half_as_ushort(vc[i]) != 0xA5A5;
     }
     CHECKF(touched == 0, "QKV wrote %d cache values outside position %d", touched, pos);
-    cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_if); cudaFree(d_q); cudaFree(d_sum); cudaFree(d_pos); cudaFree(d_k); cudaFree(d_v);
+    cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_if); cudaFree(d_q); cudaFree(d_pos); cudaFree(d_k); cudaFree(d_v);
 }
 
 static void gate_up_case(int n_ff, int k, int relu2) {
@@ -300,18 +292,16 @@ static void gate_up_case(int n_ff, int k, int relu2) {
     random_ternary(w.data(), w.size());
     for (int f = 0; f < n; f++) memcpy(&wf[(size_t)f * k], &w[(size_t)gate_up_natural_row(f, n_ff) * k], (size_t)k);
     CHECK(bitnet_gpu_pack(wf.data(), n, k, packed.data()) == BITNET_OK);
-    int sum = 0;
-    for (int i = 0; i < k; i++) { xq[i] = (int8_t)(rnd() & 0xff); sum += xq[i]; }
+    for (int i = 0; i < k; i++) xq[i] = (int8_t)(rnd() & 0xff);
     const float x_scale = frand(20.0f, 200.0f), sg = frand(0.5f, 2.0f), su = frand(0.5f, 2.0f);
     ref_dots(w.data(), xq.data(), n, k, dots.data());
     uint8_t *d_w = dev_upload(packed.data(), packed.size());
     int8_t *d_xq = dev_upload(xq.data(), (size_t)k);
     float *d_xs = dev_upload(&x_scale, 1), *d_y = dev_poisoned<float>((size_t)n_ff);
-    int *d_sum = dev_upload(&sum, 1);
     bitnet__gemv_args a;
     memset(&a, 0, sizeof a);
     a.w = d_w; a.n = n; a.k = k;
-    a.xq = d_xq; a.xq_scale = d_xs; a.xq_sum = d_sum;
+    a.xq = d_xq; a.xq_scale = d_xs;
     a.w_scale[0] = sg; a.w_scale[1] = su; a.y = d_y; a.relu2 = relu2;
     CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(a, 0, 0));
     CUDA_OK(cudaDeviceSynchronize());
@@ -329,7 +319,7 @@ static void gate_up_case(int n_ff, int k, int relu2) {
         }
     }
     CHECKF(bad == 0, "gate/up %d x %d (%s): %d of %d outputs wrong", n, k, relu2 ? "relu2" : "silu", bad, n_ff);
-    cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_y); cudaFree(d_sum);
+    cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_y);
 }
 
 /* Attention at n = pos + 1 positions over a random fp16 cache. */
@@ -352,7 +342,6 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
     for (auto &v : norm) v = frand(0.2f, 2.0f);
     float *d_norm = dev_upload(norm.data(), norm.size()), *d_qs = dev_poisoned<float>(1);
     int8_t *d_xq = dev_poisoned<int8_t>(q.size());
-    int *d_qsum = dev_poisoned<int>(1);
     CUDA_OK(cudaMalloc(&d_cnt, (size_t)(n_kv + 1) * 4));
     CUDA_OK(cudaMemset(d_cnt, 0, (size_t)(n_kv + 1) * 4));
     CUDA_OK(cudaMalloc(&d_pos, 4));
@@ -364,7 +353,7 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
         a.late_launch = 0;
         memset(&a.tail, 0, sizeof a.tail);
         a.tail.in.x = d_out; a.tail.in.norm = d_norm; a.tail.in.eps = 1e-5f; a.tail.n = (int)q.size();
-        a.tail.q = d_xq; a.tail.scale = d_qs; a.tail.sum = d_qsum; a.tail.counter = d_cnt + n_kv;
+        a.tail.q = d_xq; a.tail.scale = d_qs; a.tail.counter = d_cnt + n_kv;
         CUDA_OK(cudaMemcpy(d_pos, &pos, 4, cudaMemcpyHostToDevice));
         std::vector<float> first;
         for (int run = 0; run < 2; run++) {
@@ -381,11 +370,10 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
             {
                 /* the tail quantized exactly this output */
                 std::vector<int8_t> want(q.size()), got = dev_download(d_xq, q.size());
-                int want_sum, got_sum;
+                int want_sum;
                 float got_scale, want_scale = ref_norm_quantize(out.data(), norm.data(), (int)q.size(), 1e-5f, want.data(), &want_sum);
                 CUDA_OK(cudaMemcpy(&got_scale, d_qs, 4, cudaMemcpyDeviceToHost));
-                CUDA_OK(cudaMemcpy(&got_sum, d_qsum, 4, cudaMemcpyDeviceToHost));
-                CHECKF(got == want && got_scale == want_scale && got_sum == want_sum, "attention n=%d: the tail's quantization differs", n);
+                CHECKF(got == want && got_scale == want_scale, "attention n=%d: the tail's quantization differs", n);
             }
             double max_err = 0, max_ref = 0;
             for (int h = 0; h < n_head; h++) {
@@ -416,7 +404,7 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
     for (unsigned c : cnt) nonzero += c != 0;
     CHECKF(nonzero == 0, "attention left %d split counters nonzero", nonzero);
     cudaFree(d_k); cudaFree(d_v); cudaFree(d_q); cudaFree(d_out); cudaFree(d_po); cudaFree(d_ml); cudaFree(d_cnt); cudaFree(d_pos);
-    cudaFree(d_norm); cudaFree(d_qs); cudaFree(d_xq); cudaFree(d_qsum);
+    cudaFree(d_norm); cudaFree(d_qs); cudaFree(d_xq);
 }
 
 static uint16_t f32_to_bf16(float f) {
