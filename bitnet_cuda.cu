@@ -292,6 +292,7 @@ struct bitnet__tail {
    the n_blocks-th to arrive does the work. */
 __device__ void bitnet__run_tail(const bitnet__tail &t, unsigned n_blocks) {
     __shared__ int last;
+    if (!t.q) return;
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) last = atomicAdd(t.counter, 1u) == n_blocks - 1;
@@ -499,7 +500,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
             }
         }
     }
-    if (a.tail.q) bitnet__run_tail(a.tail, gridDim.x);
+    bitnet__run_tail(a.tail, gridDim.x);
 }
 
 /* ===========================================================================
@@ -980,15 +981,22 @@ static cudaError_t bitnet__launch_gemv(const bitnet__gemv_args &a, cudaStream_t 
 
 /* Raises the dynamic shared memory limit of the kernels that need more than the
    default 48 KB for inputs of length k (GEMV) and hidden size n_embd (LM head). */
-static cudaError_t bitnet__kernels_prepare(int max_k, int n_embd) {
+static cudaError_t bitnet__kernels_prepare(int max_k, int n_embd, size_t max_smem) {
     cudaError_t e = cudaSuccess;
     int g = (int)bitnet__gemv_smem(max_k, BITNET__IN_INT8), ge = (int)bitnet__gemv_smem(n_embd, BITNET__IN_EMBED), h = n_embd * 4;
+    int gn = (int)bitnet__gemv_smem(max_k, BITNET__IN_NORM);
 #define BITNET__SMEM(kern, bytes) \
     if (e == cudaSuccess && (bytes) > 48 * 1024) e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes)
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_EMBED, BITNET__OUT_QKV>), ge);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_QKV>), g);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_ADD>), g);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_GATEUP>), g);
+    /* the alternative placement of the normalization (bitnet__cuda_context_tune) */
+    if ((size_t)gn <= max_smem) {
+        BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_QKV>), gn);
+        BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_ADD>), gn);
+        BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_GATEUP>), gn);
+    }
     BITNET__SMEM(bitnet__head_kernel<0>, h);
     BITNET__SMEM(bitnet__head_kernel<1>, h);
 #undef BITNET__SMEM
@@ -1124,7 +1132,7 @@ extern "C" int bitnet__cuda_model_create(const bitnet__cuda_shape *shape, int de
     m->max_smem = prop.sharedMemPerBlockOptin;
     bitnet__model_carve(m, &carve);
     m->arena_bytes = carve.used;
-    BITNET__CK(bitnet__kernels_prepare(shape->n_embd > shape->n_ff ? shape->n_embd : shape->n_ff, shape->n_embd));
+    BITNET__CK(bitnet__kernels_prepare(shape->n_embd > shape->n_ff ? shape->n_embd : shape->n_ff, shape->n_embd, m->max_smem));
     BITNET__CK(cudaMalloc(&m->arena, m->arena_bytes));
     carve.base = (uint8_t *)m->arena;
     carve.used = 0;
@@ -1196,6 +1204,7 @@ fail:
 struct bitnet__cuda_ctx {
     bitnet__cuda_model *m;
     int n_ctx, lm_head_int8, pdl;
+    int prologue_norm;          /* diagnostics: each GEMV block normalizes its input itself instead of the tails */
     int att_splits;             /* gridDim.y of the attention kernel */
     int head_blocks;            /* blocks of the LM head kernel */
     void *arena;
@@ -1252,7 +1261,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
     cudaError_t e = cudaSuccess;
     int n_marks = 0;
 #define BITNET__MARK() \
-    if (e == cudaSuccess && marks) e = cudaEventRecord(marks[n_marks++], st)
+    if (e == cudaSuccess && marks) e = cudaEventRecordWithFlags(marks[n_marks++], st, cudaEventRecordExternal)
     /* Every BitLinear but the first reads the int8 vector c->xq that the kernel
        before it leaves behind (bitnet__tail). */
     bitnet__tail tail;
@@ -1261,6 +1270,21 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
     tail.q = c->xq;
     tail.scale = c->xq_scale;
     tail.counter = c->counters + s->n_head_kv + 1;
+    if (c->prologue_norm) tail.q = NULL;
+    /* the GEMV launch: from c->xq, or (prologue_norm) normalizing x with norm itself */
+    auto gemv = [&](bitnet__gemv_args &g, const float *x, const float *norm, int out) -> cudaError_t {
+        if (!c->prologue_norm) {
+            return out == BITNET__OUT_QKV ? bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_QKV>(g, st, pdl)
+                 : out == BITNET__OUT_ADD ? bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl)
+                                          : bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(g, st, pdl);
+        }
+        g.in.x = x;
+        g.in.norm = norm;
+        g.in.eps = s->rms_eps;
+        return out == BITNET__OUT_QKV ? bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_QKV>(g, st, pdl)
+             : out == BITNET__OUT_ADD ? bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_ADD>(g, st, pdl)
+                                      : bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_GATEUP>(g, st, pdl);
+    };
     for (int l = 0; l < s->n_layer && e == cudaSuccess; l++) {
         const bitnet__cuda_layer_dev *L = &m->layers[l];
         bitnet__gemv_args g;
@@ -1291,8 +1315,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.head_dim = s->head_dim;
         g.n_head = s->n_head;
         g.n_head_kv = s->n_head_kv;
-        e = l == 0 ? bitnet__launch_gemv<BITNET__IN_EMBED, BITNET__OUT_QKV>(g, st, pdl)
-                   : bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_QKV>(g, st, pdl);
+        e = l == 0 ? bitnet__launch_gemv<BITNET__IN_EMBED, BITNET__OUT_QKV>(g, st, pdl) : gemv(g, c->x, L->attn_norm, BITNET__OUT_QKV);
         BITNET__MARK();
         /* 2. attention; its output quantized with attn_sub_norm */
         if (e == cudaSuccess) {
@@ -1333,7 +1356,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.tail.in.x = c->x;
         g.tail.in.norm = L->ffn_norm;
         g.tail.n = s->n_embd;
-        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
+        if (e == cudaSuccess) e = gemv(g, c->att, L->attn_sub_norm, BITNET__OUT_ADD);
         BITNET__MARK();
         /* 4. gate/up, act(gate) * up; that quantized with ffn_sub_norm */
         g.w = L->gate_up;
@@ -1345,7 +1368,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.tail.in.x = c->ffn;
         g.tail.in.norm = L->ffn_sub_norm;
         g.tail.n = s->n_ff;
-        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(g, st, pdl);
+        if (e == cudaSuccess) e = gemv(g, c->x, L->ffn_norm, BITNET__OUT_GATEUP);
         BITNET__MARK();
         /* 5. down projection + residual; x quantized with the next layer's attn_norm
            (the LM head normalizes x itself) */
@@ -1359,7 +1382,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.tail.n = s->n_embd;
         if (l + 1 < s->n_layer) g.tail.in.norm = m->layers[l + 1].attn_norm;
         else g.tail.q = NULL;
-        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
+        if (e == cudaSuccess) e = gemv(g, c->ffn, L->ffn_sub_norm, BITNET__OUT_ADD);
         BITNET__MARK();
     }
     if (e == cudaSuccess) {
@@ -1421,11 +1444,16 @@ static int bitnet__capture_step(bitnet__cuda_ctx *c, int mode, bitnet_error *err
 }
 
 /* Benchmark diagnostics: recaptures the step with another overlap mode
-   (0 none, 1 early launch, 2 late launch); returns the mode in effect. */
-extern "C" int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err) {
+   (0 none, 1 early launch, 2 late launch) and normalization placement (0 the
+   tails, 1 every GEMV block for itself); returns the overlap mode in effect. */
+extern "C" int bitnet__cuda_context_tune(void *ctx, int mode, int prologue_norm, bitnet_error *err) {
     bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    const bitnet__cuda_shape *s = &c->m->shape;
     int rc;
     if (mode < BITNET__PDL_OFF || mode > BITNET__PDL_LATE) return bitnet__cuda_fail(err, BITNET_E_ARG, "overlap mode %d", mode);
+    if (prologue_norm && bitnet__gemv_smem(s->n_embd > s->n_ff ? s->n_embd : s->n_ff, BITNET__IN_NORM) > c->m->max_smem)
+        return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED, "prologue normalization needs more shared memory than this GPU has");
+    c->prologue_norm = prologue_norm != 0;
     bitnet__device_guard guard(c->m->device);
     if ((rc = bitnet__cuda_check(cudaStreamSynchronize(c->stream), err, "cudaStreamSynchronize", __LINE__))) return rc;
     if ((rc = bitnet__capture_step(c, mode, err))) return rc;
@@ -1562,7 +1590,7 @@ extern "C" int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitne
     BITNET__CK(cudaStreamSynchronize(c->stream));
     BITNET__CK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
     {
-        cudaError_t e = cudaEventRecord(ev[0], c->stream);
+        cudaError_t e = cudaEventRecordWithFlags(ev[0], c->stream, cudaEventRecordExternal);
         if (e == cudaSuccess) e = bitnet__enqueue_step(c, c->stream, BITNET__PDL_OFF, ev + 1);
         cudaError_t e2 = cudaStreamEndCapture(c->stream, &graph);
         BITNET__CK(e != cudaSuccess ? e : e2);

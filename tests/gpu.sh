@@ -42,6 +42,7 @@ build/random_model -o "$tmp/mid.gguf" --layers 4 --dim 512 --ffn 1536 --heads 8 
 build/random_model -o "$tmp/wide1.gguf" --layers 1 --seed 9 >/dev/null
 [ -e "$tmp/2b4t.gguf" ] || build/random_model -o "$tmp/2b4t.gguf" --seed 7 >/dev/null
 
+build/gpu/gpu_bench_norm >>"$out/tests.log" 2>&1
 run tests.log kernels build/gpu/gpu_kernels
 # The backend as shipped (fp16 KV cache), then the float32-cache build (tight bound
 # where the model is shallow; deep random models amplify any rounding difference,
@@ -50,9 +51,9 @@ run tests.log model-tiny  build/gpu/gpu_model "$tmp/tiny.gguf" 64 16 0.2
 run tests.log model-mid   build/gpu/gpu_model "$tmp/mid.gguf" 64 32 0.2
 run tests.log model-wide1 build/gpu/gpu_model "$tmp/wide1.gguf" 32 8 0.2
 run tests.log model-2b4t  build/gpu/gpu_model "$tmp/2b4t.gguf" 24 8 0.2
-run tests.log kv32-tiny   build/gpu/gpu_model_kv32 "$tmp/tiny.gguf" 64 16 1e-3
-run tests.log kv32-mid    build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 1e-3
-run tests.log kv32-wide1  build/gpu/gpu_model_kv32 "$tmp/wide1.gguf" 32 8 1e-3
+run tests.log kv32-tiny   build/gpu/gpu_model_kv32 "$tmp/tiny.gguf" 64 16 0.05 1e-5
+run tests.log kv32-mid    build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.05 1e-5
+run tests.log kv32-wide1  build/gpu/gpu_model_kv32 "$tmp/wide1.gguf" 32 8 0.05 1e-5
 run tests.log kv32-2b4t   build/gpu/gpu_model_kv32 "$tmp/2b4t.gguf" 24 8 0.2
 if [ "$mode" != quick ]; then
   : >"$out/sanitizer.log"

@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cuBLAS unavailable\n");
         return 1;
     }
-    CK(bitnet__kernels_prepare(10240, 2560));
+    CK(bitnet__kernels_prepare(10240, 2560, 227 * 1024));
     CK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_F32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 5 * 10240));
     const double copy_bw = copy_bandwidth(st);
     printf("# W2A8 GEMV, M = 1: %s, %d SMs, L2 %d MB, copy bandwidth %.0f GB/s (read + write)\n\n", prop.name, prop.multiProcessorCount,
@@ -254,6 +254,50 @@ int main(int argc, char **argv) {
         CK(cudaFree(d_w)); CK(cudaFree(d_seed)); CK(cudaFree(d_wb)); CK(cudaFree(d_xb)); CK(cudaFree(d_yb)); CK(cudaFree(d_xq));
         CK(cudaFree(d_xs)); CK(cudaFree(d_sum)); CK(cudaFree(d_y));
         CK(cudaFree(d_ny)); CK(cudaFree(d_ty)); CK(cudaFree(d_tq)); CK(cudaFree(d_tqs)); CK(cudaFree(d_cnt));
+    }
+    /* the LM head kernel of bitnet_cuda.cu alone (128256 x 2560, bf16 and int8
+       rows, with its RMSNorm prologue and argmax), for several grid sizes */
+    {
+        const int n_vocab = 128256, k = 2560, n_ctx = 8;
+        const size_t bytes16 = (size_t)n_vocab * k * 2;
+        uint16_t *d_w;
+        int8_t *d_w8;
+        float *d_w8s, *d_x, *d_norm, *d_logits;
+        float2 *d_best;
+        unsigned *d_cnt;
+        int *d_tok, *d_toks, *d_pos;
+        std::vector<uint16_t> hw((size_t)k * 1024);
+        std::vector<float> hx(k, 0.5f), hs(n_vocab, 0.01f);
+        for (auto &v : hw) v = bitnet__f32_to_bf16((float)((int)(rnd() % 200) - 100) / 1000.0f);
+        CK(cudaMalloc(&d_w, bytes16)); CK(cudaMalloc(&d_w8, bytes16 / 2)); CK(cudaMalloc(&d_w8s, (size_t)n_vocab * 4));
+        for (int r = 0; r < n_vocab; r += 1024)
+            CK(cudaMemcpy(d_w + (size_t)r * k, hw.data(), (size_t)std::min(1024, n_vocab - r) * k * 2, cudaMemcpyHostToDevice));
+        CK(cudaMemset(d_w8, 3, bytes16 / 2));
+        CK(cudaMalloc(&d_x, (size_t)k * 4)); CK(cudaMalloc(&d_norm, (size_t)k * 4)); CK(cudaMalloc(&d_logits, (size_t)n_vocab * 4));
+        CK(cudaMemcpy(d_x, hx.data(), (size_t)k * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(d_norm, hx.data(), (size_t)k * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(d_w8s, hs.data(), (size_t)n_vocab * 4, cudaMemcpyHostToDevice));
+        CK(cudaMalloc(&d_best, 65536 * sizeof(float2))); CK(cudaMalloc(&d_cnt, 4)); CK(cudaMemset(d_cnt, 0, 4));
+        CK(cudaMalloc(&d_tok, 4)); CK(cudaMalloc(&d_toks, n_ctx * 4)); CK(cudaMalloc(&d_pos, 4)); CK(cudaMemset(d_pos, 0, 4));
+        printf("\n# LM head kernel alone, %d x %d, with its norm prologue and argmax\n\n", n_vocab, k);
+        printf("| rows | blocks / SM | us | GB/s | %% copy |\n|---|---:|---:|---:|---:|\n");
+        for (int int8 = 0; int8 < 2; int8++)
+            for (int per_sm : {2, 4, 8, 16}) {
+                bitnet__head_args h;
+                memset(&h, 0, sizeof h);
+                h.w = int8 ? NULL : d_w; h.w8 = d_w8; h.w8_scale = d_w8s; h.n_vocab = n_vocab; h.k = k; h.x = d_x; h.norm = d_norm;
+                h.eps = 1e-5f; h.logits = d_logits; h.block_best = d_best; h.counter = d_cnt; h.token = d_tok; h.tokens = d_toks;
+                h.pos = d_pos; h.n_ctx = n_ctx; h.late_launch = 1;
+                const unsigned blocks = (unsigned)(per_sm * prop.multiProcessorCount);
+                const double t = time_graph([&](int) {
+                    return int8 ? bitnet__launch(bitnet__head_kernel<1>, dim3(blocks), dim3(BITNET__HEAD_THREADS), (size_t)k, st, 2, h)
+                                : bitnet__launch(bitnet__head_kernel<0>, dim3(blocks), dim3(BITNET__HEAD_THREADS), (size_t)k * 4, st, 2, h);
+                }, st, rounds);
+                const double b = int8 ? bytes16 / 2 : bytes16;
+                printf("| %s | %d | %.1f | %.0f | %.0f%% |\n", int8 ? "int8" : "bf16", per_sm, t, b / (t * 1e-6) / 1e9, 100.0 * b / (t * 1e-6) / 1e9 / copy_bw);
+            }
+        CK(cudaFree(d_w)); CK(cudaFree(d_w8)); CK(cudaFree(d_w8s)); CK(cudaFree(d_x)); CK(cudaFree(d_norm)); CK(cudaFree(d_logits));
+        CK(cudaFree(d_best)); CK(cudaFree(d_cnt)); CK(cudaFree(d_tok)); CK(cudaFree(d_toks)); CK(cudaFree(d_pos));
     }
     /* a sanity check that the seed re-implementation computes the same thing */
     {

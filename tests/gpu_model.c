@@ -1,6 +1,6 @@
 /* Whole model, GPU against CPU, through the public API (run by tests/gpu.sh).
 
-   usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance]
+   usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance] [median tolerance]
 
    For the model: a CPU context and a CUDA context get the same prompt (every
    position's logits compared) and then generate greedily for `steps` steps with
@@ -51,7 +51,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : NULL;
     const int steps = argc > 2 ? atoi(argv[2]) : 64, prompt_len = argc > 3 ? atoi(argv[3]) : 16;
-    const double tol = argc > 4 ? atof(argv[4]) : 2e-2;
+    const double tol = argc > 4 ? atof(argv[4]) : 2e-2, tol_median = argc > 5 ? atof(argv[5]) : 0;
     bitnet_error err;
     bitnet_model *model;
     bitnet_context *cpu, *gpu, *gpu8;
@@ -161,6 +161,9 @@ int main(int argc, char **argv) {
     }
     qsort(errs, (size_t)n_errs, sizeof *errs, cmp_double);
     printf("logits GPU vs CPU over %d positions: relative L2 median %.3g, worst %.3g\n", n_errs, errs[n_errs / 2], worst);
+    if (tol_median > 0) {
+        TEST("logits: median distance") { CHECKF(errs[n_errs / 2] < tol_median, "median relative L2 %.3g", errs[n_errs / 2]); }
+    }
 
     TEST("int8 LM head: effect on the logits") {
         double e8 = 0, worst8 = 0;
