@@ -396,11 +396,9 @@ BITNET__CUDA_FN int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error 
    of kernel: QKV, attention, O, gate/up, down, LM head. */
 BITNET__CUDA_FN int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err);
 /* Benchmark diagnostics: recaptures the step with kernels overlapping in another
-   way (0 none, 1 early launch, 2 late launch; see bitnet_cuda.cu, bitnet__launch)
-   and the normalization of the BitLinear inputs placed elsewhere (0 once, by the
-   kernel that produces the vector; 1 in every block of the consuming GEMV);
-   returns the overlap mode in effect or an error. */
-BITNET__CUDA_FN int bitnet__cuda_context_tune(void *ctx, int overlap, int prologue_norm, bitnet_error *err);
+   way (0 none, 1 early launch, 2 late launch; see bitnet_cuda.cu, bitnet__launch);
+   returns the mode in effect or an error. */
+BITNET__CUDA_FN int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err);
 #endif
 #endif
 

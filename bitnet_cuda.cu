@@ -874,15 +874,31 @@ __global__ void __launch_bounds__(BITNET__HEAD_THREADS) bitnet__head_kernel(cons
         s_last = atomicAdd(a.counter, 1u) == gridDim.x - 1;
     }
     __syncthreads();
-    if (!s_last || tid != 0) return;
+    if (!s_last) return;
+    /* the whole last block reduces the blocks' bests (one thread reading them one
+       after another would take a memory round trip per block) */
     __threadfence();
     float v = 0.0f;
     int i = 0x7fffffff;
-    for (unsigned b = 0; b < gridDim.x; b++) {
-        float2 e = __ldcg(a.block_best + b);
-        int ei = __float_as_int(e.y);
+    for (unsigned b = tid; b < gridDim.x; b += blockDim.x) {
+        const float2 e = __ldcg(a.block_best + b);
+        const int ei = __float_as_int(e.y);
         if (ei != 0x7fffffff && (i == 0x7fffffff || bitnet__ranks_before(e.x, ei, v, i))) { v = e.x; i = ei; }
     }
+    for (int o = 16; o; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (oi != 0x7fffffff && (i == 0x7fffffff || bitnet__ranks_before(ov, oi, v, i))) { v = ov; i = oi; }
+    }
+    __syncthreads();
+    if (lane == 0) { best_v[warp] = v; best_i[warp] = i; }
+    __syncthreads();
+    if (tid != 0) return;
+    for (int w = 1; w < n_warps; w++)
+        if (best_i[w] != 0x7fffffff && (i == 0x7fffffff || bitnet__ranks_before(best_v[w], best_i[w], v, i))) {
+            v = best_v[w];
+            i = best_i[w];
+        }
     *a.token = i;
     *a.counter = 0;
     /* The next step, unless the host says otherwise, eats this token at pos + 1:
@@ -981,22 +997,15 @@ static cudaError_t bitnet__launch_gemv(const bitnet__gemv_args &a, cudaStream_t 
 
 /* Raises the dynamic shared memory limit of the kernels that need more than the
    default 48 KB for inputs of length k (GEMV) and hidden size n_embd (LM head). */
-static cudaError_t bitnet__kernels_prepare(int max_k, int n_embd, size_t max_smem) {
+static cudaError_t bitnet__kernels_prepare(int max_k, int n_embd) {
     cudaError_t e = cudaSuccess;
     int g = (int)bitnet__gemv_smem(max_k, BITNET__IN_INT8), ge = (int)bitnet__gemv_smem(n_embd, BITNET__IN_EMBED), h = n_embd * 4;
-    int gn = (int)bitnet__gemv_smem(max_k, BITNET__IN_NORM);
 #define BITNET__SMEM(kern, bytes) \
     if (e == cudaSuccess && (bytes) > 48 * 1024) e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes)
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_EMBED, BITNET__OUT_QKV>), ge);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_QKV>), g);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_ADD>), g);
     BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_GATEUP>), g);
-    /* the alternative placement of the normalization (bitnet__cuda_context_tune) */
-    if ((size_t)gn <= max_smem) {
-        BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_QKV>), gn);
-        BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_ADD>), gn);
-        BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_GATEUP>), gn);
-    }
     BITNET__SMEM(bitnet__head_kernel<0>, h);
     BITNET__SMEM(bitnet__head_kernel<1>, h);
 #undef BITNET__SMEM
@@ -1132,7 +1141,7 @@ extern "C" int bitnet__cuda_model_create(const bitnet__cuda_shape *shape, int de
     m->max_smem = prop.sharedMemPerBlockOptin;
     bitnet__model_carve(m, &carve);
     m->arena_bytes = carve.used;
-    BITNET__CK(bitnet__kernels_prepare(shape->n_embd > shape->n_ff ? shape->n_embd : shape->n_ff, shape->n_embd, m->max_smem));
+    BITNET__CK(bitnet__kernels_prepare(shape->n_embd > shape->n_ff ? shape->n_embd : shape->n_ff, shape->n_embd));
     BITNET__CK(cudaMalloc(&m->arena, m->arena_bytes));
     carve.base = (uint8_t *)m->arena;
     carve.used = 0;
@@ -1204,7 +1213,6 @@ fail:
 struct bitnet__cuda_ctx {
     bitnet__cuda_model *m;
     int n_ctx, lm_head_int8, pdl;
-    int prologue_norm;          /* diagnostics: each GEMV block normalizes its input itself instead of the tails */
     int att_splits;             /* gridDim.y of the attention kernel */
     int head_blocks;            /* blocks of the LM head kernel */
     void *arena;
@@ -1270,21 +1278,6 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
     tail.q = c->xq;
     tail.scale = c->xq_scale;
     tail.counter = c->counters + s->n_head_kv + 1;
-    if (c->prologue_norm) tail.q = NULL;
-    /* the GEMV launch: from c->xq, or (prologue_norm) normalizing x with norm itself */
-    auto gemv = [&](bitnet__gemv_args &g, const float *x, const float *norm, int out) -> cudaError_t {
-        if (!c->prologue_norm) {
-            return out == BITNET__OUT_QKV ? bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_QKV>(g, st, pdl)
-                 : out == BITNET__OUT_ADD ? bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl)
-                                          : bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(g, st, pdl);
-        }
-        g.in.x = x;
-        g.in.norm = norm;
-        g.in.eps = s->rms_eps;
-        return out == BITNET__OUT_QKV ? bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_QKV>(g, st, pdl)
-             : out == BITNET__OUT_ADD ? bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_ADD>(g, st, pdl)
-                                      : bitnet__launch_gemv<BITNET__IN_NORM, BITNET__OUT_GATEUP>(g, st, pdl);
-    };
     for (int l = 0; l < s->n_layer && e == cudaSuccess; l++) {
         const bitnet__cuda_layer_dev *L = &m->layers[l];
         bitnet__gemv_args g;
@@ -1315,7 +1308,8 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.head_dim = s->head_dim;
         g.n_head = s->n_head;
         g.n_head_kv = s->n_head_kv;
-        e = l == 0 ? bitnet__launch_gemv<BITNET__IN_EMBED, BITNET__OUT_QKV>(g, st, pdl) : gemv(g, c->x, L->attn_norm, BITNET__OUT_QKV);
+        e = l == 0 ? bitnet__launch_gemv<BITNET__IN_EMBED, BITNET__OUT_QKV>(g, st, pdl)
+                   : bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_QKV>(g, st, pdl);
         BITNET__MARK();
         /* 2. attention; its output quantized with attn_sub_norm */
         if (e == cudaSuccess) {
@@ -1356,7 +1350,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.tail.in.x = c->x;
         g.tail.in.norm = L->ffn_norm;
         g.tail.n = s->n_embd;
-        if (e == cudaSuccess) e = gemv(g, c->att, L->attn_sub_norm, BITNET__OUT_ADD);
+        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
         BITNET__MARK();
         /* 4. gate/up, act(gate) * up; that quantized with ffn_sub_norm */
         g.w = L->gate_up;
@@ -1368,7 +1362,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.tail.in.x = c->ffn;
         g.tail.in.norm = L->ffn_sub_norm;
         g.tail.n = s->n_ff;
-        if (e == cudaSuccess) e = gemv(g, c->x, L->ffn_norm, BITNET__OUT_GATEUP);
+        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(g, st, pdl);
         BITNET__MARK();
         /* 5. down projection + residual; x quantized with the next layer's attn_norm
            (the LM head normalizes x itself) */
@@ -1382,7 +1376,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.tail.n = s->n_embd;
         if (l + 1 < s->n_layer) g.tail.in.norm = m->layers[l + 1].attn_norm;
         else g.tail.q = NULL;
-        if (e == cudaSuccess) e = gemv(g, c->ffn, L->ffn_sub_norm, BITNET__OUT_ADD);
+        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
         BITNET__MARK();
     }
     if (e == cudaSuccess) {
@@ -1444,16 +1438,11 @@ static int bitnet__capture_step(bitnet__cuda_ctx *c, int mode, bitnet_error *err
 }
 
 /* Benchmark diagnostics: recaptures the step with another overlap mode
-   (0 none, 1 early launch, 2 late launch) and normalization placement (0 the
-   tails, 1 every GEMV block for itself); returns the overlap mode in effect. */
-extern "C" int bitnet__cuda_context_tune(void *ctx, int mode, int prologue_norm, bitnet_error *err) {
+   (0 none, 1 early launch, 2 late launch); returns the mode in effect. */
+extern "C" int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err) {
     bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
-    const bitnet__cuda_shape *s = &c->m->shape;
     int rc;
     if (mode < BITNET__PDL_OFF || mode > BITNET__PDL_LATE) return bitnet__cuda_fail(err, BITNET_E_ARG, "overlap mode %d", mode);
-    if (prologue_norm && bitnet__gemv_smem(s->n_embd > s->n_ff ? s->n_embd : s->n_ff, BITNET__IN_NORM) > c->m->max_smem)
-        return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED, "prologue normalization needs more shared memory than this GPU has");
-    c->prologue_norm = prologue_norm != 0;
     bitnet__device_guard guard(c->m->device);
     if ((rc = bitnet__cuda_check(cudaStreamSynchronize(c->stream), err, "cudaStreamSynchronize", __LINE__))) return rc;
     if ((rc = bitnet__capture_step(c, mode, err))) return rc;
@@ -1498,7 +1487,9 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     if (lm_head_int8 && (rc = bitnet__model_build_head8(m, err))) goto fail;
     BITNET__CK(c->lm_head_int8 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, bitnet__head_kernel<1>, BITNET__HEAD_THREADS, (size_t)s->n_embd)
                                : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, bitnet__head_kernel<0>, BITNET__HEAD_THREADS, (size_t)s->n_embd * 4));
-    c->head_blocks = (per_sm > 0 ? per_sm : 1) * m->n_sm;
+    /* two blocks per SM stream the head best (tests/PERF.md); more only add
+       prologues and block results */
+    c->head_blocks = (per_sm > 2 ? 2 : per_sm > 0 ? per_sm : 1) * m->n_sm;
     if (c->head_blocks > (s->n_vocab + 7) / 8) c->head_blocks = (s->n_vocab + 7) / 8;
     bitnet__ctx_carve(c, &carve);
     c->arena_bytes = carve.used;

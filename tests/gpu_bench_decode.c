@@ -117,29 +117,27 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
         if (head == 0) {
-            /* how the kernels overlap (bitnet_cuda.cu, bitnet__launch) and where the
-               BitLinear inputs are normalized, at position 128 */
+            /* how the kernels overlap (bitnet_cuda.cu, bitnet__launch), at position 128 */
             static const char *modes[3] = {"none", "early launch", "late launch"};
-            int mode, place;
-            printf("\n| kernel overlap | normalization | graph tokens/s at 128 |\n|---|---|---:|\n");
-            for (place = 0; place < 2; place++)
-                for (mode = 0; mode < 3; mode++) {
-                    double graph[16];
-                    bitnet_token next;
-                    if (bitnet__cuda_context_tune(g->dev, mode, place, &err) != mode) die("tune", &err);
-                    bitnet_context_reset(ctx);
-                    if (bitnet_eval(ctx, prefill, 128, 0, &err) != BITNET_OK) die("prefill", &err);
-                    for (r = 0; r < runs && r < 16; r++) {
-                        if (bitnet__cuda_decode(g->dev, prefill[128], 128, &next, &err) != BITNET_OK) die("decode", &err);
-                        t0 = now();
-                        for (i = 1; i <= STEPS; i++)
-                            if (bitnet__cuda_decode(g->dev, -1, 128 + i, i == STEPS ? &next : NULL, &err) != BITNET_OK) die("decode", &err);
-                        graph[r] = STEPS / (now() - t0);
-                    }
-                    qsort(graph, (size_t)r, sizeof *graph, cmp_double);
-                    printf("| %s | %s | %.0f |\n", modes[mode], place ? "every GEMV block" : "once (tails)", graph[r / 2]);
+            int mode;
+            printf("\n| kernel overlap | graph tokens/s at 128 |\n|---|---:|\n");
+            for (mode = 0; mode < 3; mode++) {
+                double graph[16];
+                bitnet_token next;
+                if (bitnet__cuda_context_set_overlap(g->dev, mode, &err) != mode) die("overlap", &err);
+                bitnet_context_reset(ctx);
+                if (bitnet_eval(ctx, prefill, 128, 0, &err) != BITNET_OK) die("prefill", &err);
+                for (r = 0; r < runs && r < 16; r++) {
+                    if (bitnet__cuda_decode(g->dev, prefill[128], 128, &next, &err) != BITNET_OK) die("decode", &err);
+                    t0 = now();
+                    for (i = 1; i <= STEPS; i++)
+                        if (bitnet__cuda_decode(g->dev, -1, 128 + i, i == STEPS ? &next : NULL, &err) != BITNET_OK) die("decode", &err);
+                    graph[r] = STEPS / (now() - t0);
                 }
-            if (bitnet__cuda_context_tune(g->dev, 2, 0, &err) != 2) die("tune", &err);
+                qsort(graph, (size_t)r, sizeof *graph, cmp_double);
+                printf("| %s | %.0f |\n", modes[mode], graph[r / 2]);
+            }
+            if (bitnet__cuda_context_set_overlap(g->dev, 2, &err) != 2) die("overlap", &err);
         }
         /* one step kernel by kernel, at the last position */
         {

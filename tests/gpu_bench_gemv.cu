@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cuBLAS unavailable\n");
         return 1;
     }
-    CK(bitnet__kernels_prepare(10240, 2560, 227 * 1024));
+    CK(bitnet__kernels_prepare(10240, 2560));
     CK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_F32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 5 * 10240));
     const double copy_bw = copy_bandwidth(st);
     printf("# W2A8 GEMV, M = 1: %s, %d SMs, L2 %d MB, copy bandwidth %.0f GB/s (read + write)\n\n", prop.name, prop.multiProcessorCount,

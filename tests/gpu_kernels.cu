@@ -82,7 +82,7 @@ static void prepare_test_kernels(void) {
     CUDA_OK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_I32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 5 * 32768));
     CUDA_OK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_F32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 5 * 32768));
     CUDA_OK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_NORM, BITNET__OUT_I32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 9 * MAX_NORM_K));
-    CUDA_OK(bitnet__kernels_prepare(16384, 4096, 227 * 1024));
+    CUDA_OK(bitnet__kernels_prepare(16384, 4096));
 }
 
 static void random_ternary(int8_t *w, size_t n) {
