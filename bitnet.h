@@ -6041,7 +6041,12 @@ BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const b
         if (p->backend == BITNET_BACKEND_CUDA) bitnet__fail(err, BITNET_E_ARG, "cuda_device %d is negative", p->cuda_device);
         return NULL;
     }
-    if (p->backend == BITNET_BACKEND_AUTO && bitnet__cuda_device_count() <= p->cuda_device) return NULL;
+    if (bitnet__cuda_device_count() <= p->cuda_device) {
+        if (p->backend == BITNET_BACKEND_CUDA)
+            bitnet__fail(err, bitnet__cuda_device_count() ? BITNET_E_ARG : BITNET_E_BACKEND,
+                         "CUDA backend: no CUDA device %d (%d found)", p->cuda_device, bitnet__cuda_device_count());
+        return NULL;
+    }
     ctx = (bitnet_context *)bitnet__calloc(1, sizeof *ctx);
     g = (bitnet__cuda_glue *)bitnet__calloc(1, sizeof *g);
     if (ctx) ctx->logits = (float *)bitnet__calloc((size_t)hp->n_vocab, sizeof(float));

@@ -6,35 +6,41 @@
    HOW A DECODE STEP RUNS
    One step (one token at one position) is a fixed chain of kernels, captured once
    in a CUDA graph and replayed; the token and the position live in device memory,
-   so a replay needs no host work besides two 4-byte copies.  Per layer:
+   so a replay needs no host work besides a 4-byte copy.  Per layer:
 
-     1. QKV      RMSNorm + int8 quantization of the residual stream (the prologue),
-                 the fused Q/K/V projection, RoPE, and the K/V append to the cache
-                 (the epilogue).  Layer 0 reads the token's embedding row instead.
+     1. QKV      the fused Q/K/V projection, RoPE, and the K/V append to the cache
+                 (the epilogue).  Layer 0 normalizes and quantizes the token's
+                 embedding row itself (every block), later layers read the int8
+                 vector the previous kernel left.
      2. attention  over the cache, split across the sequence; the last block of a
                  KV head combines the splits.
-     3. O        sub-norm + quantization of the attention output, the projection,
-                 and the residual add.
-     4. gate/up  RMSNorm + quantization, the fused gate/up projection and the
-                 act(gate) * up epilogue.
-     5. down     sub-norm + quantization, the projection, and the residual add.
+     3. O        the projection and the residual add.
+     4. gate/up  the fused gate/up projection and the act(gate) * up epilogue.
+     5. down     the projection and the residual add.
 
-   then the LM head (final RMSNorm, bf16 or int8 rows, the logits and their
-   argmax).  Every kernel is launched with programmatic dependent launch (Hopper):
-   it starts while its predecessor still runs, fetches what does not depend on it
-   (its weights, into shared memory), and only then waits for the predecessor's
-   results (griddepcontrol.wait).  On older GPUs the wait is a no-op and launches
-   simply serialize.
+   then the LM head (final RMSNorm, bf16 or int8 rows, the logits, their argmax,
+   which it also feeds to the next step).  Each kernel's last block to finish
+   RMS-normalizes and quantizes the vector it produced for the next BitLinear (a
+   "tail", bitnet__tail), so the next kernel's blocks only copy k bytes of int8.
+   Every kernel is launched with programmatic dependent launch (Hopper): it starts
+   while its predecessor still runs and fetches what does not depend on it (its
+   weights, into shared memory) before waiting for the predecessor's results
+   (griddepcontrol.wait); see bitnet__launch.  On older GPUs the wait is a no-op
+   and launches simply serialize.
 
    THE W2A8 GEMV
    One thread block computes one 16-row tile of W x (layout: bitnet.h, "Host-side
    packing for the GPU kernels").  The tile is one contiguous run of 4k bytes that
-   the block copies to shared memory before it waits for its input.  Then every
-   block quantizes the whole input vector itself (it is at most a few KB, read from
-   L2), so no extra launch or grid-wide barrier is needed.  Thread t takes 4-row
-   group t % 4 of chunks t / 4, t / 4 + T / 4, ...: one 16-byte weight load and one
-   16-byte activation load feed 16 dp4a.  The 2-bit codes are value + 1, so the
+   the block copies to shared memory before it waits for its input.  Thread t takes
+   4-row group t % 4 of chunks t / 4, t / 4 + T / 4, ...: one 16-byte weight load and
+   one 16-byte activation load feed 16 dp4a.  The 2-bit codes are value + 1, so the
    dot product is sum(code * x) - sum(x), exact in int32.
+
+   PRECISION
+   The int8 activations are computed exactly as the CPU path computes them, so the
+   integer dot products match it bit for bit; the KV cache is fp16 (compile with
+   -DBITNET_CUDA_KV_F32 for float32, twice the memory: tests/gpu.sh uses that
+   build to check the rest of the path against the CPU to ~1e-7).
 
    ERRORS
    Every CUDA call is checked; a failure returns a BITNET_E_* code with a message
@@ -1487,9 +1493,9 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     if (lm_head_int8 && (rc = bitnet__model_build_head8(m, err))) goto fail;
     BITNET__CK(c->lm_head_int8 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, bitnet__head_kernel<1>, BITNET__HEAD_THREADS, (size_t)s->n_embd)
                                : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, bitnet__head_kernel<0>, BITNET__HEAD_THREADS, (size_t)s->n_embd * 4));
-    /* two blocks per SM stream the head best (tests/PERF.md); more only add
-       prologues and block results */
-    c->head_blocks = (per_sm > 2 ? 2 : per_sm > 0 ? per_sm : 1) * m->n_sm;
+    /* one wave of as many blocks as fit (4 per SM on an H100: 94% of the copy
+       bandwidth for the bf16 head, tests/PERF.md) */
+    c->head_blocks = (per_sm > 0 ? per_sm : 1) * m->n_sm;
     if (c->head_blocks > (s->n_vocab + 7) / 8) c->head_blocks = (s->n_vocab + 7) / 8;
     bitnet__ctx_carve(c, &carve);
     c->arena_bytes = carve.used;

@@ -8,16 +8,22 @@
    effect on the logits, determinism after truncate, the sampler's host path,
    and errors (bad device, bad token) that leave the process usable.
 
-   Tolerance.  The GPU keeps K and V in fp16 (11-bit significand, relative error
-   up to 2^-11 = 4.9e-4 per element) where the CPU keeps float32; attention and
-   the LM head sum in another order; and where the residual streams differ by that
-   much, an activation sitting on a rounding boundary of the int8 quantization
-   may round the other way (a change of one quantization step in one input of a
-   BitLinear).  The first is the largest: relative errors of ~1e-3 in attention
-   outputs, propagated through the layers.  We require the relative L2 distance
-   of the logit vectors, ||gpu - cpu|| / ||cpu||, below 2e-2 at every position,
-   print the worst and the median, and require identical greedy tokens; the
-   measured values (tests/PERF.md) sit far below the bound. */
+   Tolerance.  Three things separate the two paths.  (1) The GPU keeps K and V in
+   fp16 (relative rounding up to 2^-11 = 4.9e-4 per value) where the CPU keeps
+   float32.  (2) Attention and the LM head sum in other orders (float32, ~1e-7).
+   (3) Everything else is computed as the CPU computes it (the int8 activations
+   are bit-identical for identical input, tests/gpu_kernels.cu), but once (1) or
+   (2) moves a BitLinear input by a little, an activation sitting on a rounding
+   boundary of the int8 quantization rounds the other way, and on random-weight
+   models such flips cascade through the layers.  Measured on an H100
+   (tests/PERF.md): the float32-cache build (BITNET_CUDA_KV_F32) matches the CPU
+   to a median relative L2 distance of 1.6e-7 .. 2.4e-7 on 1-, 2- and 4-layer
+   models (a rare flip lifts single positions to ~1e-2), and the fp16 cache gives
+   0.015 .. 0.04 on those and 0.12 on the 30-layer 2B4T shape.  So gpu.sh asks
+   the float32 build for a median below 1e-5 (any bug in the pipeline is orders of
+   magnitude above), and both builds for every position below 0.2 (argument 4)
+   and greedy picks that agree except at near-ties: where the CPU's two logits
+   are closer than twice the largest logit difference of that step. */
 #define BITNET_IMPLEMENTATION
 #include "bitnet.h"
 #include "test.h"
@@ -81,7 +87,7 @@ int main(int argc, char **argv) {
     cp.backend = BITNET_BACKEND_CUDA;
     gpu = bitnet_context_create(model, &cp, &err);
     if (!gpu) {
-        if (err.code == BITNET_E_BACKEND && strstr(err.message, "no usable CUDA device")) {
+        if (err.code == BITNET_E_BACKEND && strstr(err.message, "no CUDA device")) {
             printf("SKIP gpu_model: %s\n", err.message);
             bitnet_model_free(model);
             return 0;
