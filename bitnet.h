@@ -1123,7 +1123,7 @@ typedef struct bitnet__gguf_writer {
 #define BITNET__GGUF_ALIGN 32
 
 BITNET__FN void bitnet__buf_put(bitnet__gguf_writer *w, uint8_t **buf, size_t *len, size_t *cap, const void *src, size_t n) {
-    if (w->failed) return;
+    if (w->failed || n == 0) return; /* n == 0: *buf may still be NULL, which memcpy must not get */
     if (*len + n > *cap) {
         size_t nc = *cap ? *cap * 2 : 4096;
         uint8_t *nb;

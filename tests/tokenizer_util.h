@@ -17,8 +17,12 @@ static int tok_model_open(tok_model *tm, const char *path, bitnet_error *err) {
     int rc;
     memset(&tm->m, 0, sizeof tm->m);
     memset(&w, 0, sizeof w);
+    static const float zeros[8] = {0};
+    static const uint64_t ne[1] = {8};
     bitnet__vocab_write_gguf(&w, &tm->v);
-    if ((rc = bitnet__gguf_write_header(&w, path, err)) || (rc = bitnet__gguf_finish(&w, path, err))) {
+    bitnet__gguf_add_tensor(&w, "unused", BITNET__TYPE_F32, 1, ne); /* a model file has tensors */
+    if ((rc = bitnet__gguf_write_header(&w, path, err)) || (rc = bitnet__gguf_write_data(&w, zeros, sizeof zeros, err)) ||
+        (rc = bitnet__gguf_finish(&w, path, err))) {
         bitnet__gguf_writer_free(&w);
         return rc;
     }
@@ -60,7 +64,7 @@ static const char *tok_llama3_dir(void) {
 }
 
 /* Loads the real Llama 3 vocabulary; 0 when it is not available. */
-static int tok_llama3_open(tok_model *tm, const char *tmp_path, bitnet_error *err) {
+static BITNET__UNUSED int tok_llama3_open(tok_model *tm, const char *tmp_path, bitnet_error *err) {
     char a[1100], b[1100];
     const char *dir = tok_llama3_dir();
     if (!dir) return 0;
