@@ -185,6 +185,38 @@ static void test_pretokenizer(void) {
     }
 }
 
+/* Every code point against Hugging Face tokenizers' own pre-tokenizer: the class
+   it gives each one (tests/fixtures/unicode_classes_hf.txt, written by
+   tests/tokenizer_peers.js) must be the class our split of "!" X "a!" shows. */
+static void test_unicode_classes(void) {
+    FILE *f = fopen("tests/fixtures/unicode_classes_hf.txt", "r");
+    unsigned first, last, cp, checked = 0;
+    char cls;
+    int bad = 0;
+    TEST("every code point splits as in Hugging Face tokenizers (Unicode 16.0)") {
+        CHECK(f != NULL);
+        while (f && fscanf(f, "%x %x %c", &first, &last, &cls) == 3) {
+            for (cp = first; cp <= last; cp++) {
+                uint8_t s[8];
+                size_t n, p = 0, pieces[4], np = 0;
+                char got;
+                s[0] = '!';
+                n = 1 + bitnet__utf8_put((char *)s + 1, cp);
+                s[n++] = 'a';
+                s[n++] = '!';
+                while (p < n && np < 4) p = pieces[np++] = bitnet__pretok_next(s, n, p);
+                got = np == 2 ? 'L' : np == 4 ? 'N' : pieces[0] == 1 ? 'S' : 'O';
+                if (cp == '\r' || cp == '\n') got = 'R';
+                if (got != cls && bad++ < 5) printf("  U+%04X: %c, Hugging Face %c\n", cp, got, cls);
+                checked++;
+            }
+        }
+        CHECKF(bad == 0, "%d code points differ", bad);
+        CHECK(checked == 0x110000 - 0x800);
+    }
+    if (f) fclose(f);
+}
+
 /* ------------------------------------------------------------------------
    Reference BPE: symbols are token texts (byte-level alphabet); the merge of
    lowest rank is found by searching the merge list, leftmost first.
@@ -726,6 +758,7 @@ static void test_long_inputs(void) {
 
 int main(void) {
     test_pretokenizer();
+    test_unicode_classes();
     test_bpe();
     test_specials_and_buffers();
     test_decoder();

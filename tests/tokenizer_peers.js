@@ -6,6 +6,9 @@
 //          ships the tokenizer.json we use.
 //   l3js   llama3-tokenizer-js 1.2.0 (its own vocabulary data and encoder).
 // Special-token text in the corpus is parsed as special tokens (all three do).
+// Also writes hf_classes.txt: the class Hugging Face's pre-tokenizer gives every
+// code point (L letter, N number, S space, O other, R \r \n), as ranges
+// "first last class" in hex, probed by how it splits "!" X "a!".
 // Usage: NODE_PATH=<cache>/node_modules node tests/tokenizer_peers.js CORPUS OUT_DIR
 'use strict';
 const fs = require('fs');
@@ -33,6 +36,18 @@ function main() {
       for (const c of corpus) ids[name].push(Array.from(await enc(c.text)));
       fs.writeFileSync(path.join(outDir, name + '.txt'), ids[name].map((a) => a.join(' ')).join('\n') + '\n');
     }
+    const pre = hf.getPreTokenizer();
+    const ranges = [];
+    for (let cp = 0; cp < 0x110000; cp++) {
+      if (cp >= 0xd800 && cp < 0xe000) continue; // surrogates are not characters
+      const p = pre.preTokenizeString('!' + String.fromCodePoint(cp) + 'a!');
+      let c = p.length === 2 ? 'L' : p.length === 4 ? 'N' : p[0][0].length === 1 ? 'S' : 'O';
+      if (cp === 10 || cp === 13) c = 'R';
+      const last = ranges[ranges.length - 1];
+      if (last && last[2] === c && last[1] === cp - 1) last[1] = cp;
+      else ranges.push([cp, cp, c]);
+    }
+    fs.writeFileSync(path.join(outDir, 'hf_classes.txt'), ranges.map((r) => `${r[0].toString(16)} ${r[1].toString(16)} ${r[2]}`).join('\n') + '\n');
     for (const name of ['lenml', 'l3js']) {
       const bad = {};
       let n = 0;
