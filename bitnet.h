@@ -3009,10 +3009,12 @@ struct bitnet__tokenizer {
     bitnet_token bos;
     const char *chat_template;
     size_t chat_template_len;
+    void *owned_file;         /* the model-file bytes, when the tokenizer owns them */
 };
 
 BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *t) {
     if (!t) return;
+    BITNET_FREE(t->owned_file);
     BITNET_FREE((void *)t->text);
     BITNET_FREE(t->text_len);
     BITNET_FREE((void *)t->piece);
@@ -3242,6 +3244,38 @@ fail:
 
 BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
     return bitnet__tokenizer_build(&model->gguf, model->hp.n_vocab, &model->tokenizer, err);
+}
+
+/* Builds a tokenizer straight from a vocabulary, through its model-file form so
+   that it is checked exactly as a loaded one (for tools and tests). */
+BITNET__FN int bitnet__tokenizer_from_vocab(const bitnet__vocab *v, bitnet__tokenizer **out, bitnet_error *err) {
+    bitnet__gguf_writer w;
+    bitnet__gguf g;
+    uint8_t *file;
+    size_t size;
+    int rc, i;
+    *out = NULL;
+    memset(&w, 0, sizeof w);
+    bitnet__vocab_write_gguf(&w, v);
+    size = 24 + w.kv_len;
+    file = w.failed ? NULL : (uint8_t *)BITNET_MALLOC(size);
+    if (!file) {
+        bitnet__gguf_writer_free(&w);
+        return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    }
+    memcpy(file, "GGUF", 4);
+    for (i = 0; i < 4; i++) file[4 + i] = (uint8_t)(3u >> (8 * i));
+    for (i = 0; i < 8; i++) file[8 + i] = 0; /* no tensors */
+    for (i = 0; i < 8; i++) file[16 + i] = (uint8_t)(w.n_kv >> (8 * i));
+    memcpy(file + 24, w.kv, w.kv_len);
+    bitnet__gguf_writer_free(&w);
+    rc = bitnet__gguf_parse(&g, file, size, err);
+    if (rc == BITNET_OK) rc = bitnet__tokenizer_build(&g, v->n_tokens, out, err);
+    bitnet__gguf_free(&g);
+    if (rc == BITNET_OK && !*out) rc = bitnet__fail(err, BITNET_E_FORMAT, "the vocabulary is empty");
+    if (rc) BITNET_FREE(file);
+    else (*out)->owned_file = file;
+    return rc;
 }
 
 /* ---- BPE on one piece ---- */
