@@ -3362,6 +3362,19 @@ BITNET_API void bitnet_context_reset(bitnet_context *ctx) {
    punctuation), and its byte is encoded by its byte token like any other.
    Decoding gives back exactly the bytes that were encoded, valid or not.
 
+   Unicode: the letter / number / space classes are Unicode 16.0 (the table below is
+   generated from the UCD by tests/gen_unicode_tables.py), as in Hugging Face
+   tokenizers 0.23, whose split of every code point tests/test_tokenizer.c checks.
+   \s is the White_Space property (U+0085 is a space, U+FEFF is not), as in the
+   Rust regex engines (Oniguruma in tokenizers, fancy-regex in tiktoken).  The
+   JavaScript peers differ there (JavaScript's \s has U+FEFF and lacks U+0085) and
+   in the version (node 20 has Unicode 17.0: letters added in 17.0 are letters
+   there and "other" here); Rust's regex and older tokenizers have 15.x, where the
+   letters and digits added in 15.1 and 16.0 are "other".
+
+   Decoding is exact: the bytes that were encoded.  (transformers' decode also
+   applies clean_up_tokenization_spaces, which removes spaces before punctuation.)
+
    Token strings in tokenizer.json and in the model file are in the byte-level
    alphabet: byte b is written as the code point b where b is printable
    (33..126, 161..172, 174..255) and as 256 + k for the k-th other byte, so that

@@ -89,6 +89,59 @@ static void test_corpus(tok_model *tm) {
     BITNET_FREE(expected);
 }
 
+/* Through the whole model path: bitnet_write_random_model with the real
+   tokenizer.json, bitnet_model_load (mapped and read), then the public API.
+   Expected ids from Hugging Face tokenizers (tokenizer.encode of the rendered text). */
+static void test_model_file(void) {
+    static const bitnet_token hello[] = {9906, 1917, 0, 1102, 596, 220, 2366, 19, 13};
+    static const bitnet_token llama3_chat[] = {128000, 128006, 9125, 128007, 271, 3513, 10015, 13, 128009, 128006, 882, 128007, 271,
+                                               3923, 596, 220, 17, 10, 17, 30, 128009, 128006, 78191, 128007, 271};
+    static const bitnet_token bitnet_chat[] = {128000, 2374, 25, 2893, 10015, 13, 128009, 1502, 25, 3639, 596, 220, 17, 10, 17, 30,
+                                               128009, 72803, 25, 220};
+    static const bitnet_chat_message msgs[] = {{"system", "Be brief."}, {"user", "What's 2+2?"}};
+    const char *path = "build/tests/llama3_tiny.gguf";
+    char json[1100];
+    bitnet_hparams hp;
+    bitnet_error err;
+    bitnet_token t[64];
+    int mmap_mode, n;
+    snprintf(json, sizeof json, "%s/tokenizer.json", tok_llama3_dir());
+    memset(&hp, 0, sizeof hp);
+    hp.n_embd = 64; hp.n_layer = 1; hp.n_ff = 64; hp.n_head = 2; hp.n_head_kv = 1; hp.n_ctx_train = 64;
+    TEST("llama3: a model file with the real vocabulary") {
+        n = bitnet_write_random_model(path, &hp, 7, json, &err);
+        CHECKF(n == 0, "%s", err.message);
+    }
+    for (mmap_mode = 0; mmap_mode < 2; mmap_mode++) {
+        bitnet_model_params mp = bitnet_model_default_params();
+        bitnet_model *m;
+        mp.use_mmap = mmap_mode;
+        m = bitnet_model_load(path, &mp, &err);
+        TEST(mmap_mode ? "llama3 model (mapped): tokenize, chat, eog" : "llama3 model (read): tokenize, chat, eog") {
+            CHECKF(m != NULL, "%s", err.message);
+            if (!m) break;
+            CHECK(bitnet_model_hparams(m)->n_vocab == 128256);
+            n = bitnet_tokenize(m, "Hello world! It's 2024.", -1, 0, t, 64, &err);
+            CHECK(n == 9 && memcmp(t, hello, sizeof hello) == 0);
+            n = bitnet_tokenize(m, "Hello world! It's 2024.", -1, BITNET_TOKENIZE_ADD_BOS, t, 64, &err);
+            CHECK(n == 10 && t[0] == 128000);
+            CHECK(bitnet_chat_format_detect(m) == BITNET_CHAT_FORMAT_LLAMA3);
+            n = bitnet_chat_tokenize(m, BITNET_CHAT_FORMAT_AUTO, msgs, 2, BITNET_CHAT_BEGIN | BITNET_CHAT_ADD_ASSISTANT, t, 64, &err);
+            CHECK(n == 25 && memcmp(t, llama3_chat, sizeof llama3_chat) == 0);
+            n = bitnet_chat_tokenize(m, BITNET_CHAT_FORMAT_BITNET, msgs, 2, BITNET_CHAT_BEGIN | BITNET_CHAT_ADD_ASSISTANT, t, 64, &err);
+            CHECK(n == 20 && memcmp(t, bitnet_chat, sizeof bitnet_chat) == 0);
+            CHECK(bitnet_token_is_eog(m, 128001) && bitnet_token_is_eog(m, 128009) && !bitnet_token_is_eog(m, 128000));
+            {
+                char piece[32];
+                CHECK(bitnet_token_to_piece(m, 128009, piece, sizeof piece) == 10 && memcmp(piece, "<|eot_id|>", 10) == 0);
+                CHECK(bitnet_token_to_piece(m, 1917, piece, sizeof piece) == 6 && memcmp(piece, " world", 6) == 0);
+            }
+        }
+        bitnet_model_free(m);
+    }
+    remove(path);
+}
+
 int main(void) {
     tok_model tm;
     bitnet_error err;
@@ -107,5 +160,6 @@ int main(void) {
     if (rc != 1) return TEST_EXIT();
     test_corpus(&tm);
     tok_model_close(&tm);
+    test_model_file();
     return TEST_EXIT();
 }
