@@ -3369,8 +3369,8 @@ BITNET_API void bitnet_context_reset(bitnet_context *ctx) {
    Rust regex engines (Oniguruma in tokenizers, fancy-regex in tiktoken).  The
    JavaScript peers differ there (JavaScript's \s has U+FEFF and lacks U+0085) and
    in the version (node 20 has Unicode 17.0: letters added in 17.0 are letters
-   there and "other" here); Rust's regex and older tokenizers have 15.x, where the
-   letters and digits added in 15.1 and 16.0 are "other".
+   there and "other" here).  Tables from older Unicode data (Debian 12's UCD is
+   15.0) make the ~5000 letters and digits added in 15.1 and 16.0 "other".
 
    Decoding is exact: the bytes that were encoded.  (transformers' decode also
    applies clean_up_tokenization_spaces, which removes spaces before punctuation.)
@@ -4426,7 +4426,7 @@ struct bitnet__tokenizer {
     /* added tokens, matched in the text before pre-tokenization */
     bitnet__strmap specials;  /* by text */
     int n_specials;
-    size_t special_lens[64];  /* the distinct lengths, longest first */
+    size_t special_lens[256]; /* the distinct lengths, longest first */
     int n_special_lens;
     uint8_t special_start[8192]; /* bit (s[0] << 8 | s[1]) set: some special text starts so */
     uint8_t special_byte[32]; /* bit s[0] set: a one-byte special text */
