@@ -3362,6 +3362,19 @@ BITNET_API void bitnet_context_reset(bitnet_context *ctx) {
    punctuation), and its byte is encoded by its byte token like any other.
    Decoding gives back exactly the bytes that were encoded, valid or not.
 
+   Unicode: the letter / number / space classes are Unicode 16.0 (the table below is
+   generated from the UCD by tests/gen_unicode_tables.py), as in Hugging Face
+   tokenizers 0.23, whose split of every code point tests/test_tokenizer.c checks.
+   \s is the White_Space property (U+0085 is a space, U+FEFF is not), as in the
+   Rust regex engines (Oniguruma in tokenizers, fancy-regex in tiktoken).  The
+   JavaScript peers differ there (JavaScript's \s has U+FEFF and lacks U+0085) and
+   in the version (node 20 has Unicode 17.0: letters added in 17.0 are letters
+   there and "other" here).  Tables from older Unicode data (Debian 12's UCD is
+   15.0) make the ~5000 letters and digits added in 15.1 and 16.0 "other".
+
+   Decoding is exact: the bytes that were encoded.  (transformers' decode also
+   applies clean_up_tokenization_spaces, which removes spaces before punctuation.)
+
    Token strings in tokenizer.json and in the model file are in the byte-level
    alphabet: byte b is written as the code point b where b is printable
    (33..126, 161..172, 174..255) and as 256 + k for the k-th other byte, so that
@@ -4413,7 +4426,7 @@ struct bitnet__tokenizer {
     /* added tokens, matched in the text before pre-tokenization */
     bitnet__strmap specials;  /* by text */
     int n_specials;
-    size_t special_lens[64];  /* the distinct lengths, longest first */
+    size_t special_lens[256]; /* the distinct lengths, longest first */
     int n_special_lens;
     uint8_t special_start[8192]; /* bit (s[0] << 8 | s[1]) set: some special text starts so */
     uint8_t special_byte[32]; /* bit s[0] set: a one-byte special text */
@@ -4422,10 +4435,12 @@ struct bitnet__tokenizer {
     bitnet_token bos;
     const char *chat_template;
     size_t chat_template_len;
+    void *owned_file;         /* the model-file bytes, when the tokenizer owns them */
 };
 
 BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *t) {
     if (!t) return;
+    BITNET_FREE(t->owned_file);
     BITNET_FREE((void *)t->text);
     BITNET_FREE(t->text_len);
     BITNET_FREE((void *)t->piece);
@@ -4655,6 +4670,38 @@ fail:
 
 BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
     return bitnet__tokenizer_build(&model->gguf, model->hp.n_vocab, &model->tokenizer, err);
+}
+
+/* Builds a tokenizer straight from a vocabulary, through its model-file form so
+   that it is checked exactly as a loaded one (for tools and tests). */
+BITNET__FN int bitnet__tokenizer_from_vocab(const bitnet__vocab *v, bitnet__tokenizer **out, bitnet_error *err) {
+    bitnet__gguf_writer w;
+    bitnet__gguf g;
+    uint8_t *file;
+    size_t size;
+    int rc, i;
+    *out = NULL;
+    memset(&w, 0, sizeof w);
+    bitnet__vocab_write_gguf(&w, v);
+    size = 24 + w.kv_len;
+    file = w.failed ? NULL : (uint8_t *)BITNET_MALLOC(size);
+    if (!file) {
+        bitnet__gguf_writer_free(&w);
+        return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    }
+    memcpy(file, "GGUF", 4);
+    for (i = 0; i < 4; i++) file[4 + i] = (uint8_t)(3u >> (8 * i));
+    for (i = 0; i < 8; i++) file[8 + i] = 0; /* no tensors */
+    for (i = 0; i < 8; i++) file[16 + i] = (uint8_t)(w.n_kv >> (8 * i));
+    memcpy(file + 24, w.kv, w.kv_len);
+    bitnet__gguf_writer_free(&w);
+    rc = bitnet__gguf_parse(&g, file, size, err);
+    if (rc == BITNET_OK) rc = bitnet__tokenizer_build(&g, v->n_tokens, out, err);
+    bitnet__gguf_free(&g);
+    if (rc == BITNET_OK && !*out) rc = bitnet__fail(err, BITNET_E_FORMAT, "the vocabulary is empty");
+    if (rc) BITNET_FREE(file);
+    else (*out)->owned_file = file;
+    return rc;
 }
 
 /* ---- BPE on one piece ---- */
