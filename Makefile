@@ -2,6 +2,7 @@
 #   make            build every example and tool into build/ (with CUDA when nvcc is found)
 #   make test       the whole CPU test suite (also an ASan+UBSan build of the tests)
 #   make CUDA=0     build without CUDA even where nvcc exists
+#   make model      download microsoft/bitnet-b1.58-2B-4T from Hugging Face and convert it
 CC      ?= cc
 CXX     ?= c++
 OPT     ?= -O2 -march=native
@@ -30,7 +31,7 @@ TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
 ASAN_TESTS:= $(patsubst tests/%.c,build/asan/%,$(TEST_SRCS))
 TEST_SCRIPTS := $(wildcard tests/t_*.sh)
 
-.PHONY: all test check-headers clean
+.PHONY: all test check-headers clean model
 all: $(EXAMPLES)
 
 build/bitnet_cuda.o: bitnet_cuda.cu bitnet.h
@@ -64,6 +65,9 @@ check-headers: $(HEADER_CHECK) bitnet.h
 
 test: $(TESTS) $(ASAN_TESTS) $(EXAMPLES)
 	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(addprefix bash ,$(TEST_SCRIPTS))
+
+model:
+	examples/download_model.sh
 
 clean:
 	rm -rf build
