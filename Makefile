@@ -64,7 +64,7 @@ check-headers: $(HEADER_CHECK) bitnet.h
 	done
 
 test: $(TESTS) $(ASAN_TESTS) $(EXAMPLES)
-	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(addprefix bash ,$(TEST_SCRIPTS))
+	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(foreach s,$(TEST_SCRIPTS),"bash $(s)")
 
 model:
 	examples/download_model.sh
