@@ -221,14 +221,17 @@ BITNET_API void bitnet_sampler_reset(bitnet_sampler *sampler);
 BITNET_API const bitnet_sampler_params *bitnet_sampler_get_params(const bitnet_sampler *s);
 
 /* ---------------------------------------------------------------------------
-   Tokenizer and chat template          (filled in by the tokenizer section)
+   Tokenizer and chat template
    ------------------------------------------------------------------------- */
+/* Llama 3 byte-level BPE, read from the model file.  Any bytes can be encoded:
+   invalid UTF-8 is kept byte for byte (see the tokenizer section), embedded NUL
+   bytes work when len is given, and decoding gives back exactly the bytes encoded. */
 #define BITNET_TOKENIZE_ADD_BOS  1  /* prepend the BOS token */
 #define BITNET_TOKENIZE_SPECIAL  2  /* recognise special-token text such as <|eot_id|> */
 
 /* Tokenizes len bytes of text (len < 0: NUL-terminated).  Returns the number of
    tokens, or a negative code: BITNET_E_BUFFER_TOO_SMALL when more than max_tokens
-   are needed (err->needed tells how many). */
+   are needed (err->needed tells how many; out may be NULL with max_tokens 0). */
 BITNET_API int bitnet_tokenize(const bitnet_model *model, const char *text, ptrdiff_t len,
                                int flags, bitnet_token *out, int max_tokens,
                                bitnet_error *err);
@@ -238,6 +241,67 @@ BITNET_API int bitnet_token_to_piece(const bitnet_model *model, bitnet_token tok
                                      char *buf, size_t size);
 /* 1 for end-of-generation tokens (end of text, end of turn). */
 BITNET_API int bitnet_token_is_eog(const bitnet_model *model, bitnet_token token);
+
+#define BITNET_DETOKENIZE_SPECIAL 1 /* show the text of control tokens (hidden by default) */
+
+/* Concatenates the bytes of n_tokens tokens into buf (no NUL).  Returns the byte
+   count, or BITNET_E_BUFFER_TOO_SMALL (err->needed) when it exceeds size. */
+BITNET_API int bitnet_detokenize(const bitnet_model *model, const bitnet_token *tokens,
+                                 int n_tokens, int flags, char *buf, size_t size,
+                                 bitnet_error *err);
+
+/* Streaming decoder: turns generated tokens into text that never ends inside a
+   UTF-8 character.  The bytes of a character split across tokens are held back
+   until it is complete; bytes that can never become valid UTF-8 pass through as
+   they are, so all the output together is exactly bitnet_detokenize's.  Plain
+   struct, no allocation: put it on the stack. */
+typedef struct bitnet_decoder {
+    const bitnet_model *model;
+    int flags;            /* BITNET_DETOKENIZE_SPECIAL or 0 */
+    int n_pending;
+    unsigned char pending[4];
+} bitnet_decoder;
+
+BITNET_API void bitnet_decoder_init(bitnet_decoder *dec, const bitnet_model *model, int flags);
+/* Adds one token and writes the text that is ready (no NUL).  Returns the byte
+   count; when it exceeds size nothing was written or consumed (call again with
+   a larger buffer: the token's length plus 3 always suffices).  < 0 on a bad token. */
+BITNET_API int bitnet_decoder_push(bitnet_decoder *dec, bitnet_token token, char *buf, size_t size);
+/* Writes what is still held back (an incomplete character at the end). */
+BITNET_API int bitnet_decoder_flush(bitnet_decoder *dec, char *buf, size_t size);
+
+/* Chat formats.  AUTO: the one the model file's chat template names. */
+typedef enum bitnet_chat_format {
+    BITNET_CHAT_FORMAT_AUTO   = 0,
+    BITNET_CHAT_FORMAT_BITNET = 1,  /* BitNet b1.58 2B4T: "User: ...<|eot_id|>Assistant: " */
+    BITNET_CHAT_FORMAT_LLAMA3 = 2   /* <|start_header_id|>user<|end_header_id|>\n\n...<|eot_id|> */
+} bitnet_chat_format;
+
+typedef struct bitnet_chat_message {
+    const char *role;     /* "system", "user", "assistant", ... */
+    const char *content;  /* NUL-terminated UTF-8; leading and trailing spaces are trimmed */
+} bitnet_chat_message;
+
+#define BITNET_CHAT_BEGIN           1  /* the conversation starts here: <|begin_of_text|> first */
+#define BITNET_CHAT_ADD_ASSISTANT   2  /* end with the prompt for the assistant's reply */
+#define BITNET_CHAT_CLOSE_REPLY     4  /* start with <|eot_id|>: it ends the reply generated
+                                          before, whose <|eot_id|> was sampled but not evaluated */
+#define BITNET_CHAT_CONTENT_SPECIAL 8  /* recognise special-token text inside messages */
+
+/* The format the model's chat template names; AUTO when it has none or an unknown one. */
+BITNET_API bitnet_chat_format bitnet_chat_format_detect(const bitnet_model *model);
+/* Renders messages as text (NUL-terminated).  Returns its length, or
+   BITNET_E_BUFFER_TOO_SMALL (err->needed counts the NUL). */
+BITNET_API int bitnet_chat_render(const bitnet_model *model, bitnet_chat_format fmt,
+                                  const bitnet_chat_message *msgs, int n_msgs, int flags,
+                                  char *buf, size_t size, bitnet_error *err);
+/* The same as tokens, ready for bitnet_eval.  Multi-turn: keep the KV cache and
+   pass only the new messages (flags without BEGIN; with CLOSE_REPLY when the
+   previous reply's <|eot_id|> was not evaluated); the tokens are the same as the
+   tail of the whole conversation rendered at once. */
+BITNET_API int bitnet_chat_tokenize(const bitnet_model *model, bitnet_chat_format fmt,
+                                    const bitnet_chat_message *msgs, int n_msgs, int flags,
+                                    bitnet_token *out, int max_tokens, bitnet_error *err);
 
 /* ---------------------------------------------------------------------------
    Host-side packing for the GPU kernels (layout documented at the implementation)
@@ -1862,53 +1926,1849 @@ BITNET_API int bitnet_model_describe(const bitnet_model *m, char *buf, size_t si
 
 /* ===========================================================================
    Tokenizer: Llama 3 byte-level BPE
-   =========================================================================== */
-/* (tokenizer section; placeholder until the tokenizer lands: loads nothing, and a
-   synthetic byte-level vocabulary for random models) */
-struct bitnet__tokenizer { int unused; };
+   ===========================================================================
+   The vocabulary is GPT-2-style byte-level BPE, as Llama 3 (and so BitNet b1.58
+   2B4T) uses it.  Encoding a text:
+
+     1. Special tokens.  Text of added tokens is cut out first (leftmost, longest
+        match).  Control tokens (<|eot_id|> ...) only with BITNET_TOKENIZE_SPECIAL;
+        user-defined (non-special added) tokens always, as llama.cpp does.
+     2. Pre-tokenization: every stretch of ordinary text is split into pieces by
+        the Llama 3 pattern (see bitnet__pretok_next), matched by hand over
+        Unicode property tables generated from the UCD by tests/gen_unicode_tables.py.
+     3. Each piece is BPE-encoded: a piece that is itself a token is that token
+        (tokenizer.json's "ignore_merges", on for Llama 3); otherwise its bytes
+        start as single-byte tokens and the pair of adjacent tokens with the
+        lowest merge rank is merged until no pair has a rank (a heap keeps that
+        O(n log n) in the piece length).
+
+   Invalid UTF-8 never fails: a byte that does not start a complete, shortest-form
+   sequence of a scalar value (no surrogates, <= U+10FFFF) is one "character" of
+   its own that is neither a letter, a number nor a space (so it groups like
+   punctuation), and its byte is encoded by its byte token like any other.
+   Decoding gives back exactly the bytes that were encoded, valid or not.
+
+   Token strings in tokenizer.json and in the model file are in the byte-level
+   alphabet: byte b is written as the code point b where b is printable
+   (33..126, 161..172, 174..255) and as 256 + k for the k-th other byte, so that
+   no token text contains spaces or control characters ("Ġ" is a space).
+*/
+
+/* llama.cpp's token types (tokenizer.ggml.token_type). */
+enum { BITNET__TOKEN_NORMAL = 1, BITNET__TOKEN_UNKNOWN = 2, BITNET__TOKEN_CONTROL = 3,
+       BITNET__TOKEN_USER_DEFINED = 4, BITNET__TOKEN_UNUSED = 5, BITNET__TOKEN_BYTE = 6 };
+
+/* ---- the byte-level alphabet ---- */
+
+BITNET__FN int bitnet__byte_is_printable(unsigned b) {
+    return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+}
+
+BITNET__FN unsigned bitnet__byte_to_cp(unsigned b) {
+    unsigned i, k = 0;
+    if (bitnet__byte_is_printable(b)) return b;
+    for (i = 0; i < b; i++) k += !bitnet__byte_is_printable(i);
+    return 256 + k;
+}
+
+/* The byte a code point of the alphabet stands for, or -1. */
+BITNET__FN int bitnet__cp_to_byte(unsigned cp) {
+    unsigned b, k = 0;
+    if (cp < 256) return bitnet__byte_is_printable(cp) ? (int)cp : -1;
+    for (b = 0; b < 256; b++)
+        if (!bitnet__byte_is_printable(b) && 256 + k++ == cp) return (int)b;
+    return -1;
+}
+
+/* Length (1..4) of the valid UTF-8 sequence at s, with its code point in *cp;
+   0 when s[0] does not start a complete, shortest-form sequence of a scalar value. */
+BITNET__FN int bitnet__utf8_decode(const uint8_t *s, size_t n, unsigned *cp) {
+    unsigned c = s[0];
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c < 0xC2 || c > 0xF4) return 0;
+    if (c < 0xE0) {
+        if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
+        *cp = ((c & 0x1F) << 6) | (s[1] & 0x3F);
+        return 2;
+    }
+    if (c < 0xF0) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        *cp = ((c & 0x0F) << 12) | ((unsigned)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+        if (*cp < 0x800 || (*cp >= 0xD800 && *cp < 0xE000)) return 0;
+        return 3;
+    }
+    if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+    *cp = ((c & 0x07) << 18) | ((unsigned)(s[1] & 0x3F) << 12) | ((unsigned)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
+    if (*cp < 0x10000 || *cp > 0x10FFFF) return 0;
+    return 4;
+}
+
+/* ---- a string -> id hash map over arrays the caller owns ---- */
+
+BITNET__FN uint64_t bitnet__hash_bytes(const void *data, size_t n) {
+    const uint8_t *s = (const uint8_t *)data;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xC2B2AE3D27D4EB4Full), w;
+    while (n >= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+        h ^= h >> 32;
+        s += 8;
+        n -= 8;
+    }
+    if (n) {
+        w = 0;
+        memcpy(&w, s, n);
+        h = (h ^ w) * 0xC4CEB9FE1A85EC53ull;
+    }
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 32);
+}
+
+/* Open addressing; slot holds id + 1 (0 = empty); keys[id], lens[id] are the strings. */
+typedef struct bitnet__strmap {
+    int32_t *slot;
+    size_t mask;
+} bitnet__strmap;
+
+BITNET__FN int bitnet__strmap_init(bitnet__strmap *m, size_t n_keys) {
+    size_t cap = 16;
+    while (cap < n_keys * 2) cap *= 2;
+    m->slot = (int32_t *)bitnet__calloc(cap, sizeof *m->slot);
+    m->mask = cap - 1;
+    return m->slot ? BITNET_OK : BITNET_E_NOMEM;
+}
+
+BITNET__FN void bitnet__strmap_free(bitnet__strmap *m) {
+    BITNET_FREE(m->slot);
+    m->slot = NULL;
+}
+
+BITNET__FN int32_t bitnet__strmap_find(const bitnet__strmap *m, const char *const *keys, const size_t *lens,
+                                       const char *s, size_t n) {
+    size_t i = (size_t)bitnet__hash_bytes(s, n) & m->mask;
+    for (;; i = (i + 1) & m->mask) {
+        int32_t id = m->slot[i] - 1;
+        if (id < 0) return -1;
+        if (lens[id] == n && memcmp(keys[id], s, n) == 0) return id;
+    }
+}
+
+/* Inserts id (its key is keys[id]); returns the id already there with that key, or -1. */
+BITNET__FN int32_t bitnet__strmap_insert(bitnet__strmap *m, const char *const *keys, const size_t *lens, int32_t id) {
+    size_t i = (size_t)bitnet__hash_bytes(keys[id], lens[id]) & m->mask;
+    for (;; i = (i + 1) & m->mask) {
+        int32_t old = m->slot[i] - 1;
+        if (old < 0) { m->slot[i] = id + 1; return -1; }
+        if (lens[old] == lens[id] && memcmp(keys[old], keys[id], lens[id]) == 0) return old;
+    }
+}
+
+/* ---- the vocabulary as the converter reads it and the model file stores it ---- */
+
+/* tokens[i] is token i's text exactly as tokenizer.json gives it (byte-level
+   alphabet for model tokens, verbatim for added tokens); merges[i] is merge rank
+   i as "left right" (llama.cpp's form).  The arena owns every string. */
 typedef struct bitnet__vocab {
     int n_tokens;
-    char **tokens;
+    const char **tokens;
+    size_t *token_lens;
+    int32_t *types;           /* BITNET__TOKEN_* */
+    int n_merges;
+    const char **merges;
+    size_t *merge_lens;
+    int bos, eos, eot;        /* -1 when absent */
+    int add_bos;
+    int ignore_merges;        /* a piece that is a token is that token (Llama 3: yes) */
+    const char *chat_template;/* NULL when absent */
+    size_t chat_template_len;
+    bitnet__arena arena;
 } bitnet__vocab;
+
+/* The pre-tokenizer split pattern we implement, as tokenizer.json writes it. */
+#define BITNET__LLAMA3_PATTERN                                                                   \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+/* llama.cpp's names: the Llama 3 pattern with ignore_merges, and without it. */
+#define BITNET__PRE_LLAMA3 "llama-bpe"
+#define BITNET__PRE_LLAMA3_MERGES "smaug-bpe"
+
 BITNET__FN void bitnet__vocab_free(bitnet__vocab *v) {
-    int i;
-    for (i = 0; v->tokens && i < v->n_tokens; i++) BITNET_FREE(v->tokens[i]);
-    BITNET_FREE(v->tokens);
+    BITNET_FREE((void *)v->tokens);
+    BITNET_FREE(v->token_lens);
+    BITNET_FREE(v->types);
+    BITNET_FREE((void *)v->merges);
+    BITNET_FREE(v->merge_lens);
+    bitnet__arena_free(&v->arena);
     memset(v, 0, sizeof *v);
+    v->bos = v->eos = v->eot = -1;
 }
-BITNET__FN int bitnet__vocab_synthetic(bitnet__vocab *v, int n_vocab, bitnet_error *err) {
+
+BITNET__FN const char *bitnet__vocab_strdup(bitnet__vocab *v, const char *s, size_t n) {
+    char *d = (char *)bitnet__arena_alloc(&v->arena, n + 1);
+    if (d) { memcpy(d, s, n); d[n] = 0; }
+    return d;
+}
+
+BITNET__FN int bitnet__vocab_find(const bitnet__vocab *v, const char *text) {
+    size_t n = strlen(text);
     int i;
-    memset(v, 0, sizeof *v);
-    v->tokens = (char **)bitnet__calloc((size_t)n_vocab, sizeof *v->tokens);
-    if (!v->tokens) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
-    v->n_tokens = n_vocab;
+    for (i = v->n_tokens - 1; i >= 0; i--)
+        if (v->token_lens[i] == n && memcmp(v->tokens[i], text, n) == 0) return i;
+    return -1;
+}
+
+/* Sizes the token arrays for n tokens (new ones empty and unused). */
+BITNET__FN int bitnet__vocab_resize(bitnet__vocab *v, int n) {
+    const char **t = (const char **)BITNET_REALLOC((void *)v->tokens, (size_t)n * sizeof *t);
+    size_t *l;
+    int32_t *ty;
+    int i;
+    if (t) v->tokens = t;
+    l = t ? (size_t *)BITNET_REALLOC(v->token_lens, (size_t)n * sizeof *l) : NULL;
+    if (l) v->token_lens = l;
+    ty = l ? (int32_t *)BITNET_REALLOC(v->types, (size_t)n * sizeof *ty) : NULL;
+    if (!ty) return BITNET_E_NOMEM;
+    v->types = ty;
+    for (i = v->n_tokens; i < n; i++) { v->tokens[i] = NULL; v->token_lens[i] = 0; v->types[i] = 0; }
+    v->n_tokens = n;
+    return BITNET_OK;
+}
+
+/* Fills the tokens that are still empty, and up to n_vocab, with "[PADi]" unused
+   tokens (the embedding of a model may have more rows than its tokenizer has tokens). */
+BITNET__FN int bitnet__vocab_pad(bitnet__vocab *v, int n_vocab, bitnet_error *err) {
+    int i;
+    if (n_vocab < v->n_tokens)
+        return bitnet__fail(err, BITNET_E_FORMAT, "the tokenizer has %d tokens but the model only %d", v->n_tokens, n_vocab);
+    if (bitnet__vocab_resize(v, n_vocab)) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
     for (i = 0; i < n_vocab; i++) {
-        char buf[32];
-        snprintf(buf, sizeof buf, "tok%d", i);
-        if (!(v->tokens[i] = bitnet__strndup(buf, strlen(buf)))) { bitnet__vocab_free(v); return bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); }
+        char name[32];
+        int n;
+        if (v->tokens[i]) continue;
+        n = snprintf(name, sizeof name, "[PAD%d]", i);
+        if (!(v->tokens[i] = bitnet__vocab_strdup(v, name, (size_t)n))) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+        v->token_lens[i] = (size_t)n;
+        v->types[i] = BITNET__TOKEN_UNUSED;
     }
     return BITNET_OK;
 }
-BITNET__FN int bitnet__vocab_from_hf(const char *tokenizer_json, const char *tokenizer_config_json, bitnet__vocab *v,
-                                     bitnet_error *err) {
-    (void)tokenizer_json; (void)tokenizer_config_json;
-    memset(v, 0, sizeof *v);
-    return bitnet__fail(err, BITNET_E_UNSUPPORTED, "reading tokenizer.json is not available yet");
-}
-BITNET__FN void bitnet__vocab_write_gguf(bitnet__gguf_writer *w, const bitnet__vocab *v) {
-    bitnet__gguf_add_str(w, "tokenizer.ggml.model", "gpt2", 4);
-    bitnet__gguf_add_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, NULL, (uint64_t)v->n_tokens);
-}
-BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
-    (void)model; (void)err;
+
+BITNET__FN int bitnet__vocab_add_merge(bitnet__vocab *v, const char *a, size_t na, const char *b, size_t nb, int *cap) {
+    char *m;
+    if (v->n_merges == *cap) {
+        int nc = *cap ? *cap * 2 : 1024;
+        const char **nm = (const char **)BITNET_REALLOC((void *)v->merges, (size_t)nc * sizeof *nm);
+        size_t *nl;
+        if (nm) v->merges = nm;
+        nl = nm ? (size_t *)BITNET_REALLOC(v->merge_lens, (size_t)nc * sizeof *nl) : NULL;
+        if (!nl) return BITNET_E_NOMEM;
+        v->merge_lens = nl;
+        *cap = nc;
+    }
+    m = (char *)bitnet__arena_alloc(&v->arena, na + nb + 2);
+    if (!m) return BITNET_E_NOMEM;
+    memcpy(m, a, na);
+    m[na] = ' ';
+    memcpy(m + na + 1, b, nb);
+    m[na + nb + 1] = 0;
+    v->merges[v->n_merges] = m;
+    v->merge_lens[v->n_merges++] = na + nb + 1;
     return BITNET_OK;
 }
-BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *tok) { BITNET_FREE(tok); }
+
+/* The content of a special-token entry of tokenizer_config.json: "text" or {"content": "text"}. */
+BITNET__FN const bitnet__json *bitnet__hf_token_text(const bitnet__json *j) {
+    if (j && j->type == BITNET__JSON_OBJECT) j = bitnet__json_get(j, "content");
+    return j && j->type == BITNET__JSON_STRING ? j : NULL;
+}
+
+BITNET__FN int bitnet__json_is(const bitnet__json *j, const char *s) {
+    return j && j->type == BITNET__JSON_STRING && j->len == strlen(s) && memcmp(j->str, s, j->len) == 0;
+}
+
+/* Checks that tokenizer.json's pre-tokenizer is the Llama 3 split + byte level. */
+BITNET__FN int bitnet__hf_check_pretokenizer(const bitnet__json *pre, const char *path, bitnet_error *err) {
+    const bitnet__json *list = bitnet__json_get(pre, "pretokenizers"), *split, *bl, *pat;
+    if (!pre || pre->type != BITNET__JSON_OBJECT)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer is missing; only the Llama 3 byte-level pre-tokenizer is supported", path);
+    if (!bitnet__json_is(bitnet__json_get(pre, "type"), "Sequence") || !list || list->type != BITNET__JSON_ARRAY || list->len != 2)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: pre_tokenizer must be a Sequence of Split (the Llama 3 pattern) and ByteLevel", path);
+    split = &list->items[0];
+    bl = &list->items[1];
+    pat = bitnet__json_get(bitnet__json_get(split, "pattern"), "Regex");
+    if (!bitnet__json_is(bitnet__json_get(split, "type"), "Split"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[0].type must be Split", path);
+    if (!bitnet__json_is(pat, BITNET__LLAMA3_PATTERN))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: pre_tokenizer.pretokenizers[0].pattern.Regex is not the Llama 3 split pattern", path);
+    if (!bitnet__json_is(bitnet__json_get(split, "behavior"), "Isolated") ||
+        (bitnet__json_get(split, "invert") && bitnet__json_get(split, "invert")->type != BITNET__JSON_FALSE))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: pre_tokenizer.pretokenizers[0] must have behavior Isolated and invert false", path);
+    if (!bitnet__json_is(bitnet__json_get(bl, "type"), "ByteLevel"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[1].type must be ByteLevel", path);
+    if (bitnet__json_get(bl, "use_regex") && bitnet__json_get(bl, "use_regex")->type != BITNET__JSON_FALSE)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[1].use_regex must be false", path);
+    if (bitnet__json_get(bl, "add_prefix_space") && bitnet__json_get(bl, "add_prefix_space")->type != BITNET__JSON_FALSE)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[1].add_prefix_space must be false", path);
+    return BITNET_OK;
+}
+
+/* Reads tokenizer.json (and tokenizer_config.json, which may be NULL). */
+BITNET__FN int bitnet__vocab_from_hf(const char *tokenizer_json, const char *tokenizer_config_json, bitnet__vocab *v,
+                                     bitnet_error *err) {
+    bitnet__arena tmp;
+    bitnet__json root, cfg;
+    const bitnet__json *model, *vocab, *merges, *added, *j;
+    char *text = NULL, *ctext = NULL;
+    size_t len = 0, clen = 0, i;
+    int rc = BITNET_OK, n = 0, merge_cap = 0, have_cfg = 0;
+    bitnet_error e;
+
+    memset(v, 0, sizeof *v);
+    memset(&tmp, 0, sizeof tmp);
+    v->bos = v->eos = v->eot = -1;
+    bitnet__ok(&e);
+#define BITNET__BAIL(x) do { rc = (x); goto done; } while (0)
+    if (!tokenizer_json) BITNET__BAIL(bitnet__fail(err, BITNET_E_ARG, "no tokenizer.json given"));
+    if (!(text = bitnet__read_text_file(tokenizer_json, &len, &e))) BITNET__BAIL(bitnet__fail(err, e.code, "%s", e.message));
+    if ((rc = bitnet__json_parse(text, len, tokenizer_json, &tmp, &root, err))) goto done;
+    if (tokenizer_config_json) {
+        if (!(ctext = bitnet__read_text_file(tokenizer_config_json, &clen, &e))) BITNET__BAIL(bitnet__fail(err, e.code, "%s", e.message));
+        if ((rc = bitnet__json_parse(ctext, clen, tokenizer_config_json, &tmp, &cfg, err))) goto done;
+        if (cfg.type != BITNET__JSON_OBJECT) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s is not a JSON object", tokenizer_config_json));
+        have_cfg = 1;
+    }
+
+    model = bitnet__json_get(&root, "model");
+    if (!model || model->type != BITNET__JSON_OBJECT)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: no \"model\" object", tokenizer_json));
+    j = bitnet__json_get(model, "type");
+    if (j && !bitnet__json_is(j, "BPE"))
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model.type is '%s'; only byte-level BPE is supported", tokenizer_json,
+                                  j->type == BITNET__JSON_STRING ? j->str : "?"));
+    if ((j = bitnet__json_get(model, "byte_fallback")) && j->type == BITNET__JSON_TRUE)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model.byte_fallback is not supported (byte-level BPE only)", tokenizer_json));
+    if ((j = bitnet__json_get(model, "dropout")) && j->type == BITNET__JSON_NUMBER && j->num > 0)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model.dropout is not supported", tokenizer_json));
+    if (((j = bitnet__json_get(model, "continuing_subword_prefix")) && j->type == BITNET__JSON_STRING && j->len) ||
+        ((j = bitnet__json_get(model, "end_of_word_suffix")) && j->type == BITNET__JSON_STRING && j->len))
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                                  "%s: model.continuing_subword_prefix / end_of_word_suffix are not supported", tokenizer_json));
+    if ((j = bitnet__json_get(&root, "normalizer")) && j->type != BITNET__JSON_NULL)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: normalizer must be null (byte-level BPE without normalization)", tokenizer_json));
+    if ((rc = bitnet__hf_check_pretokenizer(bitnet__json_get(&root, "pre_tokenizer"), tokenizer_json, err))) goto done;
+    if ((j = bitnet__json_get(&root, "decoder")) && j->type != BITNET__JSON_NULL && !bitnet__json_is(bitnet__json_get(j, "type"), "ByteLevel"))
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: decoder.type must be ByteLevel", tokenizer_json));
+    v->ignore_merges = (j = bitnet__json_get(model, "ignore_merges")) && j->type == BITNET__JSON_TRUE;
+
+    /* tokens: model.vocab {text: id}, then added_tokens [{id, content, special}] */
+    vocab = bitnet__json_get(model, "vocab");
+    added = bitnet__json_get(&root, "added_tokens");
+    if (!vocab || vocab->type != BITNET__JSON_OBJECT)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.vocab must be an object", tokenizer_json));
+    if (added && added->type != BITNET__JSON_ARRAY && added->type != BITNET__JSON_NULL)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: added_tokens must be an array", tokenizer_json));
+    for (i = 0; i < vocab->len; i++) {
+        double id = vocab->items[i].num;
+        if (vocab->items[i].type != BITNET__JSON_NUMBER || id < 0 || id >= (1 << 24) || id != (double)(int)id)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.vocab['%s'] is not a token id", tokenizer_json, vocab->keys[i]));
+        if ((int)id >= n) n = (int)id + 1;
+    }
+    for (i = 0; added && i < added->len; i++) {
+        const bitnet__json *id = bitnet__json_get(&added->items[i], "id"), *c = bitnet__json_get(&added->items[i], "content");
+        if (!id || id->type != BITNET__JSON_NUMBER || id->num < 0 || id->num >= (1 << 24) || id->num != (double)(int)id->num ||
+            !c || c->type != BITNET__JSON_STRING || c->len == 0)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: added_tokens[%zu] needs an integer id and a non-empty content", tokenizer_json, i));
+        if ((int)id->num >= n) n = (int)id->num + 1;
+    }
+    if (n < 256) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: %d tokens cannot be a byte-level vocabulary", tokenizer_json, n));
+    if (bitnet__vocab_resize(v, n)) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    for (i = 0; i < vocab->len; i++) {
+        int id = (int)vocab->items[i].num;
+        if (v->tokens[id])
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.vocab gives id %d to '%s' and '%s'", tokenizer_json, id, v->tokens[id], vocab->keys[i]));
+        if (!(v->tokens[id] = bitnet__vocab_strdup(v, vocab->keys[i], vocab->key_lens[i]))) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+        v->token_lens[id] = vocab->key_lens[i];
+        v->types[id] = BITNET__TOKEN_NORMAL;
+    }
+    /* an added token replaces a model token of the same id, as in Hugging Face tokenizers */
+    for (i = 0; added && i < added->len; i++) {
+        const bitnet__json *c = bitnet__json_get(&added->items[i], "content"), *sp = bitnet__json_get(&added->items[i], "special");
+        int id = (int)bitnet__json_get(&added->items[i], "id")->num;
+        if (!(v->tokens[id] = bitnet__vocab_strdup(v, c->str, c->len))) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+        v->token_lens[id] = c->len;
+        v->types[id] = sp && sp->type == BITNET__JSON_TRUE ? BITNET__TOKEN_CONTROL : BITNET__TOKEN_USER_DEFINED;
+    }
+    if ((rc = bitnet__vocab_pad(v, n, err))) goto done;
+
+    /* merges: "a b" strings or ["a", "b"] pairs */
+    merges = bitnet__json_get(model, "merges");
+    if (!merges || merges->type != BITNET__JSON_ARRAY)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.merges must be an array", tokenizer_json));
+    for (i = 0; i < merges->len; i++) {
+        const bitnet__json *m = &merges->items[i];
+        const char *a, *b;
+        size_t na, nb;
+        if (m->type == BITNET__JSON_STRING) {
+            const char *sp = (const char *)memchr(m->str, ' ', m->len);
+            if (!sp || memchr(sp + 1, ' ', m->len - (size_t)(sp + 1 - m->str)))
+                BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.merges[%zu] = '%s' is not two tokens separated by a space",
+                                          tokenizer_json, i, m->str));
+            a = m->str; na = (size_t)(sp - m->str); b = sp + 1; nb = m->len - na - 1;
+        } else if (m->type == BITNET__JSON_ARRAY && m->len == 2 && m->items[0].type == BITNET__JSON_STRING &&
+                   m->items[1].type == BITNET__JSON_STRING) {
+            a = m->items[0].str; na = m->items[0].len; b = m->items[1].str; nb = m->items[1].len;
+            if (memchr(a, ' ', na) || memchr(b, ' ', nb))
+                BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model.merges[%zu] has a token with a space, which the model file cannot store",
+                                          tokenizer_json, i));
+        } else
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.merges[%zu] must be \"a b\" or [\"a\", \"b\"]", tokenizer_json, i));
+        if (!na || !nb) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.merges[%zu] has an empty side", tokenizer_json, i));
+        if (bitnet__vocab_add_merge(v, a, na, b, nb, &merge_cap)) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    }
+
+    /* special token ids: tokenizer_config.json names them; otherwise Llama 3's names */
+    if (have_cfg && (j = bitnet__hf_token_text(bitnet__json_get(&cfg, "bos_token"))) &&
+        (v->bos = bitnet__vocab_find(v, j->str)) < 0)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: bos_token '%s' is not a token", tokenizer_config_json, j->str));
+    if (have_cfg && (j = bitnet__hf_token_text(bitnet__json_get(&cfg, "eos_token"))) &&
+        (v->eos = bitnet__vocab_find(v, j->str)) < 0)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: eos_token '%s' is not a token", tokenizer_config_json, j->str));
+    if (v->bos < 0) v->bos = bitnet__vocab_find(v, "<|begin_of_text|>");
+    if (v->eos < 0) v->eos = bitnet__vocab_find(v, "<|end_of_text|>");
+    v->eot = bitnet__vocab_find(v, "<|eot_id|>");
+    v->add_bos = v->bos >= 0;
+    if (have_cfg && (j = bitnet__json_get(&cfg, "add_bos_token")) && (j->type == BITNET__JSON_TRUE || j->type == BITNET__JSON_FALSE))
+        v->add_bos = j->type == BITNET__JSON_TRUE && v->bos >= 0;
+    if (have_cfg && (j = bitnet__json_get(&cfg, "chat_template"))) {
+        const bitnet__json *t = j->type == BITNET__JSON_STRING ? j : NULL;
+        for (i = 0; j->type == BITNET__JSON_ARRAY && i < j->len; i++) /* [{name, template}]: the default one */
+            if (bitnet__json_is(bitnet__json_get(&j->items[i], "name"), "default")) t = bitnet__json_get(&j->items[i], "template");
+        if (t && t->type == BITNET__JSON_STRING) {
+            if (!(v->chat_template = bitnet__vocab_strdup(v, t->str, t->len))) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+            v->chat_template_len = t->len;
+        }
+    }
+#undef BITNET__BAIL
+done:
+    bitnet__arena_free(&tmp);
+    BITNET_FREE(text);
+    BITNET_FREE(ctext);
+    if (rc) bitnet__vocab_free(v);
+    return rc;
+}
+
+/* A valid byte-level BPE vocabulary of exactly n_vocab tokens for random test
+   models: the 256 byte tokens, merges that build English-like words, and as many
+   of the Llama 3 special tokens as fit (at the end, as in Llama 3). */
+BITNET__FN int bitnet__vocab_synthetic(bitnet__vocab *v, int n_vocab, bitnet_error *err) {
+    static const char *const specials[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                                           "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>",
+                                           "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>",
+                                           "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"};
+    /* common English pairs first (byte-level text; Ġ is a space), then random words */
+    static const char *const seed_merges[] = {
+        "Ġ t", "h e", "i n", "e r", "a n", "Ġ a", "o n", "r e", "o u", "Ġ s", "Ġ w", "a t", "e n", "Ġt he",
+        "Ġ c", "i s", "o r", "e s", "Ġ b", "e d", "Ġ f", "i t", "a l", "Ġ o", "Ġ m", "a r", "Ġ p", "Ġ d",
+        "n g", "in g", "Ġ h", "l e", "Ġ i", "Ġ l", "Ġ n", "l l", "Ġ the", "Ġ Ġ", "ĠĠ ĠĠ", "Ċ Ċ", ", Ġ", ". Ġ",
+        "Ġ of", "o f", "Ġa nd", "n d", "Ġ to", "t o", "Ġ is", "Ġ in", "1 2", "0 0"};
+    int n_special, n_merged, i, merge_cap = 0, rc = BITNET_OK;
+    int32_t *words = NULL;
+    int n_words = 0;
+    bitnet__strmap map;
+    uint64_t rng = 0x2545F4914F6CDD1Dull;
+    long long attempts = 0;
+
+    memset(v, 0, sizeof *v);
+    memset(&map, 0, sizeof map);
+    v->bos = v->eos = v->eot = -1;
+    if (n_vocab < 260 || n_vocab > (1 << 24))
+        return bitnet__fail(err, BITNET_E_ARG, "a synthetic vocabulary needs 260 to 16777216 tokens, not %d", n_vocab);
+    n_special = (n_vocab - 256) / 2;
+    if (n_special > (int)(sizeof specials / sizeof specials[0])) n_special = (int)(sizeof specials / sizeof specials[0]);
+    n_merged = n_vocab - 256 - n_special;
+    if (bitnet__vocab_resize(v, n_vocab) || bitnet__strmap_init(&map, (size_t)n_vocab) ||
+        !(words = (int32_t *)bitnet__calloc((size_t)n_vocab, sizeof *words))) {
+        rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+        goto done;
+    }
+    for (i = 0; i < 256; i++) {
+        char buf[4];
+        size_t n = bitnet__utf8_put(buf, bitnet__byte_to_cp((unsigned)i));
+        if (!(v->tokens[i] = bitnet__vocab_strdup(v, buf, n))) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+        v->token_lens[i] = n;
+        v->types[i] = BITNET__TOKEN_NORMAL;
+        bitnet__strmap_insert(&map, v->tokens, v->token_lens, i);
+        if (i >= 'a' && i <= 'z') words[n_words++] = i;
+    }
+    for (i = 0; v->n_merges < n_merged; i++) {
+        const char *a, *b;
+        size_t na, nb;
+        int32_t ia, ib, id = 256 + v->n_merges;
+        char *t;
+        if (i < (int)(sizeof seed_merges / sizeof seed_merges[0])) {
+            const char *sp = strchr(seed_merges[i], ' ');
+            ia = bitnet__strmap_find(&map, v->tokens, v->token_lens, seed_merges[i], (size_t)(sp - seed_merges[i]));
+            ib = bitnet__strmap_find(&map, v->tokens, v->token_lens, sp + 1, strlen(sp + 1));
+            if (ia < 0 || ib < 0) continue;
+        } else {
+            /* a space before a word-like token, or a word-like token and a letter */
+            rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+            if ((rng & 3) == 0) { ia = ' '; ib = words[(rng >> 8) % (uint64_t)n_words]; }
+            else { ia = words[(rng >> 8) % (uint64_t)n_words]; ib = 'a' + (int32_t)((rng >> 40) % 26); }
+            if (++attempts > 100LL * n_vocab) { rc = bitnet__fail(err, BITNET_E_ARG, "cannot make %d distinct tokens", n_vocab); goto done; }
+        }
+        a = v->tokens[ia]; na = v->token_lens[ia];
+        b = v->tokens[ib]; nb = v->token_lens[ib];
+        if (na + nb > 48 || !(t = (char *)bitnet__arena_alloc(&v->arena, na + nb + 1))) {
+            if (na + nb > 48) continue;
+            rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(t, a, na);
+        memcpy(t + na, b, nb);
+        t[na + nb] = 0;
+        v->tokens[id] = t;
+        v->token_lens[id] = na + nb;
+        v->types[id] = BITNET__TOKEN_NORMAL;
+        if (bitnet__strmap_insert(&map, v->tokens, v->token_lens, id) >= 0) { v->tokens[id] = NULL; continue; }
+        if (bitnet__vocab_add_merge(v, a, na, b, nb, &merge_cap)) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+        words[n_words++] = id;
+    }
+    for (i = 0; i < n_special; i++) {
+        int id = n_vocab - n_special + i;
+        if (!(v->tokens[id] = bitnet__vocab_strdup(v, specials[i], strlen(specials[i])))) {
+            rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+            goto done;
+        }
+        v->token_lens[id] = strlen(specials[i]);
+        v->types[id] = BITNET__TOKEN_CONTROL;
+    }
+    v->bos = bitnet__vocab_find(v, "<|begin_of_text|>");
+    v->eos = bitnet__vocab_find(v, "<|end_of_text|>");
+    v->eot = bitnet__vocab_find(v, "<|eot_id|>");
+    v->add_bos = v->bos >= 0;
+    v->ignore_merges = 1;
+done:
+    bitnet__strmap_free(&map);
+    BITNET_FREE(words);
+    if (rc) bitnet__vocab_free(v);
+    return rc;
+}
+
+/* Writes the vocabulary with llama.cpp's keys. */
+BITNET__FN void bitnet__vocab_write_gguf(bitnet__gguf_writer *w, const bitnet__vocab *v) {
+    const char *pre = v->ignore_merges ? BITNET__PRE_LLAMA3 : BITNET__PRE_LLAMA3_MERGES;
+    bitnet__gguf_add_str(w, "tokenizer.ggml.model", "gpt2", 4);
+    bitnet__gguf_add_str(w, "tokenizer.ggml.pre", pre, strlen(pre));
+    bitnet__gguf_add_str_array(w, "tokenizer.ggml.tokens", v->tokens, v->token_lens, (uint64_t)v->n_tokens);
+    bitnet__gguf_add_i32_array(w, "tokenizer.ggml.token_type", v->types, (uint64_t)v->n_tokens);
+    bitnet__gguf_add_str_array(w, "tokenizer.ggml.merges", v->merges, v->merge_lens, (uint64_t)v->n_merges);
+    if (v->bos >= 0) bitnet__gguf_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
+    if (v->eos >= 0) bitnet__gguf_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
+    if (v->eot >= 0) bitnet__gguf_add_u32(w, "tokenizer.ggml.eot_token_id", (uint32_t)v->eot);
+    bitnet__gguf_add_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos);
+    if (v->chat_template) bitnet__gguf_add_str(w, "tokenizer.chat_template", v->chat_template, v->chat_template_len);
+}
+
+/* ---- Unicode classes for the pre-tokenizer ---- */
+
+/* BEGIN generated by tests/gen_unicode_tables.py from Unicode 16.0: do not edit */
+#define BITNET__UNICODE_VERSION "16.0"
+#define BITNET__UCLASS_BLOCK 256
+/* block of code point cp: bitnet__uclass_stage1[cp / 256] */
+static const uint8_t bitnet__uclass_stage1[4352] = {
+    0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,1,17,18,19,1,20,21,22,23,24,25,26,27,1,28,
+    29,30,31,31,32,31,31,33,31,31,31,31,34,35,36,31,37,38,39,31,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,27,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,40,1,41,42,43,44,45,46,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,47,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,1,48,49,1,50,51,52,
+    53,54,55,56,57,58,1,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,
+    1,1,1,84,85,86,31,31,31,31,31,31,31,31,31,87,1,1,1,1,88,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,89,1,1,90,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,91,31,31,31,31,31,31,1,1,92,93,31,94,95,96,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,97,1,1,1,1,98,99,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,100,1,101,102,31,31,31,31,31,31,31,31,31,103,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,104,31,31,31,31,31,105,106,107,108,109,110,31,31,31,31,31,31,31,111,
+    112,113,114,31,115,116,31,117,118,119,31,31,120,121,122,31,31,123,31,31,31,31,31,31,31,31,31,104,31,31,31,31,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,124,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,125,126,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,127,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,128,1,1,129,31,31,31,31,31,31,31,31,31,1,1,130,31,31,31,31,31,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,131,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,132,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+};
+/* 133 blocks of 64 bytes: class of cp = (byte (cp % 256) / 4 >> 2 * (cp % 4)) & 3 */
+static const uint8_t bitnet__uclass_blocks[8512] = {
+    0,0,252,15,0,0,0,0,3,0,0,0,170,170,10,0,84,85,85,85,85,85,21,0,84,85,85,85,85,85,21,0,
+    0,12,0,0,0,0,0,0,3,0,16,0,160,4,24,42,85,85,85,85,85,21,85,85,85,85,85,85,85,21,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,80,85,85,5,0,0,0,85,1,0,17,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,81,80,69,
+    0,16,21,81,85,85,85,85,69,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,69,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    5,0,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,84,85,85,85,85,85,85,85,85,21,4,0,85,85,85,85,85,85,85,85,
+    85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,21,64,21,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,0,170,170,10,80,84,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,4,0,0,0,20,0,80,170,170,90,65,
+    0,0,0,0,81,85,85,85,85,85,85,85,0,0,0,0,0,0,0,84,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,5,0,0,4,0,0,0,170,170,90,85,85,85,85,85,85,85,21,0,0,5,16,0,
+    85,85,85,85,85,5,16,0,0,1,1,0,0,0,0,0,85,85,85,85,85,85,1,0,85,85,21,0,85,85,85,85,
+    85,85,84,21,0,0,0,0,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,85,85,85,85,85,85,85,85,85,85,85,85,85,5,4,0,0,0,0,1,0,85,85,5,160,170,170,84,85,85,85,
+    1,84,85,65,65,85,85,85,85,85,81,85,17,80,5,4,0,0,0,16,0,0,0,69,5,160,170,170,5,170,10,1,
+    0,84,21,64,65,85,85,85,85,85,81,85,81,20,5,0,0,0,0,0,0,0,84,17,0,160,170,170,80,1,0,0,
+    0,84,85,69,69,85,85,85,85,85,81,85,81,84,5,4,0,0,0,0,1,0,0,0,5,160,170,170,0,0,4,0,
+    0,84,85,65,65,85,85,85,85,85,81,85,81,84,5,4,0,0,0,0,0,0,0,69,5,160,170,170,164,170,0,0,
+    64,84,21,80,81,5,20,81,64,1,21,80,85,85,5,0,0,0,0,0,1,0,0,0,0,160,170,170,42,0,0,0,
+    0,84,85,81,81,85,85,85,85,85,81,85,85,85,5,4,0,0,0,0,0,0,21,4,5,160,170,170,0,0,170,42,
+    1,84,85,81,81,85,85,85,85,85,81,85,85,84,5,4,0,0,0,0,0,0,0,20,5,160,170,170,20,0,0,0,
+    0,85,85,81,81,85,85,85,85,85,85,85,85,85,21,4,0,0,0,16,0,21,170,106,5,160,170,170,170,170,82,85,
+    0,84,85,85,85,21,80,85,85,85,85,85,69,85,85,4,85,21,0,0,0,0,0,0,0,160,170,170,0,0,0,0,
+    84,85,85,85,85,85,85,85,85,85,85,85,81,0,0,0,85,21,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    20,81,21,85,85,85,85,85,85,68,85,85,81,0,0,4,85,17,0,0,170,170,10,85,0,0,0,0,0,0,0,0,
+    1,0,0,0,0,0,0,0,170,170,170,170,170,0,0,0,85,85,84,85,85,85,85,85,85,85,85,1,0,0,0,0,
+    0,0,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,64,170,170,10,0,85,5,80,5,4,20,0,80,1,84,85,85,
+    5,0,0,16,170,170,10,0,85,85,85,85,85,85,85,85,85,69,0,4,85,85,85,85,85,85,85,85,85,85,21,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,81,5,85,21,81,5,85,85,85,85,85,85,85,85,
+    85,85,81,5,85,85,85,85,85,85,85,85,81,5,85,21,81,5,85,85,85,21,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,81,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,168,170,170,170,170,2,
+    85,85,85,85,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,85,5,
+    84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,65,85,85,85,85,
+    87,85,85,85,85,85,21,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,160,86,85,1,0,
+    85,85,85,85,5,0,0,64,85,85,85,85,5,0,0,0,85,85,85,85,5,0,0,0,85,85,85,81,1,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,64,0,1,170,170,10,0,170,170,10,0,
+    0,0,0,0,170,170,10,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,
+    85,65,85,85,85,85,85,85,85,85,17,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,
+    85,85,85,85,85,85,85,21,0,0,0,0,0,0,0,0,0,160,170,170,85,85,85,85,85,85,85,5,85,1,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,0,85,85,85,85,85,85,5,0,170,170,42,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,21,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,0,0,0,0,0,0,0,
+    170,170,10,0,170,170,10,0,0,64,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,84,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,84,85,1,170,170,10,0,0,0,0,0,0,0,0,0,
+    64,85,85,85,85,85,85,85,1,0,0,80,170,170,90,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,170,170,10,84,170,170,90,85,85,85,85,85,85,85,85,5,
+    85,85,21,0,85,85,85,85,85,85,85,85,85,85,21,84,0,0,0,0,0,0,0,0,0,0,84,81,85,20,16,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,5,85,5,85,85,85,85,85,85,85,85,85,5,85,5,85,85,68,68,85,85,85,85,85,85,85,5,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,81,85,17,80,81,85,1,85,80,85,0,85,85,85,1,80,81,85,1,
+    255,255,63,0,0,0,0,0,0,0,15,192,0,0,0,0,0,0,0,0,0,0,0,192,0,0,0,0,6,170,10,64,
+    170,170,10,0,85,85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    16,64,80,85,85,4,84,5,0,17,81,69,85,85,5,85,0,84,5,16,170,170,170,170,170,170,170,170,170,170,170,170,
+    106,169,10,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,170,170,170,170,170,170,
+    170,170,170,170,170,170,170,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,160,170,170,170,170,170,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,160,170,170,
+    170,170,170,170,170,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,64,21,80,0,0,8,
+    85,85,85,85,85,85,85,85,85,69,0,4,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,64,0,0,0,0,
+    85,85,85,85,85,21,0,0,85,21,85,21,85,21,85,21,85,21,85,21,85,21,85,21,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,64,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    3,148,0,0,0,0,0,0,168,170,10,0,84,5,106,1,84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,21,0,84,84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,85,
+    0,84,85,85,85,85,85,85,85,85,85,85,84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,21,160,10,0,0,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,
+    0,0,0,0,0,0,0,0,170,170,10,0,0,0,0,0,0,0,170,170,168,170,170,170,0,0,0,0,0,0,0,0,
+    170,170,10,0,0,0,0,0,0,0,0,0,168,170,170,170,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,5,
+    85,85,85,1,85,85,85,85,170,170,90,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,64,
+    85,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,165,170,170,0,0,0,0,
+    0,0,0,0,0,64,85,85,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,65,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,69,84,85,1,0,0,0,0,80,85,85,85,
+    69,69,21,85,85,85,85,85,21,0,0,0,170,10,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,
+    80,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,170,170,10,0,0,0,0,0,80,85,64,20,
+    170,170,90,85,85,85,85,85,85,5,0,0,85,85,85,85,85,21,0,0,0,0,0,0,85,85,85,85,85,85,85,1,
+    0,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,0,0,64,170,170,10,0,85,81,85,85,170,170,90,21,
+    85,85,85,85,85,85,85,85,85,85,1,0,0,0,0,0,21,85,85,0,170,170,10,0,85,85,85,85,85,21,16,80,
+    85,85,85,85,85,85,85,85,85,85,85,85,4,20,84,5,17,0,0,0,0,0,64,5,85,85,21,0,80,1,0,0,
+    84,21,84,21,84,21,0,0,85,21,85,21,85,85,85,85,85,85,85,85,85,85,21,85,85,85,5,0,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,170,170,10,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,0,0,0,85,85,85,85,85,21,64,85,85,85,85,85,85,85,85,85,85,85,85,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,
+    85,21,0,0,64,85,0,68,85,85,81,85,85,21,85,17,69,81,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,64,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,80,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,85,85,85,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,81,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,
+    0,0,0,0,170,170,10,0,84,85,85,85,85,85,21,0,84,85,85,85,85,85,21,0,0,80,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,80,85,80,85,80,85,80,1,0,0,0,0,0,0,0,0,
+    85,85,85,84,85,85,85,85,85,21,85,85,85,85,21,69,85,85,85,5,85,85,85,5,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,
+    0,128,170,170,170,170,170,170,170,170,170,170,170,0,0,0,170,170,170,170,170,170,170,170,170,170,170,170,170,170,2,0,
+    0,0,160,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,1,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,168,170,170,170,170,170,170,0,
+    85,85,85,85,85,85,85,85,170,0,0,84,85,85,85,85,89,85,37,0,85,85,85,85,85,85,85,85,85,5,0,0,
+    85,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,85,0,85,85,168,10,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,5,170,170,10,0,85,85,85,85,85,85,85,85,85,0,85,85,85,85,85,85,85,85,85,0,
+    85,85,85,85,85,85,85,85,85,85,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,85,85,21,85,
+    85,85,21,85,21,69,85,85,69,85,85,85,69,85,69,1,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,85,85,85,85,85,5,0,0,85,85,0,0,0,0,0,0,
+    85,69,85,85,85,85,85,85,85,85,85,85,81,85,21,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,5,81,85,85,85,85,85,85,85,85,85,85,69,1,65,85,85,85,85,85,5,170,170,85,85,85,85,85,21,168,170,
+    85,85,85,85,85,85,85,21,0,128,170,170,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,21,5,128,170,
+    85,85,85,85,85,165,170,0,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,90,170,170,170,170,160,170,170,170,170,170,170,170,170,170,170,170,
+    1,0,0,0,85,84,84,85,85,85,85,85,85,5,0,0,170,170,2,0,0,0,0,0,85,85,85,85,85,85,85,41,
+    85,85,85,85,85,85,85,169,0,0,0,0,0,0,0,0,85,85,84,85,85,85,85,85,85,1,128,170,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,85,85,85,85,85,5,170,170,85,85,85,85,21,0,170,170,
+    85,85,85,85,5,0,0,0,0,0,168,170,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,21,0,160,170,
+    85,85,85,85,85,85,85,85,85,0,0,0,170,170,10,0,170,170,90,85,85,85,85,85,85,5,0,64,85,85,85,85,
+    85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,170,170,170,170,170,42,
+    85,85,85,85,85,85,85,85,85,85,5,0,5,0,0,0,80,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,169,170,106,0,0,85,85,85,85,85,5,0,0,168,2,0,0,0,0,0,0,85,85,85,85,
+    5,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,169,170,0,0,0,0,0,85,85,85,85,85,21,0,0,
+    64,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,160,170,170,170,170,170,170,170,20,4,0,0,
+    64,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,85,85,85,85,85,85,1,0,170,170,10,0,
+    64,85,85,85,85,85,85,85,85,21,0,0,0,160,170,170,0,65,0,0,85,85,85,85,85,85,85,85,21,16,0,0,
+    64,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,84,1,0,0,170,170,26,1,168,170,170,170,170,2,0,0,
+    85,85,85,85,69,85,85,85,85,85,85,0,0,0,0,64,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,21,81,69,85,85,85,69,85,85,1,0,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,170,170,10,0,
+    0,84,85,65,65,85,85,85,85,85,81,85,81,84,5,4,0,0,0,0,1,0,0,84,5,0,0,0,0,0,0,0,
+    85,85,69,16,85,85,85,85,85,85,85,85,85,69,0,0,0,0,0,0,68,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,64,21,0,170,170,10,64,5,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,69,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,0,0,0,0,0,0,85,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,1,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,21,0,0,0,1,0,170,170,10,0,170,170,170,170,170,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,21,0,0,0,0,0,170,170,170,0,85,21,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,170,170,170,170,42,0,0,64,
+    85,21,4,85,85,20,85,85,85,85,85,85,0,0,0,64,4,0,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,80,85,85,85,85,85,85,85,85,85,1,0,0,0,68,0,0,0,0,0,0,0,
+    1,0,64,85,85,85,85,85,85,85,85,85,21,0,16,0,0,0,0,0,1,0,0,85,85,85,85,85,85,85,85,85,
+    85,85,5,0,0,0,0,4,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,1,0,0,0,170,170,10,0,
+    85,85,81,85,85,85,85,85,85,85,85,21,0,0,0,0,1,0,0,0,170,170,170,170,170,170,170,2,80,85,85,85,
+    85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,21,69,85,85,85,85,85,85,85,85,85,1,0,0,0,0,16,0,0,170,170,10,0,85,69,81,85,85,85,85,85,
+    85,85,5,0,0,0,1,0,170,170,10,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,21,0,0,0,
+    16,85,85,85,81,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0,170,170,170,170,170,2,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,42,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,84,21,0,0,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,5,0,0,0,0,170,170,10,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,85,85,85,85,85,85,85,21,170,170,10,0,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,170,170,10,0,85,85,85,85,85,85,85,5,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,85,0,0,0,170,170,138,170,74,85,85,85,85,85,0,84,
+    85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,1,170,170,10,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    170,170,170,170,170,42,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,1,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,64,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,69,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,64,
+    85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,84,85,20,
+    85,85,85,85,85,85,85,85,21,0,0,0,16,0,0,0,0,0,0,0,21,4,0,0,0,85,0,0,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,85,85,85,1,
+    85,85,1,0,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,10,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,170,170,170,0,0,0,170,170,170,170,170,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,170,170,170,170,2,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,81,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,81,16,20,84,81,85,85,69,84,85,84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,69,21,84,85,81,85,81,85,85,85,85,85,85,69,21,85,17,80,85,81,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,5,85,85,85,85,85,85,81,85,85,85,85,85,21,85,85,85,85,85,85,85,21,85,
+    85,85,85,85,85,81,85,85,85,85,85,85,85,81,85,85,85,85,85,21,85,85,85,85,85,85,85,21,85,85,85,85,
+    85,85,81,85,85,85,85,85,85,85,81,85,85,85,85,85,21,85,85,160,170,170,170,170,170,170,170,170,170,170,170,170,
+    85,85,85,85,85,85,85,21,0,84,21,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,1,0,64,85,5,170,170,10,16,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,85,85,85,85,85,85,85,5,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,0,170,170,10,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,0,170,170,10,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,5,169,170,42,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,21,85,20,85,85,85,21,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,129,170,170,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,64,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,168,170,170,170,
+    170,170,170,170,170,170,170,170,170,170,170,168,168,2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    168,170,170,170,170,170,170,170,170,170,170,138,170,170,170,10,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,84,85,85,85,85,85,85,20,65,84,85,21,85,68,0,16,64,68,84,20,65,68,68,20,65,21,85,21,85,84,17,
+    85,85,69,85,85,85,85,0,84,84,69,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    170,170,170,2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,5,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+};
+/* END generated by tests/gen_unicode_tables.py */
+
+enum { BITNET__CC_OTHER = 0, BITNET__CC_LETTER = 1, BITNET__CC_NUMBER = 2, BITNET__CC_SPACE = 3,
+       BITNET__CC_NEWLINE = 4 /* \r and \n: spaces the pattern names on their own */ };
+
+/* Class of the character at s (n > 0 bytes left) and its length in bytes.  A byte
+   that starts no valid sequence is a one-byte character of class other. */
+BITNET__FN int bitnet__char_class(const uint8_t *s, size_t n, size_t *len) {
+    unsigned cp, c = s[0];
+    if (c < 0x80) {
+        /* ASCII: \t..\r and space are spaces, \r \n newlines */
+        *len = 1;
+        if (c == '\n' || c == '\r') return BITNET__CC_NEWLINE;
+        if ((c >= '\t' && c <= '\r') || c == ' ') return BITNET__CC_SPACE;
+        if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return BITNET__CC_LETTER;
+        if (c >= '0' && c <= '9') return BITNET__CC_NUMBER;
+        return BITNET__CC_OTHER;
+    }
+    *len = (size_t)bitnet__utf8_decode(s, n, &cp);
+    if (!*len) { *len = 1; return BITNET__CC_OTHER; }
+    return (bitnet__uclass_blocks[bitnet__uclass_stage1[cp >> 8] * (BITNET__UCLASS_BLOCK / 4) + ((cp & 255) >> 2)] >>
+            (2 * (cp & 3))) & 3;
+}
+
+/* Length of a contraction after an apostrophe at s[-1]: (?i:'s|'t|'re|'ve|'m|'ll|'d).
+   Case-insensitive as Unicode case folding has it, so the long s (U+017F) is an s. */
+BITNET__FN size_t bitnet__contraction(const uint8_t *s, size_t n) {
+    int c0, c1;
+    if (n == 0) return 0;
+    c0 = s[0] | 0x20;
+    c1 = n > 1 ? (s[1] | 0x20) : 0;
+    if (s[0] == 0xC5 && n > 1 && s[1] == 0xBF) return 2; /* U+017F */
+    if (c0 == 's' || c0 == 't' || c0 == 'm' || c0 == 'd') return 1;
+    if ((c0 == 'r' || c0 == 'v') && c1 == 'e') return 2;
+    if (c0 == 'l' && c1 == 'l') return 2;
+    return 0;
+}
+
+/* End of the pre-token that starts at s[p] (p < n): the first alternative of the
+   Llama 3 pattern that matches here, with the regex's greedy and backtracking
+   semantics worked out per alternative:
+     (?i:'s|'t|'re|'ve|'m|'ll|'d)   a contraction
+     [^\r\n\p{L}\p{N}]?\p{L}+        letters, after at most one non-letter non-digit
+     \p{N}{1,3}                      one to three digits
+      ?[^\s\p{L}\p{N}]+[\r\n]*       punctuation and others, maybe after a space
+     \s*[\r\n]+                      spaces up to the last newline of the run
+     \s+(?!\S)                       spaces but the last one before a non-space
+     \s+                             (a lone space before a non-space) */
+BITNET__FN size_t bitnet__pretok_next(const uint8_t *s, size_t n, size_t p) {
+    size_t len, len1, q, last_nl_end, last_start, count;
+    int c = bitnet__char_class(s + p, n - p, &len), c1;
+
+    if (s[p] == '\'' && (q = bitnet__contraction(s + p + 1, n - p - 1)) != 0) return p + 1 + q;
+    c1 = p + len < n ? bitnet__char_class(s + p + len, n - p - len, &len1) : -1;
+    if (c == BITNET__CC_LETTER || (c1 == BITNET__CC_LETTER && c != BITNET__CC_NEWLINE && c != BITNET__CC_NUMBER)) {
+        q = c == BITNET__CC_LETTER ? p + len : p + len + len1;
+        while (q < n && bitnet__char_class(s + q, n - q, &len) == BITNET__CC_LETTER) q += len;
+        return q;
+    }
+    if (c == BITNET__CC_NUMBER) {
+        q = p + len;
+        for (count = 1; count < 3 && q < n && bitnet__char_class(s + q, n - q, &len) == BITNET__CC_NUMBER; count++) q += len;
+        return q;
+    }
+    if (c == BITNET__CC_OTHER || (s[p] == ' ' && c1 == BITNET__CC_OTHER)) {
+        q = c == BITNET__CC_OTHER ? p + len : p + 1 + len1;
+        while (q < n && (c = bitnet__char_class(s + q, n - q, &len)) == BITNET__CC_OTHER) q += len;
+        while (q < n && (s[q] == '\r' || s[q] == '\n')) q++;
+        return q;
+    }
+    /* a run of spaces */
+    q = p;
+    last_nl_end = 0;
+    last_start = p;
+    while (q < n && ((c = bitnet__char_class(s + q, n - q, &len)) == BITNET__CC_SPACE || c == BITNET__CC_NEWLINE)) {
+        last_start = q;
+        q += len;
+        if (c == BITNET__CC_NEWLINE) last_nl_end = q;
+    }
+    if (last_nl_end) return last_nl_end;
+    if (q == n || last_start == p) return q;
+    return last_start;
+}
+
+/* ---- the tokenizer built from the model file ---- */
+
+typedef struct bitnet__merge_slot {
+    uint64_t pair;            /* left << 32 | right; BITNET__NO_PAIR when empty */
+    int32_t rank, result;
+} bitnet__merge_slot;
+
+#define BITNET__NO_PAIR (~(uint64_t)0)
+
+struct bitnet__tokenizer {
+    int n_vocab;
+    const char **text;        /* token text as stored (points into the model file) */
+    size_t *text_len;
+    const char **piece;       /* the bytes a token stands for */
+    size_t *piece_len;
+    char *piece_bytes;        /* decoded bytes of the byte-level tokens */
+    uint8_t *type;            /* BITNET__TOKEN_* */
+    uint8_t *eog;             /* end of generation */
+    int32_t byte_token[256];
+    bitnet__strmap by_bytes;  /* normal tokens, by their bytes */
+    size_t max_piece_len;     /* longest normal token in bytes */
+    int ignore_merges;
+    bitnet__merge_slot *merges;
+    size_t merge_mask;
+    /* added tokens, matched in the text before pre-tokenization */
+    bitnet__strmap specials;  /* by text */
+    int n_specials;
+    size_t special_lens[64];  /* the distinct lengths, longest first */
+    int n_special_lens;
+    uint8_t special_start[8192]; /* bit (s[0] << 8 | s[1]) set: some special text starts so */
+    uint8_t special_byte[32]; /* bit s[0] set: a one-byte special text */
+    int has_user_defined;     /* user-defined tokens are matched even without BITNET_TOKENIZE_SPECIAL */
+    int add_bos;
+    bitnet_token bos;
+    const char *chat_template;
+    size_t chat_template_len;
+};
+
+BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *t) {
+    if (!t) return;
+    BITNET_FREE((void *)t->text);
+    BITNET_FREE(t->text_len);
+    BITNET_FREE((void *)t->piece);
+    BITNET_FREE(t->piece_len);
+    BITNET_FREE(t->piece_bytes);
+    BITNET_FREE(t->type);
+    BITNET_FREE(t->eog);
+    BITNET_FREE(t->merges);
+    bitnet__strmap_free(&t->by_bytes);
+    bitnet__strmap_free(&t->specials);
+    BITNET_FREE(t);
+}
+
+/* Decodes byte-level text to bytes; -1 if a character is outside the alphabet. */
+BITNET__FN long bitnet__byte_level_decode(const uint8_t *s, size_t n, const int16_t *cp_to_byte, char *out) {
+    size_t i = 0, o = 0;
+    while (i < n) {
+        unsigned cp;
+        int k = bitnet__utf8_decode(s + i, n - i, &cp);
+        if (!k || cp >= 324 || cp_to_byte[cp] < 0) return -1;
+        out[o++] = (char)cp_to_byte[cp];
+        i += (size_t)k;
+    }
+    return (long)o;
+}
+
+BITNET__FN int bitnet__merge_find(const bitnet__tokenizer *t, int32_t left, int32_t right, int32_t *result) {
+    uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
+    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & t->merge_mask;
+    for (;; i = (i + 1) & t->merge_mask) {
+        if (t->merges[i].pair == key) { *result = t->merges[i].result; return t->merges[i].rank; }
+        if (t->merges[i].pair == BITNET__NO_PAIR) return -1;
+    }
+}
+
+BITNET__FN void bitnet__merge_put(bitnet__tokenizer *t, int32_t left, int32_t right, int32_t rank, int32_t result) {
+    uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
+    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & t->merge_mask;
+    while (t->merges[i].pair != BITNET__NO_PAIR && t->merges[i].pair != key) i = (i + 1) & t->merge_mask;
+    /* a repeated merge takes the later rank, as Hugging Face tokenizers' map does */
+    t->merges[i].pair = key;
+    t->merges[i].rank = rank;
+    t->merges[i].result = result;
+}
+
+/* Builds the tokenizer from the model file's tokenizer.ggml.* keys, checking
+   everything: counts, types, ids, and that every merge joins two tokens into a
+   third.  *out stays NULL when the file has no vocabulary. */
+BITNET__FN int bitnet__tokenizer_build(const bitnet__gguf *g, int n_vocab, bitnet__tokenizer **out, bitnet_error *err) {
+    const bitnet__gguf_kv *tokens = bitnet__gguf_find(g, "tokenizer.ggml.tokens");
+    const bitnet__gguf_kv *types = bitnet__gguf_find(g, "tokenizer.ggml.token_type");
+    const bitnet__gguf_kv *merges = bitnet__gguf_find(g, "tokenizer.ggml.merges");
+    bitnet__tokenizer *t = NULL;
+    bitnet__strmap by_text;
+    bitnet__str s;
+    int16_t cp_to_byte[324];
+    const uint8_t *p;
+    size_t total = 0, cap;
+    long long v;
+    int rc = BITNET_OK, i;
+    char *tmp = NULL;
+
+    *out = NULL;
+    memset(&by_text, 0, sizeof by_text);
+    if ((rc = bitnet__gguf_get_str(g, "tokenizer.ggml.model", 0, &s, err))) return rc;
+    if (!tokens && !s.ptr) return BITNET_OK; /* no vocabulary: the model cannot tokenize */
+    if (!s.ptr || !bitnet__str_eq(s, "gpt2"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "tokenizer.ggml.model is '%.*s'; only byte-level BPE ('gpt2') is supported",
+                            (int)(s.len > 64 ? 64 : s.len), s.ptr ? s.ptr : "");
+    if ((rc = bitnet__gguf_get_str(g, "tokenizer.ggml.pre", 0, &s, err))) return rc;
+    if (s.ptr && !bitnet__str_eq(s, BITNET__PRE_LLAMA3) && !bitnet__str_eq(s, BITNET__PRE_LLAMA3_MERGES) && !bitnet__str_eq(s, "llama3"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "tokenizer.ggml.pre is '%.*s'; only the Llama 3 pre-tokenizer ('llama-bpe') is supported",
+                            (int)(s.len > 64 ? 64 : s.len), s.ptr);
+#define BITNET__BAIL(x) do { rc = (x); goto fail; } while (0)
+    if (!tokens || tokens->type != BITNET__GGUF_ARRAY || tokens->arr_type != BITNET__GGUF_STRING)
+        return bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.tokens must be an array of strings");
+    if (tokens->arr_n != (uint64_t)n_vocab)
+        return bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.tokens has %llu tokens but the model has %d",
+                            (unsigned long long)tokens->arr_n, n_vocab);
+    if (!types || types->type != BITNET__GGUF_ARRAY || types->arr_n != (uint64_t)n_vocab ||
+        (types->arr_type != BITNET__GGUF_I32 && types->arr_type != BITNET__GGUF_U32))
+        return bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.token_type must be %d 32-bit integers", n_vocab);
+    if (!merges || merges->type != BITNET__GGUF_ARRAY || merges->arr_type != BITNET__GGUF_STRING || merges->arr_n > (1u << 30))
+        return bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.merges must be an array of strings");
+
+    t = (bitnet__tokenizer *)bitnet__calloc(1, sizeof *t);
+    if (!t) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    t->n_vocab = n_vocab;
+    t->text = (const char **)bitnet__calloc((size_t)n_vocab, sizeof *t->text);
+    t->text_len = (size_t *)bitnet__calloc((size_t)n_vocab, sizeof *t->text_len);
+    t->piece = (const char **)bitnet__calloc((size_t)n_vocab, sizeof *t->piece);
+    t->piece_len = (size_t *)bitnet__calloc((size_t)n_vocab, sizeof *t->piece_len);
+    t->type = (uint8_t *)bitnet__calloc((size_t)n_vocab, 1);
+    t->eog = (uint8_t *)bitnet__calloc((size_t)n_vocab, 1);
+    if (!t->text || !t->text_len || !t->piece || !t->piece_len || !t->type || !t->eog ||
+        bitnet__strmap_init(&by_text, (size_t)n_vocab) || bitnet__strmap_init(&t->by_bytes, (size_t)n_vocab))
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    for (i = 0; i < 324; i++) cp_to_byte[i] = (int16_t)bitnet__cp_to_byte((unsigned)i);
+
+    /* token texts and types; normal tokens are decoded to their bytes */
+    p = tokens->arr_data;
+    for (i = 0; i < n_vocab; i++) {
+        s = bitnet__gguf_next_str(&p);
+        t->text[i] = s.ptr;
+        t->text_len[i] = (size_t)s.len;
+        if (s.len == 0) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "token %d is empty", i));
+        total += (size_t)s.len;
+        v = (long long)(int32_t)bitnet__rd(types->arr_data + 4 * (size_t)i, 4);
+        if (v < BITNET__TOKEN_NORMAL || v > BITNET__TOKEN_BYTE)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "token %d has type %lld (1..6 expected)", i, v));
+        t->type[i] = (uint8_t)v;
+        if (bitnet__strmap_insert(&by_text, t->text, t->text_len, i) >= 0 && v == BITNET__TOKEN_NORMAL)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "token %d ('%.*s') appears twice", i, (int)(s.len > 64 ? 64 : s.len), s.ptr));
+    }
+    t->piece_bytes = (char *)BITNET_MALLOC(total ? total : 1);
+    if (!t->piece_bytes) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    total = 0;
+    for (i = 0; i < 256; i++) t->byte_token[i] = -1;
+    for (i = 0; i < n_vocab; i++) {
+        long k = -1;
+        if (t->type[i] == BITNET__TOKEN_NORMAL || t->type[i] == BITNET__TOKEN_BYTE)
+            k = bitnet__byte_level_decode((const uint8_t *)t->text[i], t->text_len[i], cp_to_byte, t->piece_bytes + total);
+        if (k < 0) { /* added tokens, and text outside the alphabet, stand for their own text */
+            t->piece[i] = t->text[i];
+            t->piece_len[i] = t->text_len[i];
+            continue;
+        }
+        t->piece[i] = t->piece_bytes + total;
+        t->piece_len[i] = (size_t)k;
+        total += (size_t)k;
+        if (bitnet__strmap_insert(&t->by_bytes, t->piece, t->piece_len, i) < 0) {
+            if (k == 1) t->byte_token[(uint8_t)t->piece[i][0]] = i;
+            if ((size_t)k > t->max_piece_len) t->max_piece_len = (size_t)k;
+        }
+    }
+    for (i = 0; i < 256; i++)
+        if (t->byte_token[i] < 0) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "the vocabulary has no token for the byte 0x%02x", i));
+
+    /* merges: rank i joins "left right" into the token left+right */
+    cap = 16;
+    while (cap < merges->arr_n + merges->arr_n / 2) cap *= 2;
+    t->merges = (bitnet__merge_slot *)BITNET_MALLOC(cap * sizeof *t->merges);
+    tmp = (char *)BITNET_MALLOC(1024);
+    if (!t->merges || !tmp) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    t->merge_mask = cap - 1;
+    for (cap = 0; cap <= t->merge_mask; cap++) t->merges[cap].pair = BITNET__NO_PAIR;
+    p = merges->arr_data;
+    for (i = 0; (uint64_t)i < merges->arr_n; i++) {
+        const char *sp;
+        int32_t a, b, r;
+        s = bitnet__gguf_next_str(&p);
+        sp = s.len ? (const char *)memchr(s.ptr, ' ', (size_t)s.len) : NULL;
+        if (!sp || sp == s.ptr || sp + 1 == s.ptr + s.len || memchr(sp + 1, ' ', (size_t)(s.ptr + s.len - sp - 1)) || s.len > 1022)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "merge %d ('%.*s') is not two tokens separated by a space", i,
+                                      (int)(s.len > 64 ? 64 : s.len), s.ptr));
+        a = bitnet__strmap_find(&by_text, t->text, t->text_len, s.ptr, (size_t)(sp - s.ptr));
+        b = bitnet__strmap_find(&by_text, t->text, t->text_len, sp + 1, (size_t)(s.ptr + s.len - sp - 1));
+        memcpy(tmp, s.ptr, (size_t)(sp - s.ptr));
+        memcpy(tmp + (sp - s.ptr), sp + 1, (size_t)(s.ptr + s.len - sp - 1));
+        r = bitnet__strmap_find(&by_text, t->text, t->text_len, tmp, (size_t)s.len - 1);
+        if (a < 0 || b < 0 || r < 0 || t->type[a] != BITNET__TOKEN_NORMAL || t->type[b] != BITNET__TOKEN_NORMAL ||
+            t->type[r] != BITNET__TOKEN_NORMAL)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "merge %d ('%.*s') does not join two normal tokens into a third", i,
+                                      (int)(s.len > 64 ? 64 : s.len), s.ptr));
+        bitnet__merge_put(t, a, b, i, r);
+    }
+
+    /* added tokens: control and user-defined ones are cut out of the text */
+    for (i = 0, cap = 0; i < n_vocab; i++) cap += t->type[i] == BITNET__TOKEN_CONTROL || t->type[i] == BITNET__TOKEN_USER_DEFINED;
+    if (bitnet__strmap_init(&t->specials, cap)) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    for (i = 0; i < n_vocab; i++) {
+        size_t n = t->text_len[i];
+        const uint8_t *u = (const uint8_t *)t->text[i];
+        int k;
+        if (t->type[i] != BITNET__TOKEN_CONTROL && t->type[i] != BITNET__TOKEN_USER_DEFINED) continue;
+        if (bitnet__strmap_insert(&t->specials, t->text, t->text_len, i) >= 0) continue; /* same text: the first id wins */
+        t->n_specials++;
+        if (t->type[i] == BITNET__TOKEN_USER_DEFINED) t->has_user_defined = 1;
+        if (n == 1) t->special_byte[u[0] >> 3] |= (uint8_t)(1 << (u[0] & 7));
+        else t->special_start[(u[0] << 5) | (u[1] >> 3)] |= (uint8_t)(1 << (u[1] & 7));
+        for (k = 0; k < t->n_special_lens && t->special_lens[k] != n; k++) {}
+        if (k == t->n_special_lens) {
+            if (k == (int)(sizeof t->special_lens / sizeof t->special_lens[0]))
+                BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "added tokens have more than %d different lengths", k));
+            while (k > 0 && t->special_lens[k - 1] < n) { t->special_lens[k] = t->special_lens[k - 1]; k--; }
+            t->special_lens[k] = n;
+            t->n_special_lens++;
+        }
+    }
+
+    if ((rc = bitnet__gguf_get_str(g, "tokenizer.ggml.pre", 0, &s, err))) goto fail;
+    t->ignore_merges = !s.ptr || !bitnet__str_eq(s, BITNET__PRE_LLAMA3_MERGES);
+    if ((rc = bitnet__gguf_get_int(g, "tokenizer.ggml.bos_token_id", 0, -1, -1, n_vocab - 1, &v, err))) goto fail;
+    t->bos = (bitnet_token)v;
+    {
+        const bitnet__gguf_kv *kv = bitnet__gguf_find(g, "tokenizer.ggml.add_bos_token");
+        if (kv && kv->type != BITNET__GGUF_BOOL) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.add_bos_token must be a bool"));
+        t->add_bos = (kv ? kv->num.u != 0 : 1) && t->bos >= 0;
+    }
+    {
+        static const char *const keys[] = {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"};
+        static const char *const names[] = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>"};
+        int k;
+        for (k = 0; k < 2; k++) {
+            if ((rc = bitnet__gguf_get_int(g, keys[k], 0, -1, -1, n_vocab - 1, &v, err))) goto fail;
+            if (v >= 0) t->eog[v] = 1;
+        }
+        for (k = 0; k < 3; k++) {
+            int32_t id = bitnet__strmap_find(&by_text, t->text, t->text_len, names[k], strlen(names[k]));
+            if (id >= 0 && t->type[id] == BITNET__TOKEN_CONTROL) t->eog[id] = 1;
+        }
+    }
+    if ((rc = bitnet__gguf_get_str(g, "tokenizer.chat_template", 0, &s, err))) goto fail;
+    t->chat_template = s.ptr;
+    t->chat_template_len = (size_t)s.len;
+#undef BITNET__BAIL
+    bitnet__strmap_free(&by_text);
+    BITNET_FREE(tmp);
+    *out = t;
+    return BITNET_OK;
+fail:
+    bitnet__strmap_free(&by_text);
+    BITNET_FREE(tmp);
+    bitnet__tokenizer_free(t);
+    return rc;
+}
+
+BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
+    return bitnet__tokenizer_build(&model->gguf, model->hp.n_vocab, &model->tokenizer, err);
+}
+
+/* ---- BPE on one piece ---- */
+
+/* Tokens go to out[0..max) and are counted past it, so a caller learns how many are needed. */
+typedef struct bitnet__emit {
+    bitnet_token *out;
+    size_t max, count;
+} bitnet__emit;
+
+BITNET__FN void bitnet__put(bitnet__emit *e, int32_t id) {
+    if (e->count < e->max) e->out[e->count] = id;
+    e->count++;
+}
+
+/* Scratch memory of an encoder, grown to the longest piece seen. */
+typedef struct bitnet__bpe_sym {
+    int32_t id, prev, next;
+} bitnet__bpe_sym;
+
+typedef struct bitnet__bpe_work {
+    bitnet__bpe_sym *sym;
+    uint64_t *heap;           /* rank << 32 | position of the left symbol */
+    size_t cap;
+} bitnet__bpe_work;
+
+BITNET__FN void bitnet__bpe_work_free(bitnet__bpe_work *w) {
+    BITNET_FREE(w->sym);
+    BITNET_FREE(w->heap);
+    memset(w, 0, sizeof *w);
+}
+
+BITNET__FN void bitnet__heap_push(uint64_t *h, size_t *n, uint64_t v) {
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > v) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = v;
+}
+
+BITNET__FN uint64_t bitnet__heap_pop(uint64_t *h, size_t *n) {
+    uint64_t top = h[0], last = h[--*n];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && h[c + 1] < h[c]) c++;
+        if (h[c] >= last) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+    return top;
+}
+
+/* Short pieces: ranks of adjacent pairs in an array, the leftmost lowest merged
+   until none is left (the same order as the heap below, with less overhead). */
+#define BITNET__BPE_SHORT 32
+
+BITNET__FN void bitnet__bpe_short(const bitnet__tokenizer *t, const uint8_t *s, size_t n, bitnet__emit *e) {
+    int32_t id[BITNET__BPE_SHORT], res[BITNET__BPE_SHORT], rank[BITNET__BPE_SHORT];
+    size_t m = n, i, best;
+    for (i = 0; i < n; i++) id[i] = t->byte_token[s[i]];
+    for (i = 0; i + 1 < m; i++) rank[i] = bitnet__merge_find(t, id[i], id[i + 1], &res[i]);
+    for (;;) {
+        int32_t r = -1;
+        best = 0;
+        for (i = 0; i + 1 < m; i++)
+            if (rank[i] >= 0 && (r < 0 || rank[i] < r)) { r = rank[i]; best = i; }
+        if (r < 0) break;
+        id[best] = res[best];
+        for (i = best + 1; i + 1 < m; i++) { id[i] = id[i + 1]; rank[i] = rank[i + 1]; res[i] = res[i + 1]; }
+        m--;
+        if (best > 0) rank[best - 1] = bitnet__merge_find(t, id[best - 1], id[best], &res[best - 1]);
+        if (best + 1 < m) rank[best] = bitnet__merge_find(t, id[best], id[best + 1], &res[best]);
+    }
+    for (i = 0; i < m; i++) bitnet__put(e, id[i]);
+}
+
+/* Any length in O(n log n): a heap of candidate merges, each checked when it comes up. */
+BITNET__FN int bitnet__bpe_long(const bitnet__tokenizer *t, const uint8_t *s, size_t n, bitnet__bpe_work *w, bitnet__emit *e) {
+    size_t i, nheap = 0;
+    int32_t res, j;
+    bitnet__bpe_sym *sym;
+    if (n > 0xFFFFFFF0u) return BITNET_E_UNSUPPORTED;
+    if (n > w->cap) {
+        bitnet__bpe_sym *ns = (bitnet__bpe_sym *)BITNET_REALLOC(w->sym, n * sizeof *ns);
+        uint64_t *nh;
+        if (ns) w->sym = ns;
+        nh = ns ? (uint64_t *)BITNET_REALLOC(w->heap, n * sizeof *nh) : NULL;
+        if (!nh) return BITNET_E_NOMEM;
+        w->heap = nh;
+        w->cap = n;
+    }
+    sym = w->sym;
+    for (i = 0; i < n; i++) {
+        sym[i].id = t->byte_token[s[i]];
+        sym[i].prev = (int32_t)i - 1;
+        sym[i].next = i + 1 < n ? (int32_t)i + 1 : -1;
+    }
+    for (i = 0; i + 1 < n; i++) {
+        int32_t r = bitnet__merge_find(t, sym[i].id, sym[i + 1].id, &res);
+        if (r >= 0) bitnet__heap_push(w->heap, &nheap, (uint64_t)r << 32 | i);
+    }
+    while (nheap) {
+        uint64_t top = bitnet__heap_pop(w->heap, &nheap);
+        int32_t pos = (int32_t)(uint32_t)top, nx = sym[pos].next, r;
+        if (sym[pos].id < 0 || nx < 0) continue;
+        r = bitnet__merge_find(t, sym[pos].id, sym[nx].id, &res);
+        if (r != (int32_t)(top >> 32)) continue; /* that pair changed since */
+        sym[pos].id = res;
+        sym[pos].next = sym[nx].next;
+        if (sym[nx].next >= 0) sym[sym[nx].next].prev = pos;
+        sym[nx].id = -1;
+        if (sym[pos].prev >= 0 && (r = bitnet__merge_find(t, sym[sym[pos].prev].id, res, &j)) >= 0)
+            bitnet__heap_push(w->heap, &nheap, (uint64_t)r << 32 | (uint32_t)sym[pos].prev);
+        if (sym[pos].next >= 0 && (r = bitnet__merge_find(t, res, sym[sym[pos].next].id, &j)) >= 0)
+            bitnet__heap_push(w->heap, &nheap, (uint64_t)r << 32 | (uint32_t)pos);
+    }
+    for (j = 0; j >= 0; j = sym[j].next) bitnet__put(e, sym[j].id);
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__bpe(const bitnet__tokenizer *t, const uint8_t *s, size_t n, bitnet__bpe_work *w, bitnet__emit *e) {
+    if (n == 1) { bitnet__put(e, t->byte_token[s[0]]); return BITNET_OK; }
+    if (t->ignore_merges && n <= t->max_piece_len) {
+        int32_t id = bitnet__strmap_find(&t->by_bytes, t->piece, t->piece_len, (const char *)s, n);
+        if (id >= 0) { bitnet__put(e, id); return BITNET_OK; }
+    }
+    if (n <= BITNET__BPE_SHORT) { bitnet__bpe_short(t, s, n, e); return BITNET_OK; }
+    return bitnet__bpe_long(t, s, n, w, e);
+}
+
+/* ---- encoding a text ---- */
+
+/* Ordinary text: pre-tokenize, then BPE each piece. */
+BITNET__FN int bitnet__encode_ordinary(const bitnet__tokenizer *t, const uint8_t *s, size_t n, bitnet__bpe_work *w, bitnet__emit *e) {
+    size_t p = 0;
+    while (p < n) {
+        size_t q = bitnet__pretok_next(s, n, p);
+        int rc = bitnet__bpe(t, s + p, q - p, w, e);
+        if (rc) return rc;
+        p = q;
+    }
+    return BITNET_OK;
+}
+
+/* The leftmost, longest added token in s[p..n) that may be matched; n if none. */
+BITNET__FN size_t bitnet__find_special(const bitnet__tokenizer *t, const uint8_t *s, size_t p, size_t n, int control,
+                                       size_t *len, int32_t *id) {
+    for (; p < n; p++) {
+        int k;
+        int two = p + 1 < n && (t->special_start[(s[p] << 5) | (s[p + 1] >> 3)] >> (s[p + 1] & 7)) & 1;
+        if (!two && !((t->special_byte[s[p] >> 3] >> (s[p] & 7)) & 1)) continue;
+        for (k = 0; k < t->n_special_lens; k++) {
+            size_t l = t->special_lens[k];
+            int32_t i;
+            if (l > n - p || (l > 1 && !two)) continue;
+            i = bitnet__strmap_find(&t->specials, t->text, t->text_len, (const char *)s + p, l);
+            if (i >= 0 && (control || t->type[i] == BITNET__TOKEN_USER_DEFINED)) { *len = l; *id = i; return p; }
+        }
+    }
+    return n;
+}
+
+BITNET__FN int bitnet__encode(const bitnet__tokenizer *t, const uint8_t *s, size_t n, int special, bitnet__bpe_work *w,
+                              bitnet__emit *e) {
+    size_t p = 0;
+    int scan = t->n_specials && (special || t->has_user_defined);
+    while (p < n) {
+        size_t len = 0, q = n;
+        int32_t id = -1;
+        int rc;
+        if (scan) q = bitnet__find_special(t, s, p, n, special, &len, &id);
+        if ((rc = bitnet__encode_ordinary(t, s + p, q - p, w, e))) return rc;
+        if (id >= 0) bitnet__put(e, id);
+        p = q + len;
+    }
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__encode_result(bitnet__emit *e, int rc, bitnet_error *err) {
+    if (rc == BITNET_E_NOMEM) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory while tokenizing");
+    if (rc) return bitnet__fail(err, rc, "a piece of more than 4 GB cannot be tokenized");
+    if (e->count > (size_t)INT_MAX) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the text makes more than %d tokens", INT_MAX);
+    if (e->count > e->max) {
+        rc = bitnet__fail(err, BITNET_E_BUFFER_TOO_SMALL, "%zu tokens do not fit in %zu", e->count, e->max);
+        if (err) err->needed = e->count;
+        return rc;
+    }
+    bitnet__ok(err);
+    return (int)e->count;
+}
+
+BITNET_API int bitnet_tokenize(const bitnet_model *model, const char *text, ptrdiff_t len, int flags, bitnet_token *out,
+                               int max_tokens, bitnet_error *err) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    bitnet__emit e;
+    bitnet__bpe_work w;
+    int rc;
+    if (!model) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: model is NULL");
+    if (!t) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "bitnet_tokenize: the model file has no vocabulary");
+    if (!text && len != 0) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: text is NULL");
+    if (max_tokens < 0 || (max_tokens > 0 && !out)) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: no output buffer");
+    if (flags & ~(BITNET_TOKENIZE_ADD_BOS | BITNET_TOKENIZE_SPECIAL)) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: unknown flags 0x%x", flags);
+    if ((flags & BITNET_TOKENIZE_ADD_BOS) && t->bos < 0) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: the model has no BOS token");
+    e.out = out;
+    e.max = (size_t)max_tokens;
+    e.count = 0;
+    memset(&w, 0, sizeof w);
+    if (flags & BITNET_TOKENIZE_ADD_BOS) bitnet__put(&e, t->bos);
+    rc = bitnet__encode(t, (const uint8_t *)text, text ? (len < 0 ? strlen(text) : (size_t)len) : 0,
+                        (flags & BITNET_TOKENIZE_SPECIAL) != 0, &w, &e);
+    bitnet__bpe_work_free(&w);
+    return bitnet__encode_result(&e, rc, err);
+}
+
+/* ---- decoding ---- */
+
+BITNET__FN int bitnet__token_hidden(const bitnet__tokenizer *t, bitnet_token token) {
+    return t->type[token] == BITNET__TOKEN_CONTROL || t->type[token] == BITNET__TOKEN_UNUSED;
+}
+
+BITNET_API int bitnet_token_to_piece(const bitnet_model *model, bitnet_token token, char *buf, size_t size) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    size_t n;
+    if (!t || token < 0 || token >= t->n_vocab) return BITNET_E_ARG;
+    n = t->piece_len[token];
+    if (n > (size_t)INT_MAX) return BITNET_E_UNSUPPORTED;
+    if (n <= size && buf) memcpy(buf, t->piece[token], n);
+    return (int)n;
+}
+
+BITNET_API int bitnet_token_is_eog(const bitnet_model *model, bitnet_token token) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    if (!t) return model && token >= 0 && (token == model->hp.eos || token == model->hp.eot);
+    return token >= 0 && token < t->n_vocab && t->eog[token];
+}
+
+BITNET_API int bitnet_detokenize(const bitnet_model *model, const bitnet_token *tokens, int n_tokens, int flags, char *buf,
+                                 size_t size, bitnet_error *err) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    size_t total = 0;
+    int i, rc;
+    if (!t) return bitnet__fail(err, model ? BITNET_E_UNSUPPORTED : BITNET_E_ARG, "bitnet_detokenize: no model or no vocabulary");
+    if (n_tokens < 0 || (n_tokens > 0 && !tokens) || (size > 0 && !buf))
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_detokenize: bad arguments");
+    if (flags & ~BITNET_DETOKENIZE_SPECIAL) return bitnet__fail(err, BITNET_E_ARG, "bitnet_detokenize: unknown flags 0x%x", flags);
+    for (i = 0; i < n_tokens; i++) {
+        bitnet_token k = tokens[i];
+        if (k < 0 || k >= t->n_vocab) return bitnet__fail(err, BITNET_E_ARG, "bitnet_detokenize: token %d at %d is out of range", k, i);
+        if (bitnet__token_hidden(t, k) && !(flags & BITNET_DETOKENIZE_SPECIAL)) continue;
+        if (total + t->piece_len[k] <= size) memcpy(buf + total, t->piece[k], t->piece_len[k]);
+        total += t->piece_len[k];
+    }
+    if (total > (size_t)INT_MAX) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "bitnet_detokenize: more than %d bytes", INT_MAX);
+    if (total > size) {
+        rc = bitnet__fail(err, BITNET_E_BUFFER_TOO_SMALL, "%zu bytes do not fit in %zu", total, size);
+        if (err) err->needed = total;
+        return rc;
+    }
+    bitnet__ok(err);
+    return (int)total;
+}
+
+BITNET_API void bitnet_decoder_init(bitnet_decoder *dec, const bitnet_model *model, int flags) {
+    memset(dec, 0, sizeof *dec);
+    dec->model = model;
+    dec->flags = flags;
+}
+
+/* How many bytes at the end of s[0..n) are the start of a UTF-8 sequence that the
+   next bytes could still complete (0..3). */
+BITNET__FN size_t bitnet__utf8_incomplete_tail(const uint8_t *s, size_t n) {
+    size_t back;
+    for (back = 1; back <= 3 && back <= n; back++) {
+        uint8_t c = s[n - back];
+        size_t need;
+        if ((c & 0xC0) == 0x80) continue; /* a continuation byte: look further back */
+        need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+        if (need <= back) return 0;  /* complete, or not a lead byte at all */
+        /* the second byte narrows the range for E0, ED, F0 and F4 */
+        if (back >= 2) {
+            uint8_t d = s[n - back + 1];
+            if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d > 0x9F) || (c == 0xF0 && d < 0x90) || (c == 0xF4 && d > 0x8F)) return 0;
+        }
+        return back;
+    }
+    return 0;
+}
+
+/* Byte i of the pending bytes followed by piece p. */
+BITNET__FN uint8_t bitnet__decoder_byte(const bitnet_decoder *dec, const uint8_t *p, size_t i) {
+    return i < (size_t)dec->n_pending ? dec->pending[i] : p[i - (size_t)dec->n_pending];
+}
+
+BITNET_API int bitnet_decoder_push(bitnet_decoder *dec, bitnet_token token, char *buf, size_t size) {
+    const bitnet__tokenizer *t = dec && dec->model ? dec->model->tokenizer : NULL;
+    const uint8_t *p;
+    uint8_t tail[4];
+    size_t n, total, hold = 0, out, i, k;
+    if (!t || token < 0 || token >= t->n_vocab) return BITNET_E_ARG;
+    if (bitnet__token_hidden(t, token) && !(dec->flags & BITNET_DETOKENIZE_SPECIAL)) return 0;
+    p = (const uint8_t *)t->piece[token];
+    n = t->piece_len[token];
+    total = (size_t)dec->n_pending + n;
+    if (total > (size_t)INT_MAX) return BITNET_E_UNSUPPORTED;
+    /* added-token text is whole, so what was pending can no longer complete */
+    if (t->type[token] == BITNET__TOKEN_NORMAL || t->type[token] == BITNET__TOKEN_BYTE) {
+        k = total < 4 ? total : 4;
+        for (i = 0; i < k; i++) tail[i] = bitnet__decoder_byte(dec, p, total - k + i);
+        hold = bitnet__utf8_incomplete_tail(tail, k);
+    }
+    out = total - hold;
+    if (out > size || (out && !buf)) return (int)out;
+    for (i = 0; i < out; i++) buf[i] = (char)bitnet__decoder_byte(dec, p, i);
+    for (i = 0; i < hold; i++) tail[i] = bitnet__decoder_byte(dec, p, out + i);
+    memcpy(dec->pending, tail, hold);
+    dec->n_pending = (int)hold;
+    return (int)out;
+}
+
+BITNET_API int bitnet_decoder_flush(bitnet_decoder *dec, char *buf, size_t size) {
+    int n = dec ? dec->n_pending : 0;
+    if (!dec) return BITNET_E_ARG;
+    if ((size_t)n > size || (n && !buf)) return n;
+    if (n) memcpy(buf, dec->pending, (size_t)n);
+    dec->n_pending = 0;
+    return n;
+}
 
 /* ===========================================================================
    Chat template
-   =========================================================================== */
-/* (tokenizer section) */
+   ===========================================================================
+   No Jinja engine: the two formats the reference models use are written out
+   here, and the model file's template string picks one (the caller may force it).
+
+   BitNet b1.58 2B4T (its tokenizer_config.json):
+       <|begin_of_text|>System: {content}<|eot_id|>User: {content}<|eot_id|>Assistant: 
+   i.e. per message role|capitalize + ": " + content|trim + "<|eot_id|>", the BOS
+   once before the first message, and "Assistant: " to prompt a reply.
+   Llama 3:
+       <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>...
+       <|start_header_id|>assistant<|end_header_id|>\n\n
+
+   Special tokens come only from the template: text in a message is ordinary text
+   (unless BITNET_CHAT_CONTENT_SPECIAL), so a user cannot type an <|eot_id|>.  The
+   text between two special tokens is tokenized as one piece of text, exactly as
+   tokenizing the whole rendered string would do it.
+*/
+
+BITNET__FN int bitnet__memmem(const char *s, size_t n, const char *needle) {
+    size_t k = strlen(needle), i;
+    for (i = 0; i + k <= n; i++)
+        if (s[i] == needle[0] && memcmp(s + i, needle, k) == 0) return 1;
+    return 0;
+}
+
+BITNET_API bitnet_chat_format bitnet_chat_format_detect(const bitnet_model *model) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    const char *s;
+    size_t n;
+    if (!t || !t->chat_template) return BITNET_CHAT_FORMAT_AUTO;
+    s = t->chat_template;
+    n = t->chat_template_len;
+#define BITNET__HAS(x) bitnet__memmem(s, n, x)
+    if (BITNET__HAS("<|start_header_id|>") && BITNET__HAS("<|end_header_id|>") && BITNET__HAS("<|eot_id|>"))
+        return BITNET_CHAT_FORMAT_LLAMA3;
+    if (BITNET__HAS("capitalize") && BITNET__HAS("': '") && BITNET__HAS("<|eot_id|>") && BITNET__HAS("Assistant: "))
+        return BITNET_CHAT_FORMAT_BITNET;
+#undef BITNET__HAS
+    return BITNET_CHAT_FORMAT_AUTO;
+}
+
+/* Collects the rendered conversation as text, or as tokens. */
+typedef struct bitnet__chat_out {
+    const bitnet_model *model;
+    const bitnet__tokenizer *t;
+    int tokens;               /* 1: tokenize; 0: render text */
+    int content_special;
+    char *text;               /* text mode: the output so far; token mode: ordinary text not yet tokenized */
+    size_t len, cap;
+    int nomem;
+    bitnet__emit emit;
+    bitnet__bpe_work work;
+    int rc;
+} bitnet__chat_out;
+
+BITNET__FN void bitnet__chat_text(bitnet__chat_out *o, const char *s, size_t n) {
+    if (o->nomem || !n) return;
+    if (o->len + n > o->cap) {
+        size_t nc = o->cap ? o->cap : 256;
+        char *p;
+        while (nc < o->len + n) nc *= 2;
+        if (!(p = (char *)BITNET_REALLOC(o->text, nc))) { o->nomem = 1; return; }
+        o->text = p;
+        o->cap = nc;
+    }
+    memcpy(o->text + o->len, s, n);
+    o->len += n;
+}
+
+/* A special token of the template, by its text. */
+BITNET__FN void bitnet__chat_special(bitnet__chat_out *o, const char *name) {
+    int32_t id = bitnet__strmap_find(&o->t->specials, o->t->text, o->t->text_len, name, strlen(name));
+    if (o->rc) return;
+    if (id < 0) {
+        o->rc = BITNET_E_UNSUPPORTED;
+        return;
+    }
+    if (!o->tokens) { bitnet__chat_text(o, name, strlen(name)); return; }
+    if (o->len && !o->nomem) o->rc = bitnet__encode(o->t, (const uint8_t *)o->text, o->len, o->content_special, &o->work, &o->emit);
+    o->len = 0;
+    bitnet__put(&o->emit, id);
+}
+
+/* Python's str.strip() as Jinja's trim uses it: White_Space and \x1c..\x1f. */
+BITNET__FN int bitnet__py_space_at(const uint8_t *s, size_t n, size_t *len) {
+    int c = bitnet__char_class(s, n, len);
+    return c == BITNET__CC_SPACE || c == BITNET__CC_NEWLINE || (s[0] >= 0x1C && s[0] <= 0x1F);
+}
+
+BITNET__FN void bitnet__chat_trimmed(bitnet__chat_out *o, const char *s) {
+    const uint8_t *u = (const uint8_t *)s;
+    size_t n = strlen(s), start = 0, end, p, len;
+    while (start < n && bitnet__py_space_at(u + start, n - start, &len)) start += len;
+    for (end = p = start; p < n; p += len)
+        if (!bitnet__py_space_at(u + p, n - p, &len)) end = p + len;
+    bitnet__chat_text(o, s + start, end - start);
+}
+
+BITNET__FN void bitnet__chat_build(bitnet__chat_out *o, bitnet_chat_format fmt, const bitnet_chat_message *msgs, int n_msgs, int flags) {
+    int i;
+    if (flags & BITNET_CHAT_CLOSE_REPLY) bitnet__chat_special(o, "<|eot_id|>");
+    if (flags & BITNET_CHAT_BEGIN) bitnet__chat_special(o, "<|begin_of_text|>");
+    for (i = 0; i < n_msgs; i++) {
+        const char *role = msgs[i].role;
+        if (fmt == BITNET_CHAT_FORMAT_BITNET) {
+            /* role|capitalize: the first letter upper case, the rest lower case (ASCII letters) */
+            size_t k, n = strlen(role);
+            for (k = 0; k < n; k++) {
+                char c = role[k];
+                if (k == 0 && c >= 'a' && c <= 'z') c = (char)(c - 32);
+                if (k > 0 && c >= 'A' && c <= 'Z') c = (char)(c + 32);
+                bitnet__chat_text(o, &c, 1);
+            }
+            bitnet__chat_text(o, ": ", 2);
+        } else {
+            bitnet__chat_special(o, "<|start_header_id|>");
+            bitnet__chat_text(o, role, strlen(role));
+            bitnet__chat_special(o, "<|end_header_id|>");
+            bitnet__chat_text(o, "\n\n", 2);
+        }
+        bitnet__chat_trimmed(o, msgs[i].content);
+        bitnet__chat_special(o, "<|eot_id|>");
+    }
+    if (flags & BITNET_CHAT_ADD_ASSISTANT) {
+        if (fmt == BITNET_CHAT_FORMAT_BITNET) bitnet__chat_text(o, "Assistant: ", 11);
+        else {
+            bitnet__chat_special(o, "<|start_header_id|>");
+            bitnet__chat_text(o, "assistant", 9);
+            bitnet__chat_special(o, "<|end_header_id|>");
+            bitnet__chat_text(o, "\n\n", 2);
+        }
+    }
+    if (o->tokens && o->len && !o->nomem && !o->rc)
+        o->rc = bitnet__encode(o->t, (const uint8_t *)o->text, o->len, o->content_special, &o->work, &o->emit);
+}
+
+/* Renders into o, which the caller has zeroed and set up for text or tokens. */
+BITNET__FN int bitnet__chat_run(bitnet__chat_out *o, const bitnet_model *model, bitnet_chat_format fmt, const bitnet_chat_message *msgs,
+                                int n_msgs, int flags, bitnet_error *err) {
+    int i;
+    o->model = model;
+    o->t = model ? model->tokenizer : NULL;
+    if (!o->t) return bitnet__fail(err, model ? BITNET_E_UNSUPPORTED : BITNET_E_ARG, "chat: no model or no vocabulary");
+    if (n_msgs < 0 || (n_msgs > 0 && !msgs)) return bitnet__fail(err, BITNET_E_ARG, "chat: bad message list");
+    if (flags & ~(BITNET_CHAT_BEGIN | BITNET_CHAT_ADD_ASSISTANT | BITNET_CHAT_CLOSE_REPLY | BITNET_CHAT_CONTENT_SPECIAL))
+        return bitnet__fail(err, BITNET_E_ARG, "chat: unknown flags 0x%x", flags);
+    for (i = 0; i < n_msgs; i++)
+        if (!msgs[i].role || !msgs[i].content || !msgs[i].role[0])
+            return bitnet__fail(err, BITNET_E_ARG, "chat: message %d has no role or no content", i);
+    if (fmt == BITNET_CHAT_FORMAT_AUTO) fmt = bitnet_chat_format_detect(model);
+    if (fmt == BITNET_CHAT_FORMAT_AUTO)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, o->t->chat_template ? "the model's chat template is not one this library knows; choose a format"
+                                                                          : "the model file has no chat template; choose a format");
+    if (fmt != BITNET_CHAT_FORMAT_BITNET && fmt != BITNET_CHAT_FORMAT_LLAMA3) return bitnet__fail(err, BITNET_E_ARG, "chat: unknown format %d", (int)fmt);
+    o->content_special = (flags & BITNET_CHAT_CONTENT_SPECIAL) != 0;
+    bitnet__chat_build(o, fmt, msgs, n_msgs, flags);
+    if (o->nomem) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory rendering the chat");
+    if (o->rc == BITNET_E_UNSUPPORTED) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the vocabulary lacks a special token this chat format needs");
+    return o->rc ? bitnet__fail(err, o->rc, "out of memory tokenizing the chat") : BITNET_OK;
+}
+
+BITNET_API int bitnet_chat_render(const bitnet_model *model, bitnet_chat_format fmt, const bitnet_chat_message *msgs, int n_msgs,
+                                  int flags, char *buf, size_t size, bitnet_error *err) {
+    bitnet__chat_out o;
+    int rc;
+    memset(&o, 0, sizeof o);
+    rc = bitnet__chat_run(&o, model, fmt, msgs, n_msgs, flags, err);
+    if (rc == BITNET_OK && o.len > (size_t)INT_MAX - 1) rc = bitnet__fail(err, BITNET_E_UNSUPPORTED, "chat: more than 2 GB of text");
+    if (rc == BITNET_OK && (o.len + 1 > size || !buf)) {
+        rc = bitnet__fail(err, BITNET_E_BUFFER_TOO_SMALL, "%zu bytes (with the NUL) do not fit in %zu", o.len + 1, size);
+        if (err) err->needed = o.len + 1;
+    }
+    if (rc == BITNET_OK) {
+        if (o.len) memcpy(buf, o.text, o.len);
+        buf[o.len] = 0;
+        rc = (int)o.len;
+        bitnet__ok(err);
+    }
+    BITNET_FREE(o.text);
+    return rc;
+}
+
+BITNET_API int bitnet_chat_tokenize(const bitnet_model *model, bitnet_chat_format fmt, const bitnet_chat_message *msgs, int n_msgs,
+                                    int flags, bitnet_token *out, int max_tokens, bitnet_error *err) {
+    bitnet__chat_out o;
+    int rc;
+    if (max_tokens < 0 || (max_tokens > 0 && !out)) return bitnet__fail(err, BITNET_E_ARG, "bitnet_chat_tokenize: no output buffer");
+    memset(&o, 0, sizeof o);
+    o.tokens = 1;
+    o.emit.out = out;
+    o.emit.max = (size_t)max_tokens;
+    rc = bitnet__chat_run(&o, model, fmt, msgs, n_msgs, flags, err);
+    if (rc == BITNET_OK) rc = bitnet__encode_result(&o.emit, BITNET_OK, err);
+    BITNET_FREE(o.text);
+    bitnet__bpe_work_free(&o.work);
+    return rc;
+}
 
 /* ===========================================================================
    Sampler
@@ -2336,11 +4196,23 @@ BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hpar
     if (hp.rms_eps <= 0) hp.rms_eps = 1e-5f;
     if ((rc = bitnet__random_check_shape(&hp, err))) return rc;
     if (tokenizer_json) {
-        if ((rc = bitnet__vocab_from_hf(tokenizer_json, NULL, &vocab, err))) return rc;
+        /* tokenizer_config.json next to tokenizer.json gives BOS/EOS and the chat template */
+        char config[4096];
+        const char *slash = strrchr(tokenizer_json, '/');
+        FILE *probe;
+        int dir_len = slash ? (int)(slash - tokenizer_json + 1) : 0;
+        snprintf(config, sizeof config, "%.*stokenizer_config.json", dir_len, tokenizer_json);
+        probe = fopen(config, "rb");
+        if (probe) fclose(probe);
+        if ((rc = bitnet__vocab_from_hf(tokenizer_json, probe ? config : NULL, &vocab, err))) return rc;
         if (!hp.n_vocab) hp.n_vocab = vocab.n_tokens;
         if (vocab.n_tokens > hp.n_vocab) {
             bitnet__vocab_free(&vocab);
             return bitnet__fail(err, BITNET_E_ARG, "the tokenizer has %d tokens, more than n_vocab %d", vocab.n_tokens, hp.n_vocab);
+        }
+        if ((rc = bitnet__vocab_pad(&vocab, hp.n_vocab, err))) {
+            bitnet__vocab_free(&vocab);
+            return rc;
         }
     } else {
         if (hp.n_vocab < 1) return bitnet__fail(err, BITNET_E_ARG, "n_vocab must be positive");
