@@ -1616,6 +1616,8 @@ typedef struct bitnet__layer {
 typedef struct bitnet__tokenizer bitnet__tokenizer;
 BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err);
 BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *tok);
+typedef struct bitnet__lm_head_q8 bitnet__lm_head_q8;
+BITNET__FN void bitnet__lm_head_q8_free(bitnet__lm_head_q8 *head);
 
 struct bitnet_model {
     bitnet_hparams hp;
@@ -1632,6 +1634,10 @@ struct bitnet_model {
     void *cuda;                 /* weights on the GPU, shared by CUDA contexts (bitnet_cuda.cu) */
 #ifndef BITNET_NO_THREADS
     pthread_mutex_t cuda_lock;  /* guards the upload of `cuda` */
+#endif
+    bitnet__lm_head_q8 *lm_head_q8;  /* CPU int8 LM head, built by the first context that asks */
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_t lm_head_lock;    /* guards the building of `lm_head_q8` */
 #endif
 };
 
@@ -1855,6 +1861,7 @@ BITNET__FN bitnet_model *bitnet__model_from_bytes(const uint8_t *data, size_t si
     if (owned) m->file = *owned;
 #ifndef BITNET_NO_THREADS
     pthread_mutex_init(&m->cuda_lock, NULL);
+    pthread_mutex_init(&m->lm_head_lock, NULL);
 #endif
     if (bitnet__gguf_parse(&m->gguf, data, size, err) != BITNET_OK || bitnet__model_read_hparams(m, err) != BITNET_OK ||
         bitnet__model_bind(m, err) != BITNET_OK || bitnet__tokenizer_load(m, err) != BITNET_OK) {
@@ -1887,11 +1894,13 @@ BITNET_API void bitnet_model_free(bitnet_model *m) {
     if (!m) return;
     bitnet__cuda_model_release(m);
     bitnet__tokenizer_free(m->tokenizer);
+    bitnet__lm_head_q8_free(m->lm_head_q8);
     BITNET_FREE(m->layers);
     bitnet__gguf_free(&m->gguf);
     bitnet__file_close(&m->file);
 #ifndef BITNET_NO_THREADS
     pthread_mutex_destroy(&m->cuda_lock);
+    pthread_mutex_destroy(&m->lm_head_lock);
 #endif
     BITNET_FREE(m);
 }
@@ -1916,13 +1925,1418 @@ BITNET_API int bitnet_model_describe(const bitnet_model *m, char *buf, size_t si
 
 /* ===========================================================================
    Neural-net blocks on the CPU: quantization, ternary matvec, norms, RoPE
-   =========================================================================== */
-/* (CPU section) */
+   ===========================================================================
+   Every BitLinear layer quantizes its input per token to int8 (absmax, as
+   BitNet's ActQuant), takes integer dot products with the ternary rows, and
+   scales the int32 result back to float.  The dot products are exact, so the
+   SIMD kernels must give exactly the scalar kernel's int32 results (tested).
+
+   Activation layout.  A Q2_0 block stores 64 two-bit codes c = w + 1 in 16
+   bytes; value j sits in byte j/4 at bit 2*(j%4).  Shifting all 16 bytes right
+   by 2p and masking with 3 yields values j = 4i + p (i = 0..15) in one go, so
+   the quantizer writes activations "de-interleaved" per 64-block:
+
+       q[64b + 16p + i] = quant(x[64b + 4i + p])
+
+   and a SIMD kernel multiplies code planes with contiguous activation bytes.
+   The -1 offset of the codes is applied once per token and row:
+   sum_j w_j a_j = sum_j c_j a_j - sum_j a_j, with sum_j a_j computed by the
+   quantizer.  Codes are 0..2 (3 would mean +2 and is computed consistently by
+   every kernel), activations -128..127: the unsigned x signed byte products of
+   vpdpbusd / vpmaddubsw fit without saturation.
+
+   Kernels: a portable scalar version that is always compiled, AVX2 (with FMA
+   and F16C) and AVX-512 VNNI versions selected from the compiler's target
+   macros (-march=native), none of them with BITNET_NO_SIMD.
+*/
+
+#if !defined(BITNET_NO_SIMD) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define BITNET__AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define BITNET__AVX512 1
+#endif
+/* g++ 12 warns, wrongly, that its own AVX-512 intrinsics read an uninitialized
+   vector (GCC bug 105593); the warning points into immintrin.h. */
+#if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+#endif
+
+/* Int8 activations of several tokens, as the ternary and int8 kernels read them. */
+typedef struct bitnet__acts {
+    int8_t *q;        /* token t at q + t * stride, de-interleaved per 64-block */
+    size_t stride;
+    float *scale;     /* per token: real value = q / scale */
+    int32_t *sum;     /* per token: sum of its q values */
+} bitnet__acts;
+
+/* Position of value j in the de-interleaved order of its 64-block. */
+BITNET__FN int bitnet__deinterleaved(int j) {
+    return (j & ~63) + 16 * (j & 3) + ((j & 63) >> 2);
+}
+
+/* Per-token absmax quantization, as BitNet's ActQuant computes it in float32:
+   s = 127 / max(max|x|, 1e-5), q = clamp(round_half_even(x * s), -128, 127).
+   n is a multiple of 64.  A NaN input becomes -128 rather than undefined. */
+BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+    float amax = 0.0f, s;
+    int32_t total = 0;
+    int j;
+    for (j = 0; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
+    s = 127.0f / fmaxf(amax, 1e-5f);
+    for (j = 0; j < n; j++) {
+        int8_t v = (int8_t)fminf(fmaxf(rintf(x[j] * s), -128.0f), 127.0f);
+        q[bitnet__deinterleaved(j)] = v;
+        total += v;
+    }
+    *scale = s;
+    *sum = total;
+}
+
+BITNET__FN void bitnet__rmsnorm(const float *x, const float *weight, int n, float eps, float *out) {
+    double sum_sq = 0.0;
+    float inv_rms;
+    int i;
+    for (i = 0; i < n; i++) sum_sq += (double)x[i] * x[i];
+    inv_rms = 1.0f / sqrtf((float)(sum_sq / n) + eps);
+    for (i = 0; i < n; i++) out[i] = weight[i] * (x[i] * inv_rms);
+}
+
+/* Row r of a BF16/F16/F32 matrix with n columns, as floats (embedding lookup).
+   Reads bytes, so any alignment and host byte order work. */
+BITNET__FN void bitnet__row_to_f32(const void *m, uint32_t type, int r, int n, float *out) {
+    const uint8_t *p = (const uint8_t *)m + (size_t)r * n * (type == BITNET__TYPE_F32 ? 4 : 2);
+    int k;
+    if (type == BITNET__TYPE_F32) {
+        for (k = 0; k < n; k++, p += 4) {
+            uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+            memcpy(&out[k], &u, 4);
+        }
+    } else if (type == BITNET__TYPE_BF16) {
+        for (k = 0; k < n; k++, p += 2) out[k] = bitnet__bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
+    } else {
+        for (k = 0; k < n; k++, p += 2) out[k] = bitnet__f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+    }
+}
+
+/* ---- ternary x int8 dot products ----
+   dots[t * (r1 - r0) + (r - r0)] = sum_k w[r][k] * a_t[k] for rows r0 <= r < r1
+   and tokens 0 <= t < n_tok. */
+
+BITNET__FN void bitnet__q2_dots_scalar(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
+                                       int32_t *dots) {
+    int n_blocks = w->cols / BITNET__QK2_0, n_rows = r1 - r0, r, t, b, i;
+    for (r = r0; r < r1; r++) {
+        const uint8_t *row = w->q + (size_t)r * w->row_bytes;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            int32_t acc = 0;
+            for (b = 0; b < n_blocks; b++) {
+                const uint8_t *codes = row + (size_t)b * BITNET__Q2_0_BYTES + 2;  /* skip the f16 d */
+                const int8_t *xb = x + (size_t)b * BITNET__QK2_0;
+                for (i = 0; i < 16; i++)
+                    acc += (codes[i] & 3) * xb[i] + ((codes[i] >> 2) & 3) * xb[16 + i] +
+                           ((codes[i] >> 4) & 3) * xb[32 + i] + (codes[i] >> 6) * xb[48 + i];
+            }
+            dots[(size_t)t * n_rows + (r - r0)] = acc - a->sum[t];
+        }
+    }
+}
+
+#ifdef BITNET__AVX2
+/* [sum a, sum b, sum c, sum d] of four vectors of 8 int32. */
+BITNET__FN __m128i bitnet__hsum4_avx2(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+BITNET__FN int32_t bitnet__hsum_avx2(__m256i a) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+BITNET__FN float bitnet__hsum_ps_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The 16 code bytes at p, broadcast to both halves and shifted so that the
+   halves of *lo hold planes 0 and 1 and those of *hi planes 2 and 3. */
+#define BITNET__Q2_UNPACK_AVX2(p, lo, hi)                                                         \
+    do {                                                                                          \
+        __m256i raw_ = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p)));        \
+        lo = _mm256_and_si256(_mm256_srlv_epi32(raw_, shift01), three);                           \
+        hi = _mm256_and_si256(_mm256_srlv_epi32(raw_, shift23), three);                           \
+    } while (0)
+
+/* Codes x activations of one block, added to the int32 lanes of acc.  The int16
+   sums stay within +-1024. */
+#define BITNET__Q2_DOT_AVX2(acc, lo, hi, x)                                                       \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(                               \
+              _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x))),                 \
+              _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x) + 1))), ones))
+
+BITNET__FN void bitnet__q2_dots_avx2(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
+                                     int32_t *dots) {
+    const __m256i shift01 = _mm256_set_epi32(2, 2, 2, 2, 0, 0, 0, 0), shift23 = _mm256_set_epi32(6, 6, 6, 6, 4, 4, 4, 4);
+    const __m256i three = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    const int n_blocks = w->cols / BITNET__QK2_0, n_rows = r1 - r0;
+    const size_t rb = w->row_bytes;
+    int r = r0, t, b;
+    if (n_tok == 1) {
+        /* decode: four rows share each activation load */
+        for (; r + 4 <= r1; r += 4) {
+            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+            __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, lo, hi;
+            for (b = 0; b < n_blocks; b++) {
+                const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
+                const int8_t *x = a->q + (size_t)b * BITNET__QK2_0;
+                BITNET__Q2_UNPACK_AVX2(wb, lo, hi);
+                BITNET__Q2_DOT_AVX2(c0, lo, hi, x);
+                BITNET__Q2_UNPACK_AVX2(wb + rb, lo, hi);
+                BITNET__Q2_DOT_AVX2(c1, lo, hi, x);
+                BITNET__Q2_UNPACK_AVX2(wb + 2 * rb, lo, hi);
+                BITNET__Q2_DOT_AVX2(c2, lo, hi, x);
+                BITNET__Q2_UNPACK_AVX2(wb + 3 * rb, lo, hi);
+                BITNET__Q2_DOT_AVX2(c3, lo, hi, x);
+            }
+            _mm_storeu_si128((__m128i *)(dots + (r - r0)),
+                             _mm_sub_epi32(bitnet__hsum4_avx2(c0, c1, c2, c3), _mm_set1_epi32(a->sum[0])));
+        }
+    } else {
+        /* prompt: each unpacked row block serves four tokens (the last tile
+           repeats its final token and drops the extra results) */
+        for (; r + 1 <= r1 && n_tok > 1; r++) {
+            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+            for (t = 0; t < n_tok; t += 4) {
+                const int8_t *x0 = a->q + (size_t)t * a->stride;
+                const int8_t *x1 = t + 1 < n_tok ? x0 + a->stride : x0;
+                const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
+                const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
+                __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, lo, hi;
+                __m128i s;
+                int tt;
+                int32_t out[4];
+                for (b = 0; b < n_blocks; b++) {
+                    size_t off = (size_t)b * BITNET__QK2_0;
+                    BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
+                    BITNET__Q2_DOT_AVX2(c0, lo, hi, x0 + off);
+                    BITNET__Q2_DOT_AVX2(c1, lo, hi, x1 + off);
+                    BITNET__Q2_DOT_AVX2(c2, lo, hi, x2 + off);
+                    BITNET__Q2_DOT_AVX2(c3, lo, hi, x3 + off);
+                }
+                s = bitnet__hsum4_avx2(c0, c1, c2, c3);
+                _mm_storeu_si128((__m128i *)out, s);
+                for (tt = 0; tt < 4 && t + tt < n_tok; tt++)
+                    dots[(size_t)(t + tt) * n_rows + (r - r0)] = out[tt] - a->sum[t + tt];
+            }
+        }
+    }
+    for (; r < r1; r++) {  /* rows left over by the decode tiles */
+        const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            __m256i c = _mm256_setzero_si256(), lo, hi;
+            for (b = 0; b < n_blocks; b++) {
+                BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
+                BITNET__Q2_DOT_AVX2(c, lo, hi, x + (size_t)b * BITNET__QK2_0);
+            }
+            dots[(size_t)t * n_rows + (r - r0)] = bitnet__hsum_avx2(c) - a->sum[t];
+        }
+    }
+}
+#undef BITNET__Q2_UNPACK_AVX2
+#undef BITNET__Q2_DOT_AVX2
+#endif /* BITNET__AVX2 */
+
+#ifdef BITNET__AVX512
+BITNET__FN __m256i bitnet__fold_avx512(__m512i a) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+}
+
+/* [sum a, sum b, sum c, sum d] of four vectors of 16 int32. */
+BITNET__FN __m128i bitnet__hsum4_avx512(__m512i a, __m512i b, __m512i c, __m512i d) {
+    return bitnet__hsum4_avx2(bitnet__fold_avx512(a), bitnet__fold_avx512(b), bitnet__fold_avx512(c),
+                              bitnet__fold_avx512(d));
+}
+
+/* The 16 code bytes at p broadcast to the four 128-bit lanes; lane p shifted
+   by 2p and masked: plane p, matching the de-interleaved activations. */
+#define BITNET__Q2_UNPACK_AVX512(p) \
+    _mm512_and_si512(_mm512_srlv_epi32(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p))), shift), three)
+#define BITNET__LOAD512(p) _mm512_loadu_si512((const void *)(p))
+
+BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
+                                       int32_t *dots) {
+    const __m512i shift = _mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0);
+    const __m512i three = _mm512_set1_epi8(3);
+    const int n_blocks = w->cols / BITNET__QK2_0, n_rows = r1 - r0;
+    const size_t rb = w->row_bytes;
+    int r = r0, t, b;
+    if (n_tok == 1) {
+        /* decode: four rows share each activation load */
+        for (; r + 4 <= r1; r += 4) {
+            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+            __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+            for (b = 0; b < n_blocks; b++) {
+                const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
+                __m512i x = BITNET__LOAD512(a->q + (size_t)b * BITNET__QK2_0);
+                c0 = _mm512_dpbusd_epi32(c0, BITNET__Q2_UNPACK_AVX512(wb), x);
+                c1 = _mm512_dpbusd_epi32(c1, BITNET__Q2_UNPACK_AVX512(wb + rb), x);
+                c2 = _mm512_dpbusd_epi32(c2, BITNET__Q2_UNPACK_AVX512(wb + 2 * rb), x);
+                c3 = _mm512_dpbusd_epi32(c3, BITNET__Q2_UNPACK_AVX512(wb + 3 * rb), x);
+            }
+            _mm_storeu_si128((__m128i *)(dots + (r - r0)),
+                             _mm_sub_epi32(bitnet__hsum4_avx512(c0, c1, c2, c3), _mm_set1_epi32(a->sum[0])));
+        }
+    } else {
+        /* prompt: 4 rows x 4 tokens, so every unpacked block serves four tokens
+           and every activation load four rows (the last token tile repeats its
+           final token and drops the extra results) */
+        for (; r + 4 <= r1; r += 4) {
+            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+            for (t = 0; t < n_tok; t += 4) {
+                const int8_t *x0 = a->q + (size_t)t * a->stride;
+                const int8_t *x1 = t + 1 < n_tok ? x0 + a->stride : x0;
+                const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
+                const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
+                __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00,
+                        c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00,
+                        c32 = c00, c33 = c00;
+                __m128i s[4];
+                int tt;
+                for (b = 0; b < n_blocks; b++) {
+                    const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
+                    size_t off = (size_t)b * BITNET__QK2_0;
+                    __m512i q0 = BITNET__Q2_UNPACK_AVX512(wb), q1 = BITNET__Q2_UNPACK_AVX512(wb + rb);
+                    __m512i q2 = BITNET__Q2_UNPACK_AVX512(wb + 2 * rb), q3 = BITNET__Q2_UNPACK_AVX512(wb + 3 * rb);
+                    __m512i x = BITNET__LOAD512(x0 + off);
+                    c00 = _mm512_dpbusd_epi32(c00, q0, x); c10 = _mm512_dpbusd_epi32(c10, q1, x);
+                    c20 = _mm512_dpbusd_epi32(c20, q2, x); c30 = _mm512_dpbusd_epi32(c30, q3, x);
+                    x = BITNET__LOAD512(x1 + off);
+                    c01 = _mm512_dpbusd_epi32(c01, q0, x); c11 = _mm512_dpbusd_epi32(c11, q1, x);
+                    c21 = _mm512_dpbusd_epi32(c21, q2, x); c31 = _mm512_dpbusd_epi32(c31, q3, x);
+                    x = BITNET__LOAD512(x2 + off);
+                    c02 = _mm512_dpbusd_epi32(c02, q0, x); c12 = _mm512_dpbusd_epi32(c12, q1, x);
+                    c22 = _mm512_dpbusd_epi32(c22, q2, x); c32 = _mm512_dpbusd_epi32(c32, q3, x);
+                    x = BITNET__LOAD512(x3 + off);
+                    c03 = _mm512_dpbusd_epi32(c03, q0, x); c13 = _mm512_dpbusd_epi32(c13, q1, x);
+                    c23 = _mm512_dpbusd_epi32(c23, q2, x); c33 = _mm512_dpbusd_epi32(c33, q3, x);
+                }
+                s[0] = bitnet__hsum4_avx512(c00, c10, c20, c30);
+                s[1] = bitnet__hsum4_avx512(c01, c11, c21, c31);
+                s[2] = bitnet__hsum4_avx512(c02, c12, c22, c32);
+                s[3] = bitnet__hsum4_avx512(c03, c13, c23, c33);
+                for (tt = 0; tt < 4 && t + tt < n_tok; tt++)
+                    _mm_storeu_si128((__m128i *)(dots + (size_t)(t + tt) * n_rows + (r - r0)),
+                                     _mm_sub_epi32(s[tt], _mm_set1_epi32(a->sum[t + tt])));
+            }
+        }
+    }
+    for (; r < r1; r++) {  /* rows left over by the 4-row tiles */
+        const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            __m512i c = _mm512_setzero_si512();
+            for (b = 0; b < n_blocks; b++)
+                c = _mm512_dpbusd_epi32(c, BITNET__Q2_UNPACK_AVX512(w0 + (size_t)b * BITNET__Q2_0_BYTES),
+                                        BITNET__LOAD512(x + (size_t)b * BITNET__QK2_0));
+            dots[(size_t)t * n_rows + (r - r0)] = _mm512_reduce_add_epi32(c) - a->sum[t];
+        }
+    }
+}
+#undef BITNET__Q2_UNPACK_AVX512
+#endif /* BITNET__AVX512 */
+
+BITNET__FN void bitnet__q2_dots(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
+                                int32_t *dots) {
+#if defined(BITNET__AVX512)
+    bitnet__q2_dots_avx512(w, r0, r1, a, n_tok, dots);
+#elif defined(BITNET__AVX2)
+    bitnet__q2_dots_avx2(w, r0, r1, a, n_tok, dots);
+#else
+    bitnet__q2_dots_scalar(w, r0, r1, a, n_tok, dots);
+#endif
+}
+
+/* ---- int8 LM head ----
+   Optional (bitnet_context_params.lm_head_int8): every row of the LM head is
+   quantized once to int8 with its own absmax scale (values in -127..127, in the
+   de-interleaved order of the activations), and the final hidden state is
+   quantized per token like any BitLinear input.  Halves the bytes the LM head
+   reads per token; the logits change by the rounding of both (see the README). */
+struct bitnet__lm_head_q8 {
+    int8_t *q;          /* [n_vocab][n_embd] */
+    float *scale;       /* per row: real value = q * scale */
+    int32_t *sum;       /* per row: sum of q (for the unsigned-activation trick) */
+};
+
+/* dots[t * (r1 - r0) + (r - r0)] = sum_k h[r][k] * a_t[k], exactly. */
+BITNET__FN void bitnet__q8_dots_scalar(const bitnet__lm_head_q8 *h, int n_embd, int r0, int r1, const bitnet__acts *a,
+                                       int n_tok, int32_t *dots) {
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const int8_t *row = h->q + (size_t)r * n_embd;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            int32_t acc = 0;
+            for (k = 0; k < n_embd; k++) acc += row[k] * x[k];
+            dots[(size_t)t * (r1 - r0) + (r - r0)] = acc;
+        }
+    }
+}
+
+#ifdef BITNET__AVX2
+/* vpmaddubsw needs one unsigned operand: |x| (0..128) times w with x's sign
+   (-127..127), so no pair sum exceeds 2 * 128 * 127 and nothing saturates. */
+BITNET__FN void bitnet__q8_dots_avx2(const bitnet__lm_head_q8 *h, int n_embd, int r0, int r1, const bitnet__acts *a,
+                                     int n_tok, int32_t *dots) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const int8_t *row = h->q + (size_t)r * n_embd;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            __m256i acc = _mm256_setzero_si256();
+            for (k = 0; k < n_embd; k += 32) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k));
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(row + k));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(xv),
+                                                                                   _mm256_sign_epi8(wv, xv)), ones));
+            }
+            dots[(size_t)t * (r1 - r0) + (r - r0)] = bitnet__hsum_avx2(acc);
+        }
+    }
+}
+#endif
+
+#ifdef BITNET__AVX512
+/* vpdpbusd wants unsigned x signed bytes: use x + 128 (x xor 0x80) and take
+   128 * sum(row) back off. */
+BITNET__FN void bitnet__q8_dots_avx512(const bitnet__lm_head_q8 *h, int n_embd, int r0, int r1, const bitnet__acts *a,
+                                       int n_tok, int32_t *dots) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const int8_t *row = h->q + (size_t)r * n_embd;
+        for (t = 0; t < n_tok; t += 4) {
+            const int8_t *x0 = a->q + (size_t)t * a->stride;
+            const int8_t *x1 = t + 1 < n_tok ? x0 + a->stride : x0;
+            const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
+            const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
+            __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+            int32_t out[4];
+            int tt;
+            for (k = 0; k < n_embd; k += 64) {
+                __m512i wv = BITNET__LOAD512(row + k);
+                c0 = _mm512_dpbusd_epi32(c0, _mm512_xor_si512(BITNET__LOAD512(x0 + k), bias), wv);
+                if (n_tok == 1) continue;
+                c1 = _mm512_dpbusd_epi32(c1, _mm512_xor_si512(BITNET__LOAD512(x1 + k), bias), wv);
+                c2 = _mm512_dpbusd_epi32(c2, _mm512_xor_si512(BITNET__LOAD512(x2 + k), bias), wv);
+                c3 = _mm512_dpbusd_epi32(c3, _mm512_xor_si512(BITNET__LOAD512(x3 + k), bias), wv);
+            }
+            _mm_storeu_si128((__m128i *)out, _mm_sub_epi32(bitnet__hsum4_avx512(c0, c1, c2, c3),
+                                                           _mm_set1_epi32(128 * h->sum[r])));
+            for (tt = 0; tt < 4 && t + tt < n_tok; tt++) dots[(size_t)(t + tt) * (r1 - r0) + (r - r0)] = out[tt];
+        }
+    }
+}
+#endif
+
+BITNET__FN void bitnet__q8_dots(const bitnet__lm_head_q8 *h, int n_embd, int r0, int r1, const bitnet__acts *a,
+                                int n_tok, int32_t *dots) {
+#if defined(BITNET__AVX512)
+    bitnet__q8_dots_avx512(h, n_embd, r0, r1, a, n_tok, dots);
+#elif defined(BITNET__AVX2)
+    bitnet__q8_dots_avx2(h, n_embd, r0, r1, a, n_tok, dots);
+#else
+    bitnet__q8_dots_scalar(h, n_embd, r0, r1, a, n_tok, dots);
+#endif
+}
+
+/* Quantizes rows [r0, r1) of a float LM head (BF16/F16/F32) into h. */
+BITNET__FN void bitnet__lm_head_q8_rows(bitnet__lm_head_q8 *h, const void *head, uint32_t type, int n_embd, int r0,
+                                        int r1, float *tmp) {
+    int r, k;
+    for (r = r0; r < r1; r++) {
+        float amax = 0.0f, s;
+        int32_t sum = 0;
+        int8_t *q = h->q + (size_t)r * n_embd;
+        bitnet__row_to_f32(head, type, r, n_embd, tmp);
+        for (k = 0; k < n_embd; k++) amax = fmaxf(amax, fabsf(tmp[k]));
+        s = amax > 0.0f ? 127.0f / amax : 0.0f;
+        for (k = 0; k < n_embd; k++) {
+            int8_t v = (int8_t)fminf(fmaxf(rintf(tmp[k] * s), -127.0f), 127.0f);
+            q[bitnet__deinterleaved(k)] = v;
+            sum += v;
+        }
+        h->scale[r] = amax / 127.0f;
+        h->sum[r] = sum;
+    }
+}
+
+/* ---- float dot products: LM head rows (BF16/F16/F32) and attention ---- */
+
+BITNET__FN float bitnet__dot_f32(const float *a, const float *b, int n) {
+    int i = 0;
+    float sum = 0.0f;
+#if defined(BITNET__AVX512)
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+#elif defined(BITNET__AVX2)
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    sum = bitnet__hsum_ps_avx2(_mm256_add_ps(acc0, acc1));
+#endif
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+/* y += alpha * x */
+BITNET__FN void bitnet__axpy_f32(float alpha, const float *x, float *y, int n) {
+    int i = 0;
+#if defined(BITNET__AVX512)
+    __m512 va = _mm512_set1_ps(alpha);
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+#elif defined(BITNET__AVX2)
+    __m256 va = _mm256_set1_ps(alpha);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+#endif
+    for (; i < n; i++) y[i] += alpha * x[i];
+}
+
+/* out[t * out_stride + (r - r0)] = dot(row r of the float LM head, x_t) for rows
+   [r0, r1) and n_tok tokens (x_t = x + t * n).  tmp: n floats of scratch. */
+BITNET__FN void bitnet__head_dots_scalar(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
+                                         int n_tok, float *out, size_t out_stride, float *tmp) {
+    int r, t;
+    for (r = r0; r < r1; r++) {
+        bitnet__row_to_f32(head, type, r, n, tmp);
+        for (t = 0; t < n_tok; t++) {
+            const float *xt = x + (size_t)t * n;
+            float sum = 0.0f;
+            int k;
+            for (k = 0; k < n; k++) sum += tmp[k] * xt[k];
+            out[(size_t)t * out_stride + (r - r0)] = sum;
+        }
+    }
+}
+
+#ifdef BITNET__AVX512
+/* 16 elements of a BF16/F16/F32 row as floats. */
+BITNET__FN __m512 bitnet__load16_avx512(const uint8_t *row, uint32_t type, int k) {
+    if (type == BITNET__TYPE_BF16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k))), 16));
+    if (type == BITNET__TYPE_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k)));
+    return _mm512_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+}
+
+/* n is a multiple of 64 (the embedding length of every model this loads). */
+BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
+                                         int n_tok, float *out, size_t out_stride) {
+    const size_t row_bytes = (size_t)n * (type == BITNET__TYPE_F32 ? 4 : 2);
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
+        if (n_tok == 1) {
+            /* decode: four independent chains hide the FMA latency */
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (k = 0; k < n; k += 64) {
+                c0 = _mm512_fmadd_ps(bitnet__load16_avx512(row, type, k), _mm512_loadu_ps(x + k), c0);
+                c1 = _mm512_fmadd_ps(bitnet__load16_avx512(row, type, k + 16), _mm512_loadu_ps(x + k + 16), c1);
+                c2 = _mm512_fmadd_ps(bitnet__load16_avx512(row, type, k + 32), _mm512_loadu_ps(x + k + 32), c2);
+                c3 = _mm512_fmadd_ps(bitnet__load16_avx512(row, type, k + 48), _mm512_loadu_ps(x + k + 48), c3);
+            }
+            out[r - r0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)));
+            continue;
+        }
+        for (t = 0; t < n_tok; t += 4) {  /* each converted row chunk serves four tokens */
+            const float *x0 = x + (size_t)t * n;
+            const float *x1 = t + 1 < n_tok ? x0 + n : x0;
+            const float *x2 = t + 2 < n_tok ? x1 + n : x1;
+            const float *x3 = t + 3 < n_tok ? x2 + n : x2;
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            float sums[4];
+            int tt;
+            for (k = 0; k < n; k += 16) {
+                __m512 wv = bitnet__load16_avx512(row, type, k);
+                c0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x0 + k), c0);
+                c1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x1 + k), c1);
+                c2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x2 + k), c2);
+                c3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x3 + k), c3);
+            }
+            sums[0] = _mm512_reduce_add_ps(c0);
+            sums[1] = _mm512_reduce_add_ps(c1);
+            sums[2] = _mm512_reduce_add_ps(c2);
+            sums[3] = _mm512_reduce_add_ps(c3);
+            for (tt = 0; tt < 4 && t + tt < n_tok; tt++) out[(size_t)(t + tt) * out_stride + (r - r0)] = sums[tt];
+        }
+    }
+}
+#elif defined(BITNET__AVX2)
+BITNET__FN __m256 bitnet__load8_avx2(const uint8_t *row, uint32_t type, int k) {
+    if (type == BITNET__TYPE_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)k))), 16));
+    if (type == BITNET__TYPE_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)k)));
+    return _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+}
+
+BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
+                                       int n_tok, float *out, size_t out_stride) {
+    const size_t row_bytes = (size_t)n * (type == BITNET__TYPE_F32 ? 4 : 2);
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
+        if (n_tok == 1) {
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (k = 0; k < n; k += 32) {
+                c0 = _mm256_fmadd_ps(bitnet__load8_avx2(row, type, k), _mm256_loadu_ps(x + k), c0);
+                c1 = _mm256_fmadd_ps(bitnet__load8_avx2(row, type, k + 8), _mm256_loadu_ps(x + k + 8), c1);
+                c2 = _mm256_fmadd_ps(bitnet__load8_avx2(row, type, k + 16), _mm256_loadu_ps(x + k + 16), c2);
+                c3 = _mm256_fmadd_ps(bitnet__load8_avx2(row, type, k + 24), _mm256_loadu_ps(x + k + 24), c3);
+            }
+            out[r - r0] = bitnet__hsum_ps_avx2(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
+            continue;
+        }
+        for (t = 0; t < n_tok; t += 4) {
+            const float *x0 = x + (size_t)t * n;
+            const float *x1 = t + 1 < n_tok ? x0 + n : x0;
+            const float *x2 = t + 2 < n_tok ? x1 + n : x1;
+            const float *x3 = t + 3 < n_tok ? x2 + n : x2;
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            float sums[4];
+            int tt;
+            for (k = 0; k < n; k += 8) {
+                __m256 wv = bitnet__load8_avx2(row, type, k);
+                c0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + k), c0);
+                c1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + k), c1);
+                c2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x2 + k), c2);
+                c3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x3 + k), c3);
+            }
+            sums[0] = bitnet__hsum_ps_avx2(c0);
+            sums[1] = bitnet__hsum_ps_avx2(c1);
+            sums[2] = bitnet__hsum_ps_avx2(c2);
+            sums[3] = bitnet__hsum_ps_avx2(c3);
+            for (tt = 0; tt < 4 && t + tt < n_tok; tt++) out[(size_t)(t + tt) * out_stride + (r - r0)] = sums[tt];
+        }
+    }
+}
+#endif
+
+BITNET__FN void bitnet__head_dots(const void *head, uint32_t type, int n, int r0, int r1, const float *x, int n_tok,
+                                  float *out, size_t out_stride, float *tmp) {
+#if defined(BITNET__AVX512)
+    (void)tmp;
+    bitnet__head_dots_avx512(head, type, n, r0, r1, x, n_tok, out, out_stride);
+#elif defined(BITNET__AVX2)
+    (void)tmp;
+    bitnet__head_dots_avx2(head, type, n, r0, r1, x, n_tok, out, out_stride);
+#else
+    bitnet__head_dots_scalar(head, type, n, r0, r1, x, n_tok, out, out_stride, tmp);
+#endif
+}
+
+/* ---- attention and RoPE ---- */
+
+/* RoPE angles of one position, as Hugging Face computes them in float32:
+   inv_freq_i = 1 / theta^(2i / head_dim), angle = pos * inv_freq_i. */
+BITNET__FN void bitnet__rope_angles(const float *inv_freq, int half, int pos, float *cos_out, float *sin_out) {
+    int i;
+    for (i = 0; i < half; i++) {
+        float angle = (float)pos * inv_freq[i];
+        cos_out[i] = cosf(angle);
+        sin_out[i] = sinf(angle);
+    }
+}
+
+/* Rotates the two halves of each head (NEOX style, Hugging Face's rotate_half):
+   pairs (i, i + head_dim/2). */
+BITNET__FN void bitnet__rope(float *v, int n_heads, int head_dim, const float *cos_, const float *sin_) {
+    int h, i, half = head_dim / 2;
+    for (h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * head_dim;
+        for (i = 0; i < half; i++) {
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * cos_[i] - x1 * sin_[i];
+            x[i + half] = x1 * cos_[i] + x0 * sin_[i];
+        }
+    }
+}
+
+/* Softmax attention of one query head over n positions of one KV head
+   (keys and values: [n][head_dim]).  scores: n floats of scratch. */
+BITNET__FN void bitnet__attend(const float *q, const float *keys, const float *values, int n, int head_dim,
+                               float *scores, float *out) {
+    float scale = 1.0f / sqrtf((float)head_dim), max_score = -INFINITY, sum = 0.0f;
+    int p;
+    for (p = 0; p < n; p++) {
+        scores[p] = bitnet__dot_f32(q, keys + (size_t)p * head_dim, head_dim) * scale;
+        max_score = fmaxf(max_score, scores[p]);
+    }
+    for (p = 0; p < n; p++) {
+        scores[p] = expf(scores[p] - max_score);
+        sum += scores[p];
+    }
+    memset(out, 0, (size_t)head_dim * sizeof *out);
+    for (p = 0; p < n; p++) bitnet__axpy_f32(scores[p] / sum, values + (size_t)p * head_dim, out, head_dim);
+}
 
 /* ===========================================================================
    Context and forward pass
-   =========================================================================== */
-/* (CPU section) */
+   ===========================================================================
+   A context holds the KV cache, scratch buffers for one micro-batch of up to
+   BITNET__UBATCH tokens, the logits of the last eval and a thread pool.  A
+   prompt is evaluated one micro-batch at a time, so the batched kernels reuse
+   every weight they load across the micro-batch's tokens.
+
+   Parallel work is split into items (row ranges of a matrix, tokens, heads)
+   that the calling thread and the pool's workers take from a shared counter.
+   Small per-token steps (norms, quantization, RoPE) are items too, so a
+   micro-batch spreads them over the threads; a single token runs them on the
+   caller. */
+
+/* ---- thread pool ----
+   Workers spin briefly between jobs (a decode step posts ~150 jobs, too many
+   for a sleep and wake-up each), then sleep on a condition variable.  Needs
+   the GCC/Clang atomic builtins; elsewhere, and with BITNET_NO_THREADS, every
+   job runs on the calling thread. */
+#if !defined(BITNET_NO_THREADS) && (defined(__GNUC__) || defined(__clang__))
+#define BITNET__THREADS 1
+#include <sched.h>
+#define BITNET__ATOMIC_LOAD(p)       __atomic_load_n(p, __ATOMIC_SEQ_CST)
+#define BITNET__ATOMIC_STORE(p, v)   __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
+#define BITNET__ATOMIC_ADD(p, v)     __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST)
+#if defined(__x86_64__) || defined(__i386__)
+#define BITNET__PAUSE() __builtin_ia32_pause()
+#else
+#define BITNET__PAUSE() ((void)0)
+#endif
+#define BITNET__SPINS (1 << 16)  /* pauses before an idle worker sleeps (about a millisecond) */
+#endif
+
+typedef void (*bitnet__job_fn)(void *job, int item, int thread);
+typedef struct bitnet__pool bitnet__pool;
+
+typedef struct bitnet__worker {
+    bitnet__pool *pool;
+    int index;               /* 1 .. n_threads-1; the caller is thread 0 */
+} bitnet__worker;
+
+struct bitnet__pool {
+    int n_threads;           /* the calling thread and n_threads - 1 workers */
+#ifdef BITNET__THREADS
+    pthread_t *threads;
+    bitnet__worker *workers;
+    int sync_ready;          /* lock and wake are initialized */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    /* the current job: written by the caller before it bumps `generation` */
+    bitnet__job_fn fn;
+    void *job;
+    int n_items;
+    /* touched by several threads: only through the atomic builtins */
+    int next_item, n_finished, n_sleeping, quit;
+    unsigned generation;
+#endif
+};
+
+#ifdef BITNET__THREADS
+BITNET__FN void bitnet__pool_take_items(bitnet__pool *pool, int thread) {
+    int item;
+    while ((item = BITNET__ATOMIC_ADD(&pool->next_item, 1)) < pool->n_items) pool->fn(pool->job, item, thread);
+}
+
+BITNET__FN void *bitnet__worker_main(void *arg) {
+    bitnet__worker *self = (bitnet__worker *)arg;
+    bitnet__pool *pool = self->pool;
+    unsigned seen = 0, generation;
+    for (;;) {
+        int spins = 0;
+        while ((generation = BITNET__ATOMIC_LOAD(&pool->generation)) == seen) {
+            if (++spins < BITNET__SPINS) { BITNET__PAUSE(); continue; }
+            /* Sleep.  The caller bumps `generation` before it reads `n_sleeping`,
+               and we count ourselves in before we re-read `generation`, so one
+               of us sees the other and no wake-up is lost. */
+            pthread_mutex_lock(&pool->lock);
+            BITNET__ATOMIC_ADD(&pool->n_sleeping, 1);
+            while (BITNET__ATOMIC_LOAD(&pool->generation) == seen) pthread_cond_wait(&pool->wake, &pool->lock);
+            BITNET__ATOMIC_ADD(&pool->n_sleeping, -1);
+            pthread_mutex_unlock(&pool->lock);
+            spins = 0;
+        }
+        seen = generation;
+        if (BITNET__ATOMIC_LOAD(&pool->quit)) return NULL;
+        bitnet__pool_take_items(pool, self->index);
+        BITNET__ATOMIC_ADD(&pool->n_finished, 1);
+    }
+}
+#endif
+
+BITNET__FN void bitnet__pool_stop(bitnet__pool *pool) {
+#ifdef BITNET__THREADS
+    int i;
+    if (pool->n_threads > 1) {
+        BITNET__ATOMIC_STORE(&pool->quit, 1);
+        pthread_mutex_lock(&pool->lock);
+        BITNET__ATOMIC_ADD(&pool->generation, 1u);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+        for (i = 0; i < pool->n_threads - 1; i++) pthread_join(pool->threads[i], NULL);
+    }
+    if (pool->sync_ready) {
+        pthread_cond_destroy(&pool->wake);
+        pthread_mutex_destroy(&pool->lock);
+    }
+    BITNET_FREE(pool->threads);
+    BITNET_FREE(pool->workers);
+#endif
+    memset(pool, 0, sizeof *pool);
+}
+
+BITNET__FN int bitnet__pool_start(bitnet__pool *pool, int n_threads, bitnet_error *err) {
+    memset(pool, 0, sizeof *pool);
+    pool->n_threads = 1;
+#ifdef BITNET__THREADS
+    if (n_threads > 1) {
+        int i;
+        pool->threads = (pthread_t *)bitnet__calloc((size_t)n_threads - 1, sizeof *pool->threads);
+        pool->workers = (bitnet__worker *)bitnet__calloc((size_t)n_threads - 1, sizeof *pool->workers);
+        if (!pool->threads || !pool->workers) {
+            bitnet__pool_stop(pool);
+            return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for %d threads", n_threads);
+        }
+        if (pthread_mutex_init(&pool->lock, NULL) != 0) {
+            bitnet__pool_stop(pool);
+            return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a mutex for the thread pool");
+        }
+        if (pthread_cond_init(&pool->wake, NULL) != 0) {
+            pthread_mutex_destroy(&pool->lock);
+            bitnet__pool_stop(pool);
+            return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a condition variable for the thread pool");
+        }
+        pool->sync_ready = 1;
+        for (i = 1; i < n_threads; i++) {
+            pool->workers[i - 1].pool = pool;
+            pool->workers[i - 1].index = i;
+            if (pthread_create(&pool->threads[i - 1], NULL, bitnet__worker_main, &pool->workers[i - 1]) != 0) {
+                bitnet__pool_stop(pool);
+                return bitnet__fail(err, BITNET_E_NOMEM, "cannot start worker thread %d of %d", i, n_threads - 1);
+            }
+            pool->n_threads = i + 1;
+        }
+    }
+#else
+    (void)n_threads;
+    (void)err;
+#endif
+    return BITNET_OK;
+}
+
+/* Runs fn(job, item, thread) for every item in [0, n_items), spread over the
+   pool, and returns when all are done. */
+BITNET__FN void bitnet__pool_run(bitnet__pool *pool, bitnet__job_fn fn, void *job, int n_items) {
+    int item;
+#ifdef BITNET__THREADS
+    if (pool->n_threads > 1 && n_items > 1) {
+        unsigned spins = 0;
+        pool->fn = fn;
+        pool->job = job;
+        pool->n_items = n_items;
+        BITNET__ATOMIC_STORE(&pool->next_item, 0);
+        BITNET__ATOMIC_STORE(&pool->n_finished, 0);
+        BITNET__ATOMIC_ADD(&pool->generation, 1u);
+        if (BITNET__ATOMIC_LOAD(&pool->n_sleeping)) {
+            pthread_mutex_lock(&pool->lock);
+            pthread_cond_broadcast(&pool->wake);
+            pthread_mutex_unlock(&pool->lock);
+        }
+        bitnet__pool_take_items(pool, 0);
+        /* yield now and then: with more threads than cores a worker may need ours */
+        while (BITNET__ATOMIC_LOAD(&pool->n_finished) < pool->n_threads - 1)
+            if (++spins % 1024 == 0) sched_yield();
+            else BITNET__PAUSE();
+        return;
+    }
+#else
+    (void)pool;
+#endif
+    for (item = 0; item < n_items; item++) fn(job, item, 0);
+}
+
+/* ---- the context ---- */
+
+#define BITNET__UBATCH 64       /* tokens per forward step: bounds the scratch memory */
+#define BITNET__ITEM_ROWS 256   /* at most this many matrix rows per work item */
+
+struct bitnet_context {
+    bitnet_model *model;
+    bitnet_backend backend;
+    void *cuda;                  /* the CUDA backend's per-context state (bitnet_cuda.cu) */
+    int n_ctx;                   /* KV cache length in positions */
+    int n_past;                  /* positions filled */
+    int n_threads;
+    const bitnet__lm_head_q8 *head_q8;  /* the model's int8 LM head, NULL: use the float one */
+    float *k_cache, *v_cache;    /* [n_layer][n_head_kv][n_ctx][head_dim] */
+    /* one micro-batch */
+    float *x;                    /* [UBATCH][n_embd] residual stream */
+    float *q, *k, *v;            /* [UBATCH][n_embd], [UBATCH][kv_dim] x 2 */
+    float *att;                  /* [UBATCH][n_embd] attention output, later the final hidden states */
+    float *gate, *up;            /* [UBATCH][n_ff] */
+    bitnet__acts acts;           /* [UBATCH][max(n_embd, n_ff)] the current BitLinear input */
+    float *rope_cos, *rope_sin;  /* [UBATCH][head_dim / 2] */
+    float *inv_freq;             /* [head_dim / 2] */
+    float *thread_f32;           /* per thread: thread_f32_len floats of scratch */
+    size_t thread_f32_len;
+    int32_t *thread_dots;        /* per thread: BITNET__ITEM_ROWS * UBATCH int32 */
+    /* logits of the last eval: n_logits rows of n_vocab, for the last n_logits of n_batch tokens */
+    float *logits;
+    size_t logits_cap;           /* floats allocated */
+    int n_logits, n_batch;
+    bitnet__pool pool;
+};
+
+BITNET__FN void bitnet__lm_head_q8_free(bitnet__lm_head_q8 *h) {
+    if (!h) return;
+    BITNET_FREE(h->q);
+    BITNET_FREE(h->scale);
+    BITNET_FREE(h->sum);
+    BITNET_FREE(h);
+}
+
+/* ---- jobs: one struct per kind of parallel step ---- */
+
+/* Up to three matrices that read the same activations (Q/K/V, gate/up). */
+typedef struct bitnet__matmul_job {
+    bitnet_context *ctx;
+    int n_mats, n_tok, rows_per_item;
+    const bitnet__qweight *w[3];
+    float *out[3];              /* token t, row r at out[t * stride + r] */
+    size_t stride[3];
+    int accumulate;             /* add to out (the residual) instead of storing */
+    int first_item[4];          /* items of matrix m: first_item[m] .. first_item[m + 1] - 1 */
+} bitnet__matmul_job;
+
+BITNET__FN void bitnet__matmul_item(void *p, int item, int thread) {
+    bitnet__matmul_job *job = (bitnet__matmul_job *)p;
+    bitnet_context *ctx = job->ctx;
+    int32_t *dots = ctx->thread_dots + (size_t)thread * BITNET__ITEM_ROWS * BITNET__UBATCH;
+    const bitnet__qweight *w;
+    int m = 0, r0, r1, n, t, r;
+    while (item >= job->first_item[m + 1]) m++;
+    w = job->w[m];
+    r0 = (item - job->first_item[m]) * job->rows_per_item;
+    r1 = r0 + job->rows_per_item < w->rows ? r0 + job->rows_per_item : w->rows;
+    n = r1 - r0;
+    bitnet__q2_dots(w, r0, r1, &ctx->acts, job->n_tok, dots);
+    for (t = 0; t < job->n_tok; t++) {
+        float factor = w->scale / ctx->acts.scale[t], *out = job->out[m] + (size_t)t * job->stride[m] + r0;
+        const int32_t *d = dots + (size_t)t * n;
+        if (job->accumulate)
+            for (r = 0; r < n; r++) out[r] += (float)d[r] * factor;
+        else
+            for (r = 0; r < n; r++) out[r] = (float)d[r] * factor;
+    }
+}
+
+/* out_m = W_m . acts (times the scales) for n_mats matrices, in parallel. */
+BITNET__FN void bitnet__matmul(bitnet_context *ctx, int n_tok, int n_mats, const bitnet__qweight *const *w,
+                               float *const *out, const size_t *stride, int accumulate) {
+    bitnet__matmul_job job;
+    int m, total_rows = 0, rows;
+    job.ctx = ctx;
+    job.n_mats = n_mats;
+    job.n_tok = n_tok;
+    job.accumulate = accumulate;
+    for (m = 0; m < n_mats; m++) total_rows += w[m]->rows;
+    /* about four items per thread, in whole 16-row tiles */
+    rows = (total_rows / (4 * ctx->n_threads) + 15) / 16 * 16;
+    job.rows_per_item = rows < 16 ? 16 : rows > BITNET__ITEM_ROWS ? BITNET__ITEM_ROWS : rows;
+    job.first_item[0] = 0;
+    for (m = 0; m < n_mats; m++) {
+        job.w[m] = w[m];
+        job.out[m] = out[m];
+        job.stride[m] = stride[m];
+        job.first_item[m + 1] = job.first_item[m] + (w[m]->rows + job.rows_per_item - 1) / job.rows_per_item;
+    }
+    bitnet__pool_run(&ctx->pool, bitnet__matmul_item, &job, job.first_item[n_mats]);
+}
+
+/* RMSNorm then quantization of one token: the input of a BitLinear layer. */
+typedef struct bitnet__norm_job {
+    bitnet_context *ctx;
+    const float *src;           /* token t at src + t * n */
+    const float *weight;
+    int n;
+} bitnet__norm_job;
+
+BITNET__FN void bitnet__norm_quantize_item(void *p, int t, int thread) {
+    bitnet__norm_job *job = (bitnet__norm_job *)p;
+    bitnet_context *ctx = job->ctx;
+    float *tmp = ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len;
+    bitnet__rmsnorm(job->src + (size_t)t * job->n, job->weight, job->n, ctx->model->hp.rms_eps, tmp);
+    bitnet__quantize(tmp, job->n, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t], &ctx->acts.sum[t]);
+}
+
+BITNET__FN void bitnet__norm_quantize(bitnet_context *ctx, int n_tok, const float *src, const float *weight, int n) {
+    bitnet__norm_job job;
+    job.ctx = ctx;
+    job.src = src;
+    job.weight = weight;
+    job.n = n;
+    bitnet__pool_run(&ctx->pool, bitnet__norm_quantize_item, &job, n_tok);
+}
+
+/* Per-layer steps on single tokens (RoPE and KV store, FFN activation) and on
+   (token, head) pairs (attention). */
+typedef struct bitnet__layer_job {
+    bitnet_context *ctx;
+    int layer, pos;             /* position of the micro-batch's first token */
+} bitnet__layer_job;
+
+BITNET__FN void bitnet__rope_store_item(void *p, int t, int thread) {
+    bitnet__layer_job *job = (bitnet__layer_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_hparams *hp = &ctx->model->hp;
+    int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, h, half = hd / 2;
+    float *q = ctx->q + (size_t)t * hp->n_embd, *k = ctx->k + (size_t)t * kv_dim, *v = ctx->v + (size_t)t * kv_dim;
+    const float *cos_ = ctx->rope_cos + (size_t)t * half, *sin_ = ctx->rope_sin + (size_t)t * half;
+    (void)thread;
+    bitnet__rope(q, hp->n_head, hd, cos_, sin_);
+    bitnet__rope(k, hp->n_head_kv, hd, cos_, sin_);
+    for (h = 0; h < hp->n_head_kv; h++) {
+        size_t at = (((size_t)job->layer * hp->n_head_kv + h) * ctx->n_ctx + (size_t)(job->pos + t)) * hd;
+        memcpy(ctx->k_cache + at, k + (size_t)h * hd, (size_t)hd * sizeof(float));
+        memcpy(ctx->v_cache + at, v + (size_t)h * hd, (size_t)hd * sizeof(float));
+    }
+}
+
+BITNET__FN void bitnet__attention_item(void *p, int item, int thread) {
+    bitnet__layer_job *job = (bitnet__layer_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_hparams *hp = &ctx->model->hp;
+    int t = item / hp->n_head, h = item % hp->n_head, hd = hp->head_dim;
+    int kv_head = h / (hp->n_head / hp->n_head_kv);
+    size_t cache = ((size_t)job->layer * hp->n_head_kv + kv_head) * ctx->n_ctx * hd;
+    bitnet__attend(ctx->q + (size_t)t * hp->n_embd + (size_t)h * hd, ctx->k_cache + cache, ctx->v_cache + cache,
+                   job->pos + t + 1, hd, ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len,
+                   ctx->att + (size_t)t * hp->n_embd + (size_t)h * hd);
+}
+
+/* f = act(gate) * up, then ffn_sub_norm and quantization. */
+BITNET__FN void bitnet__ffn_item(void *p, int t, int thread) {
+    bitnet__layer_job *job = (bitnet__layer_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_model *m = ctx->model;
+    int n = m->hp.n_ff, i;
+    const float *g = ctx->gate + (size_t)t * n, *u = ctx->up + (size_t)t * n;
+    float *f = ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len;
+    if (m->act == BITNET__ACT_RELU2)
+        for (i = 0; i < n; i++) f[i] = (g[i] > 0.0f ? g[i] * g[i] : 0.0f) * u[i];
+    else
+        for (i = 0; i < n; i++) f[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    bitnet__rmsnorm(f, m->layers[job->layer].ffn_sub_norm, n, m->hp.rms_eps, f);
+    bitnet__quantize(f, n, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t], &ctx->acts.sum[t]);
+}
+
+/* The LM head over vocabulary rows, for n_tok final hidden states. */
+typedef struct bitnet__head_job {
+    bitnet_context *ctx;
+    int n_tok;
+    const float *hidden;        /* token t at hidden + t * n_embd */
+    float *logits;              /* token t at logits + t * n_vocab */
+} bitnet__head_job;
+
+BITNET__FN void bitnet__head_item(void *p, int item, int thread) {
+    bitnet__head_job *job = (bitnet__head_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_model *m = ctx->model;
+    int n_vocab = m->hp.n_vocab, n_embd = m->hp.n_embd, t, r;
+    int r0 = item * BITNET__ITEM_ROWS, r1 = r0 + BITNET__ITEM_ROWS < n_vocab ? r0 + BITNET__ITEM_ROWS : n_vocab;
+    if (ctx->head_q8) {
+        int32_t *dots = ctx->thread_dots + (size_t)thread * BITNET__ITEM_ROWS * BITNET__UBATCH;
+        bitnet__q8_dots(ctx->head_q8, n_embd, r0, r1, &ctx->acts, job->n_tok, dots);
+        for (t = 0; t < job->n_tok; t++) {
+            float inv_scale = 1.0f / ctx->acts.scale[t], *out = job->logits + (size_t)t * n_vocab;
+            for (r = r0; r < r1; r++)
+                out[r] = (float)dots[(size_t)t * (r1 - r0) + (r - r0)] * (ctx->head_q8->scale[r] * inv_scale);
+        }
+    } else {
+        bitnet__head_dots(m->output, m->output_type, n_embd, r0, r1, job->hidden, job->n_tok, job->logits + r0,
+                          (size_t)n_vocab, ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len);
+    }
+}
+
+/* Builds the model's int8 LM head, 256 rows per item. */
+typedef struct bitnet__q8_build_job {
+    bitnet_context *ctx;
+    bitnet__lm_head_q8 *head;
+} bitnet__q8_build_job;
+
+BITNET__FN void bitnet__q8_build_item(void *p, int item, int thread) {
+    bitnet__q8_build_job *job = (bitnet__q8_build_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_model *m = ctx->model;
+    int r0 = item * BITNET__ITEM_ROWS, r1 = r0 + BITNET__ITEM_ROWS < m->hp.n_vocab ? r0 + BITNET__ITEM_ROWS : m->hp.n_vocab;
+    bitnet__lm_head_q8_rows(job->head, m->output, m->output_type, m->hp.n_embd, r0, r1,
+                            ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len);
+}
+
+BITNET__FN int bitnet__use_lm_head_q8(bitnet_context *ctx, bitnet_error *err) {
+    bitnet_model *m = ctx->model;
+    int rc = BITNET_OK;
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_lock(&m->lm_head_lock);
+#endif
+    if (!m->lm_head_q8) {
+        bitnet__lm_head_q8 *h = (bitnet__lm_head_q8 *)bitnet__calloc(1, sizeof *h);
+        if (h) {
+            h->q = (int8_t *)BITNET_MALLOC((size_t)m->hp.n_vocab * m->hp.n_embd);
+            h->scale = (float *)BITNET_MALLOC((size_t)m->hp.n_vocab * sizeof(float));
+            h->sum = (int32_t *)BITNET_MALLOC((size_t)m->hp.n_vocab * sizeof(int32_t));
+        }
+        if (!h || !h->q || !h->scale || !h->sum) {
+            bitnet__lm_head_q8_free(h);
+            rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory for the int8 LM head (%zu bytes)",
+                              (size_t)m->hp.n_vocab * m->hp.n_embd);
+        } else {
+            bitnet__q8_build_job job;
+            job.ctx = ctx;
+            job.head = h;
+            bitnet__pool_run(&ctx->pool, bitnet__q8_build_item, &job,
+                             (m->hp.n_vocab + BITNET__ITEM_ROWS - 1) / BITNET__ITEM_ROWS);
+            m->lm_head_q8 = h;
+        }
+    }
+    ctx->head_q8 = m->lm_head_q8;
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_unlock(&m->lm_head_lock);
+#endif
+    return rc;
+}
+
+/* ---- the forward pass ---- */
+
+/* Runs n_tok tokens at positions pos.. through the model, filling the KV cache.
+   Writes the logits of the last n_out tokens (0, 1 or n_tok) to logits. */
+BITNET__FN void bitnet__forward(bitnet_context *ctx, const bitnet_token *tokens, int n_tok, int pos, int n_out,
+                                float *logits) {
+    const bitnet_model *m = ctx->model;
+    const bitnet_hparams *hp = &m->hp;
+    const int n_embd = hp->n_embd, kv_dim = hp->n_head_kv * hp->head_dim, half = hp->head_dim / 2;
+    int t, l;
+    bitnet__layer_job lj;
+
+    for (t = 0; t < n_tok; t++) {
+        bitnet__row_to_f32(m->tok_embd, m->tok_embd_type, tokens[t], n_embd, ctx->x + (size_t)t * n_embd);
+        bitnet__rope_angles(ctx->inv_freq, half, pos + t, ctx->rope_cos + (size_t)t * half,
+                            ctx->rope_sin + (size_t)t * half);
+    }
+    lj.ctx = ctx;
+    lj.pos = pos;
+    for (l = 0; l < hp->n_layer; l++) {
+        const bitnet__layer *L = &m->layers[l];
+        const bitnet__qweight *qkv[3], *gate_up[2], *o = &L->wo, *down = &L->down;
+        float *qkv_out[3], *gate_up_out[2], *x = ctx->x;
+        size_t qkv_stride[3], gate_up_stride[2], embd_stride = (size_t)n_embd;
+        qkv[0] = &L->wq;
+        qkv[1] = &L->wk;
+        qkv[2] = &L->wv;
+        qkv_out[0] = ctx->q;
+        qkv_out[1] = ctx->k;
+        qkv_out[2] = ctx->v;
+        qkv_stride[0] = (size_t)n_embd;
+        qkv_stride[1] = qkv_stride[2] = (size_t)kv_dim;
+        gate_up[0] = &L->gate;
+        gate_up[1] = &L->up;
+        gate_up_out[0] = ctx->gate;
+        gate_up_out[1] = ctx->up;
+        gate_up_stride[0] = gate_up_stride[1] = (size_t)hp->n_ff;
+        lj.layer = l;
+
+        /* attention block */
+        bitnet__norm_quantize(ctx, n_tok, ctx->x, L->attn_norm, n_embd);
+        bitnet__matmul(ctx, n_tok, 3, qkv, qkv_out, qkv_stride, 0);
+        bitnet__pool_run(&ctx->pool, bitnet__rope_store_item, &lj, n_tok);
+        bitnet__pool_run(&ctx->pool, bitnet__attention_item, &lj, n_tok * hp->n_head);
+        bitnet__norm_quantize(ctx, n_tok, ctx->att, L->attn_sub_norm, n_embd);
+        bitnet__matmul(ctx, n_tok, 1, &o, &x, &embd_stride, 1);
+
+        /* feed-forward block */
+        bitnet__norm_quantize(ctx, n_tok, ctx->x, L->ffn_norm, n_embd);
+        bitnet__matmul(ctx, n_tok, 2, gate_up, gate_up_out, gate_up_stride, 0);
+        bitnet__pool_run(&ctx->pool, bitnet__ffn_item, &lj, n_tok);
+        bitnet__matmul(ctx, n_tok, 1, &down, &x, &embd_stride, 1);
+    }
+
+    if (n_out > 0) {
+        bitnet__head_job hj;
+        int first = n_tok - n_out;
+        for (t = 0; t < n_out; t++) {
+            float *h = ctx->att + (size_t)t * n_embd;
+            bitnet__rmsnorm(ctx->x + (size_t)(first + t) * n_embd, m->output_norm, n_embd, hp->rms_eps, h);
+            if (ctx->head_q8)
+                bitnet__quantize(h, n_embd, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t],
+                                 &ctx->acts.sum[t]);
+        }
+        hj.ctx = ctx;
+        hj.n_tok = n_out;
+        hj.hidden = ctx->att;
+        hj.logits = logits;
+        bitnet__pool_run(&ctx->pool, bitnet__head_item, &hj, (hp->n_vocab + BITNET__ITEM_ROWS - 1) / BITNET__ITEM_ROWS);
+    }
+}
+
+/* ---- public API ---- */
+
+BITNET_API bitnet_context_params bitnet_context_default_params(void) {
+    bitnet_context_params p;
+    memset(&p, 0, sizeof p);
+    p.n_ctx = 0;
+    p.n_threads = 0;
+    p.backend = BITNET_BACKEND_AUTO;
+    p.cuda_device = 0;
+    p.lm_head_int8 = 0;
+    return p;
+}
+
+BITNET__FN int bitnet__online_cores(void) {
+#if defined(BITNET__HAVE_MMAP) && defined(_SC_NPROCESSORS_ONLN)
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+#else
+    return 1;
+#endif
+}
+
+BITNET_API void bitnet_context_free(bitnet_context *ctx) {
+    if (!ctx) return;
+    /* CUDA backend: release ctx->cuda here. */
+    bitnet__pool_stop(&ctx->pool);
+    BITNET_FREE(ctx->k_cache);
+    BITNET_FREE(ctx->v_cache);
+    BITNET_FREE(ctx->x);
+    BITNET_FREE(ctx->q);
+    BITNET_FREE(ctx->k);
+    BITNET_FREE(ctx->v);
+    BITNET_FREE(ctx->att);
+    BITNET_FREE(ctx->gate);
+    BITNET_FREE(ctx->up);
+    BITNET_FREE(ctx->acts.q);
+    BITNET_FREE(ctx->acts.scale);
+    BITNET_FREE(ctx->acts.sum);
+    BITNET_FREE(ctx->rope_cos);
+    BITNET_FREE(ctx->rope_sin);
+    BITNET_FREE(ctx->inv_freq);
+    BITNET_FREE(ctx->thread_f32);
+    BITNET_FREE(ctx->thread_dots);
+    BITNET_FREE(ctx->logits);
+    BITNET_FREE(ctx);
+}
+
+/* n floats (or other elements of `size` bytes), NULL on overflow or when out of memory. */
+BITNET__FN void *bitnet__alloc_array(size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size) return NULL;
+    return BITNET_MALLOC(n * size > 0 ? n * size : 1);
+}
+
+BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitnet_context_params *params,
+                                                 bitnet_error *err) {
+    bitnet_context_params p = params ? *params : bitnet_context_default_params();
+    bitnet_context *ctx;
+    const bitnet_hparams *hp;
+    size_t kv_dim, cache_len, ub = BITNET__UBATCH, max_n;
+    int half, i;
+
+    if (!model) { bitnet__fail(err, BITNET_E_ARG, "bitnet_context_create: model is NULL"); return NULL; }
+    hp = &model->hp;
+    if (p.n_ctx < 0 || p.n_ctx > hp->n_ctx_train) {
+        bitnet__fail(err, BITNET_E_ARG, "n_ctx %d is out of range (0 = default, at most the model's %d)", p.n_ctx,
+                     hp->n_ctx_train);
+        return NULL;
+    }
+    if (p.n_threads < 0 || p.n_threads > 256) {
+        bitnet__fail(err, BITNET_E_ARG, "n_threads %d is out of range (0 = all cores, at most 256)", p.n_threads);
+        return NULL;
+    }
+    if (p.backend != BITNET_BACKEND_AUTO && p.backend != BITNET_BACKEND_CPU && p.backend != BITNET_BACKEND_CUDA) {
+        bitnet__fail(err, BITNET_E_ARG, "unknown backend %d", (int)p.backend);
+        return NULL;
+    }
+    if (p.backend == BITNET_BACKEND_CUDA) {
+        /* CUDA backend: create the CUDA context here (BITNET_CUDA builds). */
+        bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in (define BITNET_CUDA and link bitnet_cuda.cu)");
+        return NULL;
+    }
+    /* BITNET_BACKEND_AUTO: the CPU (the CUDA backend claims AUTO where a device is present) */
+
+    ctx = (bitnet_context *)bitnet__calloc(1, sizeof *ctx);
+    if (!ctx) { bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); return NULL; }
+    ctx->model = model;
+    ctx->backend = BITNET_BACKEND_CPU;
+    ctx->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+#ifdef BITNET__THREADS
+    ctx->n_threads = p.n_threads ? p.n_threads : bitnet__online_cores();
+#else
+    ctx->n_threads = 1;
+#endif
+    kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    half = hp->head_dim / 2;
+    max_n = (size_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
+    cache_len = (size_t)hp->n_layer * kv_dim;
+    cache_len = cache_len > SIZE_MAX / (size_t)ctx->n_ctx ? 0 : cache_len * (size_t)ctx->n_ctx;
+    ctx->thread_f32_len = max_n > (size_t)ctx->n_ctx ? max_n : (size_t)ctx->n_ctx;
+
+    if (cache_len) {
+        ctx->k_cache = (float *)bitnet__alloc_array(cache_len, sizeof(float));
+        ctx->v_cache = (float *)bitnet__alloc_array(cache_len, sizeof(float));
+    }
+    ctx->x = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
+    ctx->q = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
+    ctx->k = (float *)bitnet__alloc_array(ub * kv_dim, sizeof(float));
+    ctx->v = (float *)bitnet__alloc_array(ub * kv_dim, sizeof(float));
+    ctx->att = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
+    ctx->gate = (float *)bitnet__alloc_array(ub * hp->n_ff, sizeof(float));
+    ctx->up = (float *)bitnet__alloc_array(ub * hp->n_ff, sizeof(float));
+    ctx->acts.stride = max_n;
+    ctx->acts.q = (int8_t *)bitnet__alloc_array(ub * max_n, 1);
+    ctx->acts.scale = (float *)bitnet__alloc_array(ub, sizeof(float));
+    ctx->acts.sum = (int32_t *)bitnet__alloc_array(ub, sizeof(int32_t));
+    ctx->rope_cos = (float *)bitnet__alloc_array(ub * half, sizeof(float));
+    ctx->rope_sin = (float *)bitnet__alloc_array(ub * half, sizeof(float));
+    ctx->inv_freq = (float *)bitnet__alloc_array((size_t)half, sizeof(float));
+    ctx->thread_f32 = (float *)bitnet__alloc_array((size_t)ctx->n_threads * ctx->thread_f32_len, sizeof(float));
+    ctx->thread_dots = (int32_t *)bitnet__alloc_array((size_t)ctx->n_threads * BITNET__ITEM_ROWS * ub, sizeof(int32_t));
+    if (!ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate ||
+        !ctx->up || !ctx->acts.q || !ctx->acts.scale || !ctx->acts.sum || !ctx->rope_cos || !ctx->rope_sin ||
+        !ctx->inv_freq || !ctx->thread_f32 || !ctx->thread_dots) {
+        bitnet__fail(err, BITNET_E_NOMEM, "out of memory for a context of %d positions (KV cache: %.0f MiB)", ctx->n_ctx,
+                     2.0 * (double)hp->n_layer * (double)kv_dim * ctx->n_ctx * 4.0 / 1048576.0);
+        bitnet_context_free(ctx);
+        return NULL;
+    }
+    for (i = 0; i < half; i++)
+        ctx->inv_freq[i] = 1.0f / powf(hp->rope_theta, (float)(2 * i) / (float)hp->head_dim);
+    if (bitnet__pool_start(&ctx->pool, ctx->n_threads, err) != BITNET_OK) {
+        bitnet_context_free(ctx);
+        return NULL;
+    }
+    ctx->n_threads = ctx->pool.n_threads;
+    if (p.lm_head_int8 && bitnet__use_lm_head_q8(ctx, err) != BITNET_OK) {
+        bitnet_context_free(ctx);
+        return NULL;
+    }
+    bitnet__ok(err);
+    return ctx;
+}
+
+BITNET_API bitnet_backend bitnet_context_backend(const bitnet_context *ctx) {
+    return ctx ? ctx->backend : BITNET_BACKEND_AUTO;
+}
+
+BITNET_API int bitnet_n_ctx(const bitnet_context *ctx) { return ctx ? ctx->n_ctx : 0; }
+
+BITNET_API int bitnet_n_past(const bitnet_context *ctx) { return ctx ? ctx->n_past : 0; }
+
+BITNET__FN int bitnet__cpu_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits,
+                                bitnet_error *err) {
+    const int n_vocab = ctx->model->hp.n_vocab;
+    const int n_rows = all_logits ? n_tokens : 1;
+    size_t need = (size_t)n_rows * (size_t)n_vocab;
+    int done;
+    if (need > ctx->logits_cap) {
+        float *l = need > SIZE_MAX / sizeof(float) ? NULL : (float *)BITNET_REALLOC(ctx->logits, need * sizeof(float));
+        if (!l) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for the logits of %d tokens", n_rows);
+        ctx->logits = l;
+        ctx->logits_cap = need;
+    }
+    for (done = 0; done < n_tokens; done += BITNET__UBATCH) {
+        int n = n_tokens - done < BITNET__UBATCH ? n_tokens - done : BITNET__UBATCH;
+        int n_out = all_logits ? n : done + n == n_tokens ? 1 : 0;
+        bitnet__forward(ctx, tokens + done, n, ctx->n_past + done, n_out,
+                        all_logits ? ctx->logits + (size_t)done * n_vocab : ctx->logits);
+    }
+    ctx->n_past += n_tokens;
+    ctx->n_batch = n_tokens;
+    ctx->n_logits = n_rows;
+    return BITNET_OK;
+}
+
+BITNET_API int bitnet_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int flags,
+                           bitnet_error *err) {
+    int i, n_vocab, rc;
+    if (!ctx) return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval: ctx is NULL");
+    if (!tokens || n_tokens <= 0)
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval: need at least one token (got %d%s)", n_tokens,
+                            tokens ? "" : ", tokens is NULL");
+    if (flags & ~BITNET_EVAL_ALL_LOGITS) return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval: unknown flags 0x%x", flags);
+    n_vocab = ctx->model->hp.n_vocab;
+    for (i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval: token %d (index %d) is outside the vocabulary of %d",
+                                (int)tokens[i], i, n_vocab);
+    if (n_tokens > ctx->n_ctx - ctx->n_past)
+        return bitnet__fail(err, BITNET_E_CONTEXT_FULL, "%d tokens do not fit in the context: %d of %d positions are used",
+                            n_tokens, ctx->n_past, ctx->n_ctx);
+    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval here. */
+    if ((rc = bitnet__cpu_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err)) != BITNET_OK) return rc;
+    bitnet__ok(err);
+    return BITNET_OK;
+}
+
+BITNET_API const float *bitnet_logits(bitnet_context *ctx, int i) {
+    if (!ctx || ctx->n_logits == 0) return NULL;
+    /* CUDA backend: copy the logits from the device here when they are not on the host yet. */
+    if (i == -1) i = ctx->n_batch - 1;
+    if (i < ctx->n_batch - ctx->n_logits || i >= ctx->n_batch) return NULL;
+    return ctx->logits + (size_t)(i - (ctx->n_batch - ctx->n_logits)) * ctx->model->hp.n_vocab;
+}
+
+BITNET_API int bitnet_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler,
+                                  bitnet_token *next, bitnet_error *err) {
+    int rc;
+    if (!sampler || !next)
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval_sample: %s is NULL", sampler ? "next" : "sampler");
+    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval-and-sample here. */
+    if ((rc = bitnet_eval(ctx, &token, 1, 0, err)) != BITNET_OK) return rc;
+    *next = bitnet_sampler_sample(sampler, bitnet_logits(ctx, -1), ctx->model->hp.n_vocab);
+    return BITNET_OK;
+}
+
+BITNET_API int bitnet_context_truncate(bitnet_context *ctx, int n_keep, bitnet_error *err) {
+    if (!ctx) return bitnet__fail(err, BITNET_E_ARG, "bitnet_context_truncate: ctx is NULL");
+    if (n_keep < 0 || n_keep > ctx->n_past)
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_context_truncate: n_keep %d is outside 0..%d (the positions used)",
+                            n_keep, ctx->n_past);
+    /* The cache rows past n_keep are simply overwritten by later evals. */
+    ctx->n_past = n_keep;
+    ctx->n_logits = 0;
+    bitnet__ok(err);
+    return BITNET_OK;
+}
+
+BITNET_API void bitnet_context_reset(bitnet_context *ctx) {
+    if (!ctx) return;
+    ctx->n_past = 0;
+    ctx->n_logits = 0;
+}
 
 /* ===========================================================================
    Tokenizer: Llama 3 byte-level BPE
