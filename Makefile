@@ -38,7 +38,7 @@ build/bitnet_cuda.o: bitnet_cuda.cu bitnet.h
 	@mkdir -p build
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-build/%: examples/%.c bitnet.h $(CUDA_OBJ)
+build/%: examples/%.c bitnet.h $(wildcard examples/*.h) $(CUDA_OBJ)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) $(CUDA_DEFS) -I. $< $(CUDA_OBJ) -o $@ $(CUDA_LIBS) $(LDLIBS)
 
