@@ -63,6 +63,7 @@ typedef struct token_list {
 } token_list;
 
 static int list_append(token_list *l, const bitnet_token *tokens, int n) {
+    if (n == 0) return 1;
     if (l->n + n > l->cap) {
         int cap = l->cap ? l->cap : 64;
         bitnet_token *v;
