@@ -2,6 +2,7 @@
 #   make            build every example and tool into build/ (with CUDA when nvcc is found)
 #   make test       the whole CPU test suite (also an ASan+UBSan build of the tests)
 #   make CUDA=0     build without CUDA even where nvcc exists
+#   make model      download microsoft/bitnet-b1.58-2B-4T from Hugging Face and convert it
 CC      ?= cc
 CXX     ?= c++
 OPT     ?= -O2 -march=native
@@ -30,14 +31,14 @@ TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
 ASAN_TESTS:= $(patsubst tests/%.c,build/asan/%,$(TEST_SRCS))
 TEST_SCRIPTS := $(wildcard tests/t_*.sh)
 
-.PHONY: all test check-headers clean
+.PHONY: all test check-headers clean model
 all: $(EXAMPLES)
 
 build/bitnet_cuda.o: bitnet_cuda.cu bitnet.h
 	@mkdir -p build
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-build/%: examples/%.c bitnet.h $(CUDA_OBJ)
+build/%: examples/%.c bitnet.h $(wildcard examples/*.h) $(CUDA_OBJ)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) $(CUDA_DEFS) -I. $< $(CUDA_OBJ) -o $@ $(CUDA_LIBS) $(LDLIBS)
 
@@ -48,6 +49,11 @@ build/tests/%: tests/%.c tests/test.h bitnet.h
 build/asan/%: tests/%.c tests/test.h bitnet.h
 	@mkdir -p build/asan
 	$(CC) $(SAN) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
+
+# Benchmarks: programs that print tables (make build/bench_tokenizer).
+build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
 
 # The header must compile warning-free as C99 and C++, with gcc and clang, in
 # every configuration.
@@ -63,7 +69,10 @@ check-headers: $(HEADER_CHECK) bitnet.h
 	done
 
 test: $(TESTS) $(ASAN_TESTS) $(EXAMPLES)
-	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(addprefix bash ,$(TEST_SCRIPTS))
+	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(foreach s,$(TEST_SCRIPTS),"bash $(s)")
+
+model:
+	examples/download_model.sh
 
 clean:
 	rm -rf build

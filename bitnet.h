@@ -221,14 +221,17 @@ BITNET_API void bitnet_sampler_reset(bitnet_sampler *sampler);
 BITNET_API const bitnet_sampler_params *bitnet_sampler_get_params(const bitnet_sampler *s);
 
 /* ---------------------------------------------------------------------------
-   Tokenizer and chat template          (filled in by the tokenizer section)
+   Tokenizer and chat template
    ------------------------------------------------------------------------- */
+/* Llama 3 byte-level BPE, read from the model file.  Any bytes can be encoded:
+   invalid UTF-8 is kept byte for byte (see the tokenizer section), embedded NUL
+   bytes work when len is given, and decoding gives back exactly the bytes encoded. */
 #define BITNET_TOKENIZE_ADD_BOS  1  /* prepend the BOS token */
 #define BITNET_TOKENIZE_SPECIAL  2  /* recognise special-token text such as <|eot_id|> */
 
 /* Tokenizes len bytes of text (len < 0: NUL-terminated).  Returns the number of
    tokens, or a negative code: BITNET_E_BUFFER_TOO_SMALL when more than max_tokens
-   are needed (err->needed tells how many). */
+   are needed (err->needed tells how many; out may be NULL with max_tokens 0). */
 BITNET_API int bitnet_tokenize(const bitnet_model *model, const char *text, ptrdiff_t len,
                                int flags, bitnet_token *out, int max_tokens,
                                bitnet_error *err);
@@ -238,6 +241,67 @@ BITNET_API int bitnet_token_to_piece(const bitnet_model *model, bitnet_token tok
                                      char *buf, size_t size);
 /* 1 for end-of-generation tokens (end of text, end of turn). */
 BITNET_API int bitnet_token_is_eog(const bitnet_model *model, bitnet_token token);
+
+#define BITNET_DETOKENIZE_SPECIAL 1 /* show the text of control tokens (hidden by default) */
+
+/* Concatenates the bytes of n_tokens tokens into buf (no NUL).  Returns the byte
+   count, or BITNET_E_BUFFER_TOO_SMALL (err->needed) when it exceeds size. */
+BITNET_API int bitnet_detokenize(const bitnet_model *model, const bitnet_token *tokens,
+                                 int n_tokens, int flags, char *buf, size_t size,
+                                 bitnet_error *err);
+
+/* Streaming decoder: turns generated tokens into text that never ends inside a
+   UTF-8 character.  The bytes of a character split across tokens are held back
+   until it is complete; bytes that can never become valid UTF-8 pass through as
+   they are, so all the output together is exactly bitnet_detokenize's.  Plain
+   struct, no allocation: put it on the stack. */
+typedef struct bitnet_decoder {
+    const bitnet_model *model;
+    int flags;            /* BITNET_DETOKENIZE_SPECIAL or 0 */
+    int n_pending;
+    unsigned char pending[4];
+} bitnet_decoder;
+
+BITNET_API void bitnet_decoder_init(bitnet_decoder *dec, const bitnet_model *model, int flags);
+/* Adds one token and writes the text that is ready (no NUL).  Returns the byte
+   count; when it exceeds size nothing was written or consumed (call again with
+   a larger buffer: the token's length plus 3 always suffices).  < 0 on a bad token. */
+BITNET_API int bitnet_decoder_push(bitnet_decoder *dec, bitnet_token token, char *buf, size_t size);
+/* Writes what is still held back (an incomplete character at the end). */
+BITNET_API int bitnet_decoder_flush(bitnet_decoder *dec, char *buf, size_t size);
+
+/* Chat formats.  AUTO: the one the model file's chat template names. */
+typedef enum bitnet_chat_format {
+    BITNET_CHAT_FORMAT_AUTO   = 0,
+    BITNET_CHAT_FORMAT_BITNET = 1,  /* BitNet b1.58 2B4T: "User: ...<|eot_id|>Assistant: " */
+    BITNET_CHAT_FORMAT_LLAMA3 = 2   /* <|start_header_id|>user<|end_header_id|>\n\n...<|eot_id|> */
+} bitnet_chat_format;
+
+typedef struct bitnet_chat_message {
+    const char *role;     /* "system", "user", "assistant", ... */
+    const char *content;  /* NUL-terminated UTF-8; leading and trailing spaces are trimmed */
+} bitnet_chat_message;
+
+#define BITNET_CHAT_BEGIN           1  /* the conversation starts here: <|begin_of_text|> first */
+#define BITNET_CHAT_ADD_ASSISTANT   2  /* end with the prompt for the assistant's reply */
+#define BITNET_CHAT_CLOSE_REPLY     4  /* start with <|eot_id|>: it ends the reply generated
+                                          before, whose <|eot_id|> was sampled but not evaluated */
+#define BITNET_CHAT_CONTENT_SPECIAL 8  /* recognise special-token text inside messages */
+
+/* The format the model's chat template names; AUTO when it has none or an unknown one. */
+BITNET_API bitnet_chat_format bitnet_chat_format_detect(const bitnet_model *model);
+/* Renders messages as text (NUL-terminated).  Returns its length, or
+   BITNET_E_BUFFER_TOO_SMALL (err->needed counts the NUL). */
+BITNET_API int bitnet_chat_render(const bitnet_model *model, bitnet_chat_format fmt,
+                                  const bitnet_chat_message *msgs, int n_msgs, int flags,
+                                  char *buf, size_t size, bitnet_error *err);
+/* The same as tokens, ready for bitnet_eval.  Multi-turn: keep the KV cache and
+   pass only the new messages (flags without BEGIN; with CLOSE_REPLY when the
+   previous reply's <|eot_id|> was not evaluated); the tokens are the same as the
+   tail of the whole conversation rendered at once. */
+BITNET_API int bitnet_chat_tokenize(const bitnet_model *model, bitnet_chat_format fmt,
+                                    const bitnet_chat_message *msgs, int n_msgs, int flags,
+                                    bitnet_token *out, int max_tokens, bitnet_error *err);
 
 /* ---------------------------------------------------------------------------
    Host-side packing for the GPU kernels (layout documented at the implementation)
@@ -1059,7 +1123,7 @@ typedef struct bitnet__gguf_writer {
 #define BITNET__GGUF_ALIGN 32
 
 BITNET__FN void bitnet__buf_put(bitnet__gguf_writer *w, uint8_t **buf, size_t *len, size_t *cap, const void *src, size_t n) {
-    if (w->failed) return;
+    if (w->failed || n == 0) return;
     if (*len + n > *cap) {
         size_t nc = *cap ? *cap * 2 : 4096;
         uint8_t *nb;
@@ -1141,7 +1205,6 @@ BITNET__FN void bitnet__gguf_add_tensor(bitnet__gguf_writer *w, const char *name
     bitnet__ggml_type_info(type, &block, &bytes, NULL);
     nbytes = ne[0] / block * bytes;
     for (d = 1; d < n_dims; d++) nbytes *= ne[d];
-    bitnet__buf_put(w, &w->ti, &w->ti_len, &w->ti_cap, (const uint8_t *)"", 0);
     {
         uint8_t b[8];
         size_t n = strlen(name);
@@ -1553,6 +1616,8 @@ typedef struct bitnet__layer {
 typedef struct bitnet__tokenizer bitnet__tokenizer;
 BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err);
 BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *tok);
+typedef struct bitnet__lm_head_q8 bitnet__lm_head_q8;
+BITNET__FN void bitnet__lm_head_q8_free(bitnet__lm_head_q8 *head);
 
 struct bitnet_model {
     bitnet_hparams hp;
@@ -1569,6 +1634,10 @@ struct bitnet_model {
     void *cuda;                 /* weights on the GPU, shared by CUDA contexts (bitnet_cuda.cu) */
 #ifndef BITNET_NO_THREADS
     pthread_mutex_t cuda_lock;  /* guards the upload of `cuda` */
+#endif
+    bitnet__lm_head_q8 *lm_head_q8;  /* CPU int8 LM head, built by the first context that asks */
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_t lm_head_lock;    /* guards the building of `lm_head_q8` */
 #endif
 };
 
@@ -1792,6 +1861,7 @@ BITNET__FN bitnet_model *bitnet__model_from_bytes(const uint8_t *data, size_t si
     if (owned) m->file = *owned;
 #ifndef BITNET_NO_THREADS
     pthread_mutex_init(&m->cuda_lock, NULL);
+    pthread_mutex_init(&m->lm_head_lock, NULL);
 #endif
     if (bitnet__gguf_parse(&m->gguf, data, size, err) != BITNET_OK || bitnet__model_read_hparams(m, err) != BITNET_OK ||
         bitnet__model_bind(m, err) != BITNET_OK || bitnet__tokenizer_load(m, err) != BITNET_OK) {
@@ -1824,11 +1894,13 @@ BITNET_API void bitnet_model_free(bitnet_model *m) {
     if (!m) return;
     bitnet__cuda_model_release(m);
     bitnet__tokenizer_free(m->tokenizer);
+    bitnet__lm_head_q8_free(m->lm_head_q8);
     BITNET_FREE(m->layers);
     bitnet__gguf_free(&m->gguf);
     bitnet__file_close(&m->file);
 #ifndef BITNET_NO_THREADS
     pthread_mutex_destroy(&m->cuda_lock);
+    pthread_mutex_destroy(&m->lm_head_lock);
 #endif
     BITNET_FREE(m);
 }
@@ -1853,38 +1925,3844 @@ BITNET_API int bitnet_model_describe(const bitnet_model *m, char *buf, size_t si
 
 /* ===========================================================================
    Neural-net blocks on the CPU: quantization, ternary matvec, norms, RoPE
-   =========================================================================== */
-/* (CPU section) */
+   ===========================================================================
+   Every BitLinear layer quantizes its input per token to int8 (absmax, as
+   BitNet's ActQuant), takes integer dot products with the ternary rows, and
+   scales the int32 result back to float.  The dot products are exact, so the
+   SIMD kernels must give exactly the scalar kernel's int32 results (tested).
+
+   Activation layout.  A Q2_0 block stores 64 two-bit codes c = w + 1 in 16
+   bytes; value j sits in byte j/4 at bit 2*(j%4).  Shifting all 16 bytes right
+   by 2p and masking with 3 yields values j = 4i + p (i = 0..15) in one go, so
+   the quantizer writes activations "de-interleaved" per 64-block:
+
+       q[64b + 16p + i] = quant(x[64b + 4i + p])
+
+   and a SIMD kernel multiplies code planes with contiguous activation bytes.
+   The -1 offset of the codes is applied once per token and row:
+   sum_j w_j a_j = sum_j c_j a_j - sum_j a_j, with sum_j a_j computed by the
+   quantizer.  Codes are 0..2 (3 would mean +2 and is computed consistently by
+   every kernel), activations -128..127: the unsigned x signed byte products of
+   vpdpbusd / vpmaddubsw fit without saturation.
+
+   Kernels: a portable scalar version that is always compiled, AVX2 (with FMA
+   and F16C) and AVX-512 VNNI versions selected from the compiler's target
+   macros (-march=native), none of them with BITNET_NO_SIMD.
+*/
+
+#if !defined(BITNET_NO_SIMD) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define BITNET__AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define BITNET__AVX512 1
+#endif
+/* g++ 12 warns, wrongly, that its own AVX-512 intrinsics read an uninitialized
+   vector (GCC bug 105593); the warning points into immintrin.h. */
+#if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+#endif
+
+/* Int8 activations of several tokens, as the ternary and int8 kernels read them. */
+typedef struct bitnet__acts {
+    int8_t *q;        /* token t at q + t * stride, de-interleaved per 64-block */
+    size_t stride;
+    float *scale;     /* per token: real value = q / scale */
+    int32_t *sum;     /* per token: sum of its q values */
+} bitnet__acts;
+
+/* Position of value j in the de-interleaved order of its 64-block. */
+BITNET__FN int bitnet__deinterleaved(int j) {
+    return (j & ~63) + 16 * (j & 3) + ((j & 63) >> 2);
+}
+
+/* Per-token absmax quantization, as BitNet's ActQuant computes it in float32:
+   s = 127 / max(max|x|, 1e-5), q = clamp(round_half_even(x * s), -128, 127).
+   n is a multiple of 64.  A NaN input becomes -128 rather than undefined. */
+BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+    float amax = 0.0f, s;
+    int32_t total = 0;
+    int j;
+    for (j = 0; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
+    s = 127.0f / fmaxf(amax, 1e-5f);
+    for (j = 0; j < n; j++) {
+        int8_t v = (int8_t)fminf(fmaxf(rintf(x[j] * s), -128.0f), 127.0f);
+        q[bitnet__deinterleaved(j)] = v;
+        total += v;
+    }
+    *scale = s;
+    *sum = total;
+}
+
+BITNET__FN void bitnet__rmsnorm(const float *x, const float *weight, int n, float eps, float *out) {
+    double sum_sq = 0.0;
+    float inv_rms;
+    int i;
+    for (i = 0; i < n; i++) sum_sq += (double)x[i] * x[i];
+    inv_rms = 1.0f / sqrtf((float)(sum_sq / n) + eps);
+    for (i = 0; i < n; i++) out[i] = weight[i] * (x[i] * inv_rms);
+}
+
+/* Row r of a BF16/F16/F32 matrix with n columns, as floats (embedding lookup).
+   Reads bytes, so any alignment and host byte order work. */
+BITNET__FN void bitnet__row_to_f32(const void *m, uint32_t type, int r, int n, float *out) {
+    const uint8_t *p = (const uint8_t *)m + (size_t)r * n * (type == BITNET__TYPE_F32 ? 4 : 2);
+    int k;
+    if (type == BITNET__TYPE_F32) {
+        for (k = 0; k < n; k++, p += 4) {
+            uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+            memcpy(&out[k], &u, 4);
+        }
+    } else if (type == BITNET__TYPE_BF16) {
+        for (k = 0; k < n; k++, p += 2) out[k] = bitnet__bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
+    } else {
+        for (k = 0; k < n; k++, p += 2) out[k] = bitnet__f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+    }
+}
+
+/* ---- ternary x int8 dot products ----
+   dots[t * (r1 - r0) + (r - r0)] = sum_k w[r][k] * a_t[k] for rows r0 <= r < r1
+   and tokens 0 <= t < n_tok. */
+
+BITNET__FN void bitnet__q2_dots_scalar(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
+                                       int32_t *dots) {
+    int n_blocks = w->cols / BITNET__QK2_0, n_rows = r1 - r0, r, t, b, i;
+    for (r = r0; r < r1; r++) {
+        const uint8_t *row = w->q + (size_t)r * w->row_bytes;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            int32_t acc = 0;
+            for (b = 0; b < n_blocks; b++) {
+                const uint8_t *codes = row + (size_t)b * BITNET__Q2_0_BYTES + 2;  /* skip the f16 d */
+                const int8_t *xb = x + (size_t)b * BITNET__QK2_0;
+                for (i = 0; i < 16; i++)
+                    acc += (codes[i] & 3) * xb[i] + ((codes[i] >> 2) & 3) * xb[16 + i] +
+                           ((codes[i] >> 4) & 3) * xb[32 + i] + (codes[i] >> 6) * xb[48 + i];
+            }
+            dots[(size_t)t * n_rows + (r - r0)] = acc - a->sum[t];
+        }
+    }
+}
+
+#ifdef BITNET__AVX2
+/* [sum a, sum b, sum c, sum d] of four vectors of 8 int32. */
+BITNET__FN __m128i bitnet__hsum4_avx2(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+BITNET__FN int32_t bitnet__hsum_avx2(__m256i a) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+BITNET__FN float bitnet__hsum_ps_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The 16 code bytes at p, broadcast to both halves and shifted so that the
+   halves of *lo hold planes 0 and 1 and those of *hi planes 2 and 3. */
+#define BITNET__Q2_UNPACK_AVX2(p, lo, hi)                                                         \
+    do {                                                                                          \
+        __m256i raw_ = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p)));        \
+        lo = _mm256_and_si256(_mm256_srlv_epi32(raw_, shift01), three);                           \
+        hi = _mm256_and_si256(_mm256_srlv_epi32(raw_, shift23), three);                           \
+    } while (0)
+
+/* Codes x activations of one block, added to the int32 lanes of acc.  The int16
+   sums stay within +-1024. */
+#define BITNET__Q2_DOT_AVX2(acc, lo, hi, x)                                                       \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(                               \
+              _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x))),                 \
+              _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x) + 1))), ones))
+
+BITNET__FN void bitnet__q2_dots_avx2(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
+                                     int32_t *dots) {
+    const __m256i shift01 = _mm256_set_epi32(2, 2, 2, 2, 0, 0, 0, 0), shift23 = _mm256_set_epi32(6, 6, 6, 6, 4, 4, 4, 4);
+    const __m256i three = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    const int n_blocks = w->cols / BITNET__QK2_0, n_rows = r1 - r0;
+    const size_t rb = w->row_bytes;
+    int r = r0, t, b;
+    if (n_tok == 1) {
+        /* decode: four rows share each activation load */
+        for (; r + 4 <= r1; r += 4) {
+            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+            __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, lo, hi;
+            for (b = 0; b < n_blocks; b++) {
+                const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
+                const int8_t *x = a->q + (size_t)b * BITNET__QK2_0;
+                BITNET__Q2_UNPACK_AVX2(wb, lo, hi);
+                BITNET__Q2_DOT_AVX2(c0, lo, hi, x);
+                BITNET__Q2_UNPACK_AVX2(wb + rb, lo, hi);
+                BITNET__Q2_DOT_AVX2(c1, lo, hi, x);
+                BITNET__Q2_UNPACK_AVX2(wb + 2 * rb, lo, hi);
+                BITNET__Q2_DOT_AVX2(c2, lo, hi, x);
+                BITNET__Q2_UNPACK_AVX2(wb + 3 * rb, lo, hi);
+                BITNET__Q2_DOT_AVX2(c3, lo, hi, x);
+            }
+            _mm_storeu_si128((__m128i *)(dots + (r - r0)),
+                             _mm_sub_epi32(bitnet__hsum4_avx2(c0, c1, c2, c3), _mm_set1_epi32(a->sum[0])));
+        }
+    } else {
+        /* prompt: each unpacked row block serves four tokens (the last tile
+           repeats its final token and drops the extra results) */
+        for (; r + 1 <= r1 && n_tok > 1; r++) {
+            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+            for (t = 0; t < n_tok; t += 4) {
+                const int8_t *x0 = a->q + (size_t)t * a->stride;
+                const int8_t *x1 = t + 1 < n_tok ? x0 + a->stride : x0;
+                const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
+                const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
+                __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, lo, hi;
+                __m128i s;
+                int tt;
+                int32_t out[4];
+                for (b = 0; b < n_blocks; b++) {
+                    size_t off = (size_t)b * BITNET__QK2_0;
+                    BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
+                    BITNET__Q2_DOT_AVX2(c0, lo, hi, x0 + off);
+                    BITNET__Q2_DOT_AVX2(c1, lo, hi, x1 + off);
+                    BITNET__Q2_DOT_AVX2(c2, lo, hi, x2 + off);
+                    BITNET__Q2_DOT_AVX2(c3, lo, hi, x3 + off);
+                }
+                s = bitnet__hsum4_avx2(c0, c1, c2, c3);
+                _mm_storeu_si128((__m128i *)out, s);
+                for (tt = 0; tt < 4 && t + tt < n_tok; tt++)
+                    dots[(size_t)(t + tt) * n_rows + (r - r0)] = out[tt] - a->sum[t + tt];
+            }
+        }
+    }
+    for (; r < r1; r++) {  /* rows left over by the decode tiles */
+        const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            __m256i c = _mm256_setzero_si256(), lo, hi;
+            for (b = 0; b < n_blocks; b++) {
+                BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
+                BITNET__Q2_DOT_AVX2(c, lo, hi, x + (size_t)b * BITNET__QK2_0);
+            }
+            dots[(size_t)t * n_rows + (r - r0)] = bitnet__hsum_avx2(c) - a->sum[t];
+        }
+    }
+}
+#undef BITNET__Q2_UNPACK_AVX2
+#undef BITNET__Q2_DOT_AVX2
+#endif /* BITNET__AVX2 */
+
+#ifdef BITNET__AVX512
+BITNET__FN __m256i bitnet__fold_avx512(__m512i a) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+}
+
+/* [sum a, sum b, sum c, sum d] of four vectors of 16 int32. */
+BITNET__FN __m128i bitnet__hsum4_avx512(__m512i a, __m512i b, __m512i c, __m512i d) {
+    return bitnet__hsum4_avx2(bitnet__fold_avx512(a), bitnet__fold_avx512(b), bitnet__fold_avx512(c),
+                              bitnet__fold_avx512(d));
+}
+
+/* The 16 code bytes at p broadcast to the four 128-bit lanes; lane p shifted
+   by 2p and masked: plane p, matching the de-interleaved activations. */
+#define BITNET__Q2_UNPACK_AVX512(p) \
+    _mm512_and_si512(_mm512_srlv_epi32(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p))), shift), three)
+#define BITNET__LOAD512(p) _mm512_loadu_si512((const void *)(p))
+
+BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
+                                       int32_t *dots) {
+    const __m512i shift = _mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0);
+    const __m512i three = _mm512_set1_epi8(3);
+    const int n_blocks = w->cols / BITNET__QK2_0, n_rows = r1 - r0;
+    const size_t rb = w->row_bytes;
+    int r = r0, t, b;
+    if (n_tok == 1) {
+        /* decode: four rows share each activation load */
+        for (; r + 4 <= r1; r += 4) {
+            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+            __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+            for (b = 0; b < n_blocks; b++) {
+                const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
+                __m512i x = BITNET__LOAD512(a->q + (size_t)b * BITNET__QK2_0);
+                c0 = _mm512_dpbusd_epi32(c0, BITNET__Q2_UNPACK_AVX512(wb), x);
+                c1 = _mm512_dpbusd_epi32(c1, BITNET__Q2_UNPACK_AVX512(wb + rb), x);
+                c2 = _mm512_dpbusd_epi32(c2, BITNET__Q2_UNPACK_AVX512(wb + 2 * rb), x);
+                c3 = _mm512_dpbusd_epi32(c3, BITNET__Q2_UNPACK_AVX512(wb + 3 * rb), x);
+            }
+            _mm_storeu_si128((__m128i *)(dots + (r - r0)),
+                             _mm_sub_epi32(bitnet__hsum4_avx512(c0, c1, c2, c3), _mm_set1_epi32(a->sum[0])));
+        }
+    } else {
+        /* prompt: 4 rows x 4 tokens, so every unpacked block serves four tokens
+           and every activation load four rows (the last token tile repeats its
+           final token and drops the extra results) */
+        for (; r + 4 <= r1; r += 4) {
+            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+            for (t = 0; t < n_tok; t += 4) {
+                const int8_t *x0 = a->q + (size_t)t * a->stride;
+                const int8_t *x1 = t + 1 < n_tok ? x0 + a->stride : x0;
+                const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
+                const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
+                __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00,
+                        c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00,
+                        c32 = c00, c33 = c00;
+                __m128i s[4];
+                int tt;
+                for (b = 0; b < n_blocks; b++) {
+                    const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
+                    size_t off = (size_t)b * BITNET__QK2_0;
+                    __m512i q0 = BITNET__Q2_UNPACK_AVX512(wb), q1 = BITNET__Q2_UNPACK_AVX512(wb + rb);
+                    __m512i q2 = BITNET__Q2_UNPACK_AVX512(wb + 2 * rb), q3 = BITNET__Q2_UNPACK_AVX512(wb + 3 * rb);
+                    __m512i x = BITNET__LOAD512(x0 + off);
+                    c00 = _mm512_dpbusd_epi32(c00, q0, x); c10 = _mm512_dpbusd_epi32(c10, q1, x);
+                    c20 = _mm512_dpbusd_epi32(c20, q2, x); c30 = _mm512_dpbusd_epi32(c30, q3, x);
+                    x = BITNET__LOAD512(x1 + off);
+                    c01 = _mm512_dpbusd_epi32(c01, q0, x); c11 = _mm512_dpbusd_epi32(c11, q1, x);
+                    c21 = _mm512_dpbusd_epi32(c21, q2, x); c31 = _mm512_dpbusd_epi32(c31, q3, x);
+                    x = BITNET__LOAD512(x2 + off);
+                    c02 = _mm512_dpbusd_epi32(c02, q0, x); c12 = _mm512_dpbusd_epi32(c12, q1, x);
+                    c22 = _mm512_dpbusd_epi32(c22, q2, x); c32 = _mm512_dpbusd_epi32(c32, q3, x);
+                    x = BITNET__LOAD512(x3 + off);
+                    c03 = _mm512_dpbusd_epi32(c03, q0, x); c13 = _mm512_dpbusd_epi32(c13, q1, x);
+                    c23 = _mm512_dpbusd_epi32(c23, q2, x); c33 = _mm512_dpbusd_epi32(c33, q3, x);
+                }
+                s[0] = bitnet__hsum4_avx512(c00, c10, c20, c30);
+                s[1] = bitnet__hsum4_avx512(c01, c11, c21, c31);
+                s[2] = bitnet__hsum4_avx512(c02, c12, c22, c32);
+                s[3] = bitnet__hsum4_avx512(c03, c13, c23, c33);
+                for (tt = 0; tt < 4 && t + tt < n_tok; tt++)
+                    _mm_storeu_si128((__m128i *)(dots + (size_t)(t + tt) * n_rows + (r - r0)),
+                                     _mm_sub_epi32(s[tt], _mm_set1_epi32(a->sum[t + tt])));
+            }
+        }
+    }
+    for (; r < r1; r++) {  /* rows left over by the 4-row tiles */
+        const uint8_t *w0 = w->q + (size_t)r * rb + 2;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            __m512i c = _mm512_setzero_si512();
+            for (b = 0; b < n_blocks; b++)
+                c = _mm512_dpbusd_epi32(c, BITNET__Q2_UNPACK_AVX512(w0 + (size_t)b * BITNET__Q2_0_BYTES),
+                                        BITNET__LOAD512(x + (size_t)b * BITNET__QK2_0));
+            dots[(size_t)t * n_rows + (r - r0)] = _mm512_reduce_add_epi32(c) - a->sum[t];
+        }
+    }
+}
+#undef BITNET__Q2_UNPACK_AVX512
+#endif /* BITNET__AVX512 */
+
+BITNET__FN void bitnet__q2_dots(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
+                                int32_t *dots) {
+#if defined(BITNET__AVX512)
+    bitnet__q2_dots_avx512(w, r0, r1, a, n_tok, dots);
+#elif defined(BITNET__AVX2)
+    bitnet__q2_dots_avx2(w, r0, r1, a, n_tok, dots);
+#else
+    bitnet__q2_dots_scalar(w, r0, r1, a, n_tok, dots);
+#endif
+}
+
+/* ---- int8 LM head ----
+   Optional (bitnet_context_params.lm_head_int8): every row of the LM head is
+   quantized once to int8 with its own absmax scale (values in -127..127, in the
+   de-interleaved order of the activations), and the final hidden state is
+   quantized per token like any BitLinear input.  Halves the bytes the LM head
+   reads per token; the logits change by the rounding of both (see the README). */
+struct bitnet__lm_head_q8 {
+    int8_t *q;          /* [n_vocab][n_embd] */
+    float *scale;       /* per row: real value = q * scale */
+    int32_t *sum;       /* per row: sum of q (for the unsigned-activation trick) */
+};
+
+/* dots[t * (r1 - r0) + (r - r0)] = sum_k h[r][k] * a_t[k], exactly. */
+BITNET__FN void bitnet__q8_dots_scalar(const bitnet__lm_head_q8 *h, int n_embd, int r0, int r1, const bitnet__acts *a,
+                                       int n_tok, int32_t *dots) {
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const int8_t *row = h->q + (size_t)r * n_embd;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            int32_t acc = 0;
+            for (k = 0; k < n_embd; k++) acc += row[k] * x[k];
+            dots[(size_t)t * (r1 - r0) + (r - r0)] = acc;
+        }
+    }
+}
+
+#ifdef BITNET__AVX2
+/* vpmaddubsw needs one unsigned operand: |x| (0..128) times w with x's sign
+   (-127..127), so no pair sum exceeds 2 * 128 * 127 and nothing saturates. */
+BITNET__FN void bitnet__q8_dots_avx2(const bitnet__lm_head_q8 *h, int n_embd, int r0, int r1, const bitnet__acts *a,
+                                     int n_tok, int32_t *dots) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const int8_t *row = h->q + (size_t)r * n_embd;
+        for (t = 0; t < n_tok; t++) {
+            const int8_t *x = a->q + (size_t)t * a->stride;
+            __m256i acc = _mm256_setzero_si256();
+            for (k = 0; k < n_embd; k += 32) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k));
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(row + k));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(xv),
+                                                                                   _mm256_sign_epi8(wv, xv)), ones));
+            }
+            dots[(size_t)t * (r1 - r0) + (r - r0)] = bitnet__hsum_avx2(acc);
+        }
+    }
+}
+#endif
+
+#ifdef BITNET__AVX512
+/* vpdpbusd wants unsigned x signed bytes: use x + 128 (x xor 0x80) and take
+   128 * sum(row) back off. */
+BITNET__FN void bitnet__q8_dots_avx512(const bitnet__lm_head_q8 *h, int n_embd, int r0, int r1, const bitnet__acts *a,
+                                       int n_tok, int32_t *dots) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const int8_t *row = h->q + (size_t)r * n_embd;
+        for (t = 0; t < n_tok; t += 4) {
+            const int8_t *x0 = a->q + (size_t)t * a->stride;
+            const int8_t *x1 = t + 1 < n_tok ? x0 + a->stride : x0;
+            const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
+            const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
+            __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+            int32_t out[4];
+            int tt;
+            for (k = 0; k < n_embd; k += 64) {
+                __m512i wv = BITNET__LOAD512(row + k);
+                c0 = _mm512_dpbusd_epi32(c0, _mm512_xor_si512(BITNET__LOAD512(x0 + k), bias), wv);
+                if (n_tok == 1) continue;
+                c1 = _mm512_dpbusd_epi32(c1, _mm512_xor_si512(BITNET__LOAD512(x1 + k), bias), wv);
+                c2 = _mm512_dpbusd_epi32(c2, _mm512_xor_si512(BITNET__LOAD512(x2 + k), bias), wv);
+                c3 = _mm512_dpbusd_epi32(c3, _mm512_xor_si512(BITNET__LOAD512(x3 + k), bias), wv);
+            }
+            _mm_storeu_si128((__m128i *)out, _mm_sub_epi32(bitnet__hsum4_avx512(c0, c1, c2, c3),
+                                                           _mm_set1_epi32(128 * h->sum[r])));
+            for (tt = 0; tt < 4 && t + tt < n_tok; tt++) dots[(size_t)(t + tt) * (r1 - r0) + (r - r0)] = out[tt];
+        }
+    }
+}
+#endif
+
+BITNET__FN void bitnet__q8_dots(const bitnet__lm_head_q8 *h, int n_embd, int r0, int r1, const bitnet__acts *a,
+                                int n_tok, int32_t *dots) {
+#if defined(BITNET__AVX512)
+    bitnet__q8_dots_avx512(h, n_embd, r0, r1, a, n_tok, dots);
+#elif defined(BITNET__AVX2)
+    bitnet__q8_dots_avx2(h, n_embd, r0, r1, a, n_tok, dots);
+#else
+    bitnet__q8_dots_scalar(h, n_embd, r0, r1, a, n_tok, dots);
+#endif
+}
+
+/* Quantizes rows [r0, r1) of a float LM head (BF16/F16/F32) into h. */
+BITNET__FN void bitnet__lm_head_q8_rows(bitnet__lm_head_q8 *h, const void *head, uint32_t type, int n_embd, int r0,
+                                        int r1, float *tmp) {
+    int r, k;
+    for (r = r0; r < r1; r++) {
+        float amax = 0.0f, s;
+        int32_t sum = 0;
+        int8_t *q = h->q + (size_t)r * n_embd;
+        bitnet__row_to_f32(head, type, r, n_embd, tmp);
+        for (k = 0; k < n_embd; k++) amax = fmaxf(amax, fabsf(tmp[k]));
+        s = amax > 0.0f ? 127.0f / amax : 0.0f;
+        for (k = 0; k < n_embd; k++) {
+            int8_t v = (int8_t)fminf(fmaxf(rintf(tmp[k] * s), -127.0f), 127.0f);
+            q[bitnet__deinterleaved(k)] = v;
+            sum += v;
+        }
+        h->scale[r] = amax / 127.0f;
+        h->sum[r] = sum;
+    }
+}
+
+/* ---- float dot products: LM head rows (BF16/F16/F32) and attention ---- */
+
+BITNET__FN float bitnet__dot_f32(const float *a, const float *b, int n) {
+    int i = 0;
+    float sum = 0.0f;
+#if defined(BITNET__AVX512)
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+#elif defined(BITNET__AVX2)
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    sum = bitnet__hsum_ps_avx2(_mm256_add_ps(acc0, acc1));
+#endif
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+/* y += alpha * x */
+BITNET__FN void bitnet__axpy_f32(float alpha, const float *x, float *y, int n) {
+    int i = 0;
+#if defined(BITNET__AVX512)
+    __m512 va = _mm512_set1_ps(alpha);
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+#elif defined(BITNET__AVX2)
+    __m256 va = _mm256_set1_ps(alpha);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+#endif
+    for (; i < n; i++) y[i] += alpha * x[i];
+}
+
+/* out[t * out_stride + (r - r0)] = dot(row r of the float LM head, x_t) for rows
+   [r0, r1) and n_tok tokens (x_t = x + t * n).  tmp: n floats of scratch. */
+BITNET__FN void bitnet__head_dots_scalar(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
+                                         int n_tok, float *out, size_t out_stride, float *tmp) {
+    int r, t;
+    for (r = r0; r < r1; r++) {
+        bitnet__row_to_f32(head, type, r, n, tmp);
+        for (t = 0; t < n_tok; t++) {
+            const float *xt = x + (size_t)t * n;
+            float sum = 0.0f;
+            int k;
+            for (k = 0; k < n; k++) sum += tmp[k] * xt[k];
+            out[(size_t)t * out_stride + (r - r0)] = sum;
+        }
+    }
+}
+
+#ifdef BITNET__AVX512
+/* 16 elements of a BF16/F16/F32 row as floats. */
+BITNET__FN __m512 bitnet__load16_avx512(const uint8_t *row, uint32_t type, int k) {
+    if (type == BITNET__TYPE_BF16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k))), 16));
+    if (type == BITNET__TYPE_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k)));
+    return _mm512_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+}
+
+/* Four chains over 16-element slices, added as (c0 + c1) + (c2 + c3): the
+   decode and the prompt paths sum every token in this same order, so a
+   prompt's logits equal those of its tokens evaluated one at a time. */
+#define BITNET__HEAD_CHAINS_AVX512(c, xt)                                                        \
+    c##0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps((xt) + k), c##0);                                 \
+    c##1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps((xt) + k + 16), c##1);                            \
+    c##2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps((xt) + k + 32), c##2);                            \
+    c##3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps((xt) + k + 48), c##3)
+#define BITNET__HEAD_SUM_AVX512(c) _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c##0, c##1), _mm512_add_ps(c##2, c##3)))
+
+/* n is a multiple of 64 (the embedding length of every model this loads). */
+BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
+                                         int n_tok, float *out, size_t out_stride) {
+    const size_t row_bytes = (size_t)n * (type == BITNET__TYPE_F32 ? 4 : 2);
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
+        if (n_tok == 1) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (k = 0; k < n; k += 64) {
+                __m512 w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
+                __m512 w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
+                BITNET__HEAD_CHAINS_AVX512(a, x);
+            }
+            out[r - r0] = BITNET__HEAD_SUM_AVX512(a);
+            continue;
+        }
+        for (t = 0; t < n_tok; t += 4) {  /* each converted row slice serves four tokens */
+            const float *x0 = x + (size_t)t * n;
+            const float *x1 = t + 1 < n_tok ? x0 + n : x0;
+            const float *x2 = t + 2 < n_tok ? x1 + n : x1;
+            const float *x3 = t + 3 < n_tok ? x2 + n : x2;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            __m512 c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
+            float sums[4];
+            int tt;
+            for (k = 0; k < n; k += 64) {
+                __m512 w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
+                __m512 w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
+                BITNET__HEAD_CHAINS_AVX512(a, x0);
+                BITNET__HEAD_CHAINS_AVX512(b, x1);
+                BITNET__HEAD_CHAINS_AVX512(c, x2);
+                BITNET__HEAD_CHAINS_AVX512(d, x3);
+            }
+            sums[0] = BITNET__HEAD_SUM_AVX512(a);
+            sums[1] = BITNET__HEAD_SUM_AVX512(b);
+            sums[2] = BITNET__HEAD_SUM_AVX512(c);
+            sums[3] = BITNET__HEAD_SUM_AVX512(d);
+            for (tt = 0; tt < 4 && t + tt < n_tok; tt++) out[(size_t)(t + tt) * out_stride + (r - r0)] = sums[tt];
+        }
+    }
+}
+#undef BITNET__HEAD_CHAINS_AVX512
+#undef BITNET__HEAD_SUM_AVX512
+#endif
+
+#ifdef BITNET__AVX2
+BITNET__FN __m256 bitnet__load8_avx2(const uint8_t *row, uint32_t type, int k) {
+    if (type == BITNET__TYPE_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)k))), 16));
+    if (type == BITNET__TYPE_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)k)));
+    return _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+}
+
+/* As for AVX-512: four chains per token, the same order for one token or two. */
+#define BITNET__HEAD_CHAINS_AVX2(c, xt)                                                          \
+    c##0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps((xt) + k), c##0);                                 \
+    c##1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps((xt) + k + 8), c##1);                             \
+    c##2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps((xt) + k + 16), c##2);                            \
+    c##3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps((xt) + k + 24), c##3)
+#define BITNET__HEAD_SUM_AVX2(c) bitnet__hsum_ps_avx2(_mm256_add_ps(_mm256_add_ps(c##0, c##1), _mm256_add_ps(c##2, c##3)))
+
+BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
+                                       int n_tok, float *out, size_t out_stride) {
+    const size_t row_bytes = (size_t)n * (type == BITNET__TYPE_F32 ? 4 : 2);
+    int r, t, k;
+    for (r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
+        for (t = 0; t < n_tok; t += 2) {  /* each converted row slice serves two tokens */
+            const float *x0 = x + (size_t)t * n, *x1 = t + 1 < n_tok ? x0 + n : x0;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            for (k = 0; k < n; k += 32) {
+                __m256 w0 = bitnet__load8_avx2(row, type, k), w1 = bitnet__load8_avx2(row, type, k + 8);
+                __m256 w2 = bitnet__load8_avx2(row, type, k + 16), w3 = bitnet__load8_avx2(row, type, k + 24);
+                BITNET__HEAD_CHAINS_AVX2(a, x0);
+                if (n_tok > 1) { BITNET__HEAD_CHAINS_AVX2(b, x1); }
+            }
+            out[(size_t)t * out_stride + (r - r0)] = BITNET__HEAD_SUM_AVX2(a);
+            if (t + 1 < n_tok) out[(size_t)(t + 1) * out_stride + (r - r0)] = BITNET__HEAD_SUM_AVX2(b);
+        }
+    }
+}
+#undef BITNET__HEAD_CHAINS_AVX2
+#undef BITNET__HEAD_SUM_AVX2
+#endif
+
+BITNET__FN void bitnet__head_dots(const void *head, uint32_t type, int n, int r0, int r1, const float *x, int n_tok,
+                                  float *out, size_t out_stride, float *tmp) {
+#if defined(BITNET__AVX512)
+    (void)tmp;
+    bitnet__head_dots_avx512(head, type, n, r0, r1, x, n_tok, out, out_stride);
+#elif defined(BITNET__AVX2)
+    (void)tmp;
+    bitnet__head_dots_avx2(head, type, n, r0, r1, x, n_tok, out, out_stride);
+#else
+    bitnet__head_dots_scalar(head, type, n, r0, r1, x, n_tok, out, out_stride, tmp);
+#endif
+}
+
+/* ---- attention and RoPE ---- */
+
+/* RoPE angles of one position, as Hugging Face computes them in float32:
+   inv_freq_i = 1 / theta^(2i / head_dim), angle = pos * inv_freq_i. */
+BITNET__FN void bitnet__rope_angles(const float *inv_freq, int half, int pos, float *cos_out, float *sin_out) {
+    int i;
+    for (i = 0; i < half; i++) {
+        float angle = (float)pos * inv_freq[i];
+        cos_out[i] = cosf(angle);
+        sin_out[i] = sinf(angle);
+    }
+}
+
+/* Rotates the two halves of each head (NEOX style, Hugging Face's rotate_half):
+   pairs (i, i + head_dim/2). */
+BITNET__FN void bitnet__rope(float *v, int n_heads, int head_dim, const float *cos_, const float *sin_) {
+    int h, i, half = head_dim / 2;
+    for (h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * head_dim;
+        for (i = 0; i < half; i++) {
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * cos_[i] - x1 * sin_[i];
+            x[i + half] = x1 * cos_[i] + x0 * sin_[i];
+        }
+    }
+}
+
+/* Softmax attention of one query head over n positions of one KV head
+   (keys and values: [n][head_dim]).  scores: n floats of scratch. */
+BITNET__FN void bitnet__attend(const float *q, const float *keys, const float *values, int n, int head_dim,
+                               float *scores, float *out) {
+    float scale = 1.0f / sqrtf((float)head_dim), max_score = -INFINITY, sum = 0.0f;
+    int p;
+    for (p = 0; p < n; p++) {
+        scores[p] = bitnet__dot_f32(q, keys + (size_t)p * head_dim, head_dim) * scale;
+        max_score = fmaxf(max_score, scores[p]);
+    }
+    for (p = 0; p < n; p++) {
+        scores[p] = expf(scores[p] - max_score);
+        sum += scores[p];
+    }
+    memset(out, 0, (size_t)head_dim * sizeof *out);
+    for (p = 0; p < n; p++) bitnet__axpy_f32(scores[p] / sum, values + (size_t)p * head_dim, out, head_dim);
+}
 
 /* ===========================================================================
    Context and forward pass
-   =========================================================================== */
-/* (CPU section) */
+   ===========================================================================
+   A context holds the KV cache, scratch buffers for one micro-batch of up to
+   BITNET__UBATCH tokens, the logits of the last eval and a thread pool.  A
+   prompt is evaluated one micro-batch at a time, so the batched kernels reuse
+   every weight they load across the micro-batch's tokens.
+
+   Parallel work is split into items (row ranges of a matrix, tokens, heads)
+   that the calling thread and the pool's workers take from a shared counter.
+   Small per-token steps (norms, quantization, RoPE) are items too, so a
+   micro-batch spreads them over the threads; a single token runs them on the
+   caller. */
+
+/* ---- thread pool ----
+   Workers spin briefly between jobs (a decode step posts ~150 jobs, too many
+   for a sleep and wake-up each), then sleep on a condition variable.  Needs
+   the GCC/Clang atomic builtins; elsewhere, and with BITNET_NO_THREADS, every
+   job runs on the calling thread. */
+#if !defined(BITNET_NO_THREADS) && (defined(__GNUC__) || defined(__clang__))
+#define BITNET__THREADS 1
+#include <sched.h>
+#define BITNET__ATOMIC_LOAD(p)       __atomic_load_n(p, __ATOMIC_SEQ_CST)
+#define BITNET__ATOMIC_STORE(p, v)   __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
+#define BITNET__ATOMIC_ADD(p, v)     __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST)
+#if defined(__x86_64__) || defined(__i386__)
+#define BITNET__PAUSE() __builtin_ia32_pause()
+#else
+#define BITNET__PAUSE() ((void)0)
+#endif
+#define BITNET__SPINS (1 << 16)  /* pauses before an idle worker sleeps (about a millisecond) */
+#endif
+
+typedef void (*bitnet__job_fn)(void *job, int item, int thread);
+typedef struct bitnet__pool bitnet__pool;
+
+typedef struct bitnet__worker {
+    bitnet__pool *pool;
+    int index;               /* 1 .. n_threads-1; the caller is thread 0 */
+} bitnet__worker;
+
+struct bitnet__pool {
+    int n_threads;           /* the calling thread and n_threads - 1 workers */
+#ifdef BITNET__THREADS
+    pthread_t *threads;
+    bitnet__worker *workers;
+    int sync_ready;          /* lock and wake are initialized */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    /* the current job: written by the caller before it bumps `generation` */
+    bitnet__job_fn fn;
+    void *job;
+    int n_items;
+    /* touched by several threads: only through the atomic builtins */
+    int next_item, n_finished, n_sleeping, quit;
+    unsigned generation;
+#endif
+};
+
+#ifdef BITNET__THREADS
+BITNET__FN void bitnet__pool_take_items(bitnet__pool *pool, int thread) {
+    int item;
+    while ((item = BITNET__ATOMIC_ADD(&pool->next_item, 1)) < pool->n_items) pool->fn(pool->job, item, thread);
+}
+
+BITNET__FN void *bitnet__worker_main(void *arg) {
+    bitnet__worker *self = (bitnet__worker *)arg;
+    bitnet__pool *pool = self->pool;
+    unsigned seen = 0, generation;
+    for (;;) {
+        int spins = 0;
+        while ((generation = BITNET__ATOMIC_LOAD(&pool->generation)) == seen) {
+            if (++spins < BITNET__SPINS) { BITNET__PAUSE(); continue; }
+            /* Sleep.  The caller bumps `generation` before it reads `n_sleeping`,
+               and we count ourselves in before we re-read `generation`, so one
+               of us sees the other and no wake-up is lost. */
+            pthread_mutex_lock(&pool->lock);
+            BITNET__ATOMIC_ADD(&pool->n_sleeping, 1);
+            while (BITNET__ATOMIC_LOAD(&pool->generation) == seen) pthread_cond_wait(&pool->wake, &pool->lock);
+            BITNET__ATOMIC_ADD(&pool->n_sleeping, -1);
+            pthread_mutex_unlock(&pool->lock);
+            spins = 0;
+        }
+        seen = generation;
+        if (BITNET__ATOMIC_LOAD(&pool->quit)) return NULL;
+        bitnet__pool_take_items(pool, self->index);
+        BITNET__ATOMIC_ADD(&pool->n_finished, 1);
+    }
+}
+#endif
+
+BITNET__FN void bitnet__pool_stop(bitnet__pool *pool) {
+#ifdef BITNET__THREADS
+    int i;
+    if (pool->n_threads > 1) {
+        BITNET__ATOMIC_STORE(&pool->quit, 1);
+        pthread_mutex_lock(&pool->lock);
+        BITNET__ATOMIC_ADD(&pool->generation, 1u);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+        for (i = 0; i < pool->n_threads - 1; i++) pthread_join(pool->threads[i], NULL);
+    }
+    if (pool->sync_ready) {
+        pthread_cond_destroy(&pool->wake);
+        pthread_mutex_destroy(&pool->lock);
+    }
+    BITNET_FREE(pool->threads);
+    BITNET_FREE(pool->workers);
+#endif
+    memset(pool, 0, sizeof *pool);
+}
+
+BITNET__FN int bitnet__pool_start(bitnet__pool *pool, int n_threads, bitnet_error *err) {
+    memset(pool, 0, sizeof *pool);
+    pool->n_threads = 1;
+#ifdef BITNET__THREADS
+    if (n_threads > 1) {
+        int i;
+        pool->threads = (pthread_t *)bitnet__calloc((size_t)n_threads - 1, sizeof *pool->threads);
+        pool->workers = (bitnet__worker *)bitnet__calloc((size_t)n_threads - 1, sizeof *pool->workers);
+        if (!pool->threads || !pool->workers) {
+            bitnet__pool_stop(pool);
+            return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for %d threads", n_threads);
+        }
+        if (pthread_mutex_init(&pool->lock, NULL) != 0) {
+            bitnet__pool_stop(pool);
+            return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a mutex for the thread pool");
+        }
+        if (pthread_cond_init(&pool->wake, NULL) != 0) {
+            pthread_mutex_destroy(&pool->lock);
+            bitnet__pool_stop(pool);
+            return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a condition variable for the thread pool");
+        }
+        pool->sync_ready = 1;
+        for (i = 1; i < n_threads; i++) {
+            pool->workers[i - 1].pool = pool;
+            pool->workers[i - 1].index = i;
+            if (pthread_create(&pool->threads[i - 1], NULL, bitnet__worker_main, &pool->workers[i - 1]) != 0) {
+                bitnet__pool_stop(pool);
+                return bitnet__fail(err, BITNET_E_NOMEM, "cannot start worker thread %d of %d", i, n_threads - 1);
+            }
+            pool->n_threads = i + 1;
+        }
+    }
+#else
+    (void)n_threads;
+    (void)err;
+#endif
+    return BITNET_OK;
+}
+
+/* Runs fn(job, item, thread) for every item in [0, n_items), spread over the
+   pool, and returns when all are done. */
+BITNET__FN void bitnet__pool_run(bitnet__pool *pool, bitnet__job_fn fn, void *job, int n_items) {
+    int item;
+#ifdef BITNET__THREADS
+    if (pool->n_threads > 1 && n_items > 1) {
+        unsigned spins = 0;
+        pool->fn = fn;
+        pool->job = job;
+        pool->n_items = n_items;
+        BITNET__ATOMIC_STORE(&pool->next_item, 0);
+        BITNET__ATOMIC_STORE(&pool->n_finished, 0);
+        BITNET__ATOMIC_ADD(&pool->generation, 1u);
+        if (BITNET__ATOMIC_LOAD(&pool->n_sleeping)) {
+            pthread_mutex_lock(&pool->lock);
+            pthread_cond_broadcast(&pool->wake);
+            pthread_mutex_unlock(&pool->lock);
+        }
+        bitnet__pool_take_items(pool, 0);
+        /* yield now and then: with more threads than cores a worker may need ours */
+        while (BITNET__ATOMIC_LOAD(&pool->n_finished) < pool->n_threads - 1)
+            if (++spins % 1024 == 0) sched_yield();
+            else BITNET__PAUSE();
+        return;
+    }
+#else
+    (void)pool;
+#endif
+    for (item = 0; item < n_items; item++) fn(job, item, 0);
+}
+
+/* ---- the context ---- */
+
+#define BITNET__UBATCH 64       /* tokens per forward step: bounds the scratch memory */
+#define BITNET__ITEM_ROWS 256   /* at most this many matrix rows per work item */
+
+struct bitnet_context {
+    bitnet_model *model;
+    bitnet_backend backend;
+    void *cuda;                  /* the CUDA backend's per-context state (bitnet_cuda.cu) */
+    int n_ctx;                   /* KV cache length in positions */
+    int n_past;                  /* positions filled */
+    int n_threads;
+    const bitnet__lm_head_q8 *head_q8;  /* the model's int8 LM head, NULL: use the float one */
+    float *k_cache, *v_cache;    /* [n_layer][n_head_kv][n_ctx][head_dim] */
+    /* one micro-batch */
+    float *x;                    /* [UBATCH][n_embd] residual stream */
+    float *q, *k, *v;            /* [UBATCH][n_embd], [UBATCH][kv_dim] x 2 */
+    float *att;                  /* [UBATCH][n_embd] attention output, later the final hidden states */
+    float *gate, *up;            /* [UBATCH][n_ff] */
+    bitnet__acts acts;           /* [UBATCH][max(n_embd, n_ff)] the current BitLinear input */
+    float *rope_cos, *rope_sin;  /* [UBATCH][head_dim / 2] */
+    float *inv_freq;             /* [head_dim / 2] */
+    float *thread_f32;           /* per thread: thread_f32_len floats of scratch */
+    size_t thread_f32_len;
+    int32_t *thread_dots;        /* per thread: BITNET__ITEM_ROWS * UBATCH int32 */
+    /* logits of the last eval: n_logits rows of n_vocab, for the last n_logits of n_batch tokens */
+    float *logits;
+    size_t logits_cap;           /* floats allocated */
+    int n_logits, n_batch;
+    bitnet__pool pool;
+};
+
+BITNET__FN void bitnet__lm_head_q8_free(bitnet__lm_head_q8 *h) {
+    if (!h) return;
+    BITNET_FREE(h->q);
+    BITNET_FREE(h->scale);
+    BITNET_FREE(h->sum);
+    BITNET_FREE(h);
+}
+
+/* ---- jobs: one struct per kind of parallel step ---- */
+
+/* Up to three matrices that read the same activations (Q/K/V, gate/up). */
+typedef struct bitnet__matmul_job {
+    bitnet_context *ctx;
+    int n_mats, n_tok, rows_per_item;
+    const bitnet__qweight *w[3];
+    float *out[3];              /* token t, row r at out[t * stride + r] */
+    size_t stride[3];
+    int accumulate;             /* add to out (the residual) instead of storing */
+    int first_item[4];          /* items of matrix m: first_item[m] .. first_item[m + 1] - 1 */
+} bitnet__matmul_job;
+
+BITNET__FN void bitnet__matmul_item(void *p, int item, int thread) {
+    bitnet__matmul_job *job = (bitnet__matmul_job *)p;
+    bitnet_context *ctx = job->ctx;
+    int32_t *dots = ctx->thread_dots + (size_t)thread * BITNET__ITEM_ROWS * BITNET__UBATCH;
+    const bitnet__qweight *w;
+    int m = 0, r0, r1, n, t, r;
+    while (item >= job->first_item[m + 1]) m++;
+    w = job->w[m];
+    r0 = (item - job->first_item[m]) * job->rows_per_item;
+    r1 = r0 + job->rows_per_item < w->rows ? r0 + job->rows_per_item : w->rows;
+    n = r1 - r0;
+    bitnet__q2_dots(w, r0, r1, &ctx->acts, job->n_tok, dots);
+    for (t = 0; t < job->n_tok; t++) {
+        float factor = w->scale / ctx->acts.scale[t], *out = job->out[m] + (size_t)t * job->stride[m] + r0;
+        const int32_t *d = dots + (size_t)t * n;
+        if (job->accumulate)
+            for (r = 0; r < n; r++) out[r] += (float)d[r] * factor;
+        else
+            for (r = 0; r < n; r++) out[r] = (float)d[r] * factor;
+    }
+}
+
+/* out_m = W_m . acts (times the scales) for n_mats matrices, in parallel. */
+BITNET__FN void bitnet__matmul(bitnet_context *ctx, int n_tok, int n_mats, const bitnet__qweight *const *w,
+                               float *const *out, const size_t *stride, int accumulate) {
+    bitnet__matmul_job job;
+    int m, total_rows = 0, rows;
+    job.ctx = ctx;
+    job.n_mats = n_mats;
+    job.n_tok = n_tok;
+    job.accumulate = accumulate;
+    for (m = 0; m < n_mats; m++) total_rows += w[m]->rows;
+    /* about four items per thread, in whole 16-row tiles */
+    rows = (total_rows / (4 * ctx->n_threads) + 15) / 16 * 16;
+    job.rows_per_item = rows < 16 ? 16 : rows > BITNET__ITEM_ROWS ? BITNET__ITEM_ROWS : rows;
+    job.first_item[0] = 0;
+    for (m = 0; m < n_mats; m++) {
+        job.w[m] = w[m];
+        job.out[m] = out[m];
+        job.stride[m] = stride[m];
+        job.first_item[m + 1] = job.first_item[m] + (w[m]->rows + job.rows_per_item - 1) / job.rows_per_item;
+    }
+    bitnet__pool_run(&ctx->pool, bitnet__matmul_item, &job, job.first_item[n_mats]);
+}
+
+/* RMSNorm then quantization of one token: the input of a BitLinear layer. */
+typedef struct bitnet__norm_job {
+    bitnet_context *ctx;
+    const float *src;           /* token t at src + t * n */
+    const float *weight;
+    int n;
+} bitnet__norm_job;
+
+BITNET__FN void bitnet__norm_quantize_item(void *p, int t, int thread) {
+    bitnet__norm_job *job = (bitnet__norm_job *)p;
+    bitnet_context *ctx = job->ctx;
+    float *tmp = ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len;
+    bitnet__rmsnorm(job->src + (size_t)t * job->n, job->weight, job->n, ctx->model->hp.rms_eps, tmp);
+    bitnet__quantize(tmp, job->n, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t], &ctx->acts.sum[t]);
+}
+
+BITNET__FN void bitnet__norm_quantize(bitnet_context *ctx, int n_tok, const float *src, const float *weight, int n) {
+    bitnet__norm_job job;
+    job.ctx = ctx;
+    job.src = src;
+    job.weight = weight;
+    job.n = n;
+    bitnet__pool_run(&ctx->pool, bitnet__norm_quantize_item, &job, n_tok);
+}
+
+/* Per-layer steps on single tokens (RoPE and KV store, FFN activation) and on
+   (token, head) pairs (attention). */
+typedef struct bitnet__layer_job {
+    bitnet_context *ctx;
+    int layer, pos;             /* position of the micro-batch's first token */
+} bitnet__layer_job;
+
+BITNET__FN void bitnet__rope_store_item(void *p, int t, int thread) {
+    bitnet__layer_job *job = (bitnet__layer_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_hparams *hp = &ctx->model->hp;
+    int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, h, half = hd / 2;
+    float *q = ctx->q + (size_t)t * hp->n_embd, *k = ctx->k + (size_t)t * kv_dim, *v = ctx->v + (size_t)t * kv_dim;
+    const float *cos_ = ctx->rope_cos + (size_t)t * half, *sin_ = ctx->rope_sin + (size_t)t * half;
+    (void)thread;
+    bitnet__rope(q, hp->n_head, hd, cos_, sin_);
+    bitnet__rope(k, hp->n_head_kv, hd, cos_, sin_);
+    for (h = 0; h < hp->n_head_kv; h++) {
+        size_t at = (((size_t)job->layer * hp->n_head_kv + h) * ctx->n_ctx + (size_t)(job->pos + t)) * hd;
+        memcpy(ctx->k_cache + at, k + (size_t)h * hd, (size_t)hd * sizeof(float));
+        memcpy(ctx->v_cache + at, v + (size_t)h * hd, (size_t)hd * sizeof(float));
+    }
+}
+
+BITNET__FN void bitnet__attention_item(void *p, int item, int thread) {
+    bitnet__layer_job *job = (bitnet__layer_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_hparams *hp = &ctx->model->hp;
+    int t = item / hp->n_head, h = item % hp->n_head, hd = hp->head_dim;
+    int kv_head = h / (hp->n_head / hp->n_head_kv);
+    size_t cache = ((size_t)job->layer * hp->n_head_kv + kv_head) * ctx->n_ctx * hd;
+    bitnet__attend(ctx->q + (size_t)t * hp->n_embd + (size_t)h * hd, ctx->k_cache + cache, ctx->v_cache + cache,
+                   job->pos + t + 1, hd, ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len,
+                   ctx->att + (size_t)t * hp->n_embd + (size_t)h * hd);
+}
+
+/* f = act(gate) * up, then ffn_sub_norm and quantization. */
+BITNET__FN void bitnet__ffn_item(void *p, int t, int thread) {
+    bitnet__layer_job *job = (bitnet__layer_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_model *m = ctx->model;
+    int n = m->hp.n_ff, i;
+    const float *g = ctx->gate + (size_t)t * n, *u = ctx->up + (size_t)t * n;
+    float *f = ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len;
+    if (m->act == BITNET__ACT_RELU2)
+        for (i = 0; i < n; i++) f[i] = (g[i] > 0.0f ? g[i] * g[i] : 0.0f) * u[i];
+    else
+        for (i = 0; i < n; i++) f[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    bitnet__rmsnorm(f, m->layers[job->layer].ffn_sub_norm, n, m->hp.rms_eps, f);
+    bitnet__quantize(f, n, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t], &ctx->acts.sum[t]);
+}
+
+/* The LM head over vocabulary rows, for n_tok final hidden states. */
+typedef struct bitnet__head_job {
+    bitnet_context *ctx;
+    int n_tok;
+    const float *hidden;        /* token t at hidden + t * n_embd */
+    float *logits;              /* token t at logits + t * n_vocab */
+} bitnet__head_job;
+
+BITNET__FN void bitnet__head_item(void *p, int item, int thread) {
+    bitnet__head_job *job = (bitnet__head_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_model *m = ctx->model;
+    int n_vocab = m->hp.n_vocab, n_embd = m->hp.n_embd, t, r;
+    int r0 = item * BITNET__ITEM_ROWS, r1 = r0 + BITNET__ITEM_ROWS < n_vocab ? r0 + BITNET__ITEM_ROWS : n_vocab;
+    if (ctx->head_q8) {
+        int32_t *dots = ctx->thread_dots + (size_t)thread * BITNET__ITEM_ROWS * BITNET__UBATCH;
+        bitnet__q8_dots(ctx->head_q8, n_embd, r0, r1, &ctx->acts, job->n_tok, dots);
+        for (t = 0; t < job->n_tok; t++) {
+            float inv_scale = 1.0f / ctx->acts.scale[t], *out = job->logits + (size_t)t * n_vocab;
+            for (r = r0; r < r1; r++)
+                out[r] = (float)dots[(size_t)t * (r1 - r0) + (r - r0)] * (ctx->head_q8->scale[r] * inv_scale);
+        }
+    } else {
+        bitnet__head_dots(m->output, m->output_type, n_embd, r0, r1, job->hidden, job->n_tok, job->logits + r0,
+                          (size_t)n_vocab, ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len);
+    }
+}
+
+/* Builds the model's int8 LM head, 256 rows per item. */
+typedef struct bitnet__q8_build_job {
+    bitnet_context *ctx;
+    bitnet__lm_head_q8 *head;
+} bitnet__q8_build_job;
+
+BITNET__FN void bitnet__q8_build_item(void *p, int item, int thread) {
+    bitnet__q8_build_job *job = (bitnet__q8_build_job *)p;
+    bitnet_context *ctx = job->ctx;
+    const bitnet_model *m = ctx->model;
+    int r0 = item * BITNET__ITEM_ROWS, r1 = r0 + BITNET__ITEM_ROWS < m->hp.n_vocab ? r0 + BITNET__ITEM_ROWS : m->hp.n_vocab;
+    bitnet__lm_head_q8_rows(job->head, m->output, m->output_type, m->hp.n_embd, r0, r1,
+                            ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len);
+}
+
+BITNET__FN int bitnet__use_lm_head_q8(bitnet_context *ctx, bitnet_error *err) {
+    bitnet_model *m = ctx->model;
+    int rc = BITNET_OK;
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_lock(&m->lm_head_lock);
+#endif
+    if (!m->lm_head_q8) {
+        bitnet__lm_head_q8 *h = (bitnet__lm_head_q8 *)bitnet__calloc(1, sizeof *h);
+        if (h) {
+            h->q = (int8_t *)BITNET_MALLOC((size_t)m->hp.n_vocab * m->hp.n_embd);
+            h->scale = (float *)BITNET_MALLOC((size_t)m->hp.n_vocab * sizeof(float));
+            h->sum = (int32_t *)BITNET_MALLOC((size_t)m->hp.n_vocab * sizeof(int32_t));
+        }
+        if (!h || !h->q || !h->scale || !h->sum) {
+            bitnet__lm_head_q8_free(h);
+            rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory for the int8 LM head (%zu bytes)",
+                              (size_t)m->hp.n_vocab * m->hp.n_embd);
+        } else {
+            bitnet__q8_build_job job;
+            job.ctx = ctx;
+            job.head = h;
+            bitnet__pool_run(&ctx->pool, bitnet__q8_build_item, &job,
+                             (m->hp.n_vocab + BITNET__ITEM_ROWS - 1) / BITNET__ITEM_ROWS);
+            m->lm_head_q8 = h;
+        }
+    }
+    ctx->head_q8 = m->lm_head_q8;
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_unlock(&m->lm_head_lock);
+#endif
+    return rc;
+}
+
+/* ---- the forward pass ---- */
+
+/* Runs n_tok tokens at positions pos.. through the model, filling the KV cache.
+   Writes the logits of the last n_out tokens (0, 1 or n_tok) to logits. */
+BITNET__FN void bitnet__forward(bitnet_context *ctx, const bitnet_token *tokens, int n_tok, int pos, int n_out,
+                                float *logits) {
+    const bitnet_model *m = ctx->model;
+    const bitnet_hparams *hp = &m->hp;
+    const int n_embd = hp->n_embd, kv_dim = hp->n_head_kv * hp->head_dim, half = hp->head_dim / 2;
+    int t, l;
+    bitnet__layer_job lj;
+
+    for (t = 0; t < n_tok; t++) {
+        bitnet__row_to_f32(m->tok_embd, m->tok_embd_type, tokens[t], n_embd, ctx->x + (size_t)t * n_embd);
+        bitnet__rope_angles(ctx->inv_freq, half, pos + t, ctx->rope_cos + (size_t)t * half,
+                            ctx->rope_sin + (size_t)t * half);
+    }
+    lj.ctx = ctx;
+    lj.pos = pos;
+    for (l = 0; l < hp->n_layer; l++) {
+        const bitnet__layer *L = &m->layers[l];
+        const bitnet__qweight *qkv[3], *gate_up[2], *o = &L->wo, *down = &L->down;
+        float *qkv_out[3], *gate_up_out[2], *x = ctx->x;
+        size_t qkv_stride[3], gate_up_stride[2], embd_stride = (size_t)n_embd;
+        qkv[0] = &L->wq;
+        qkv[1] = &L->wk;
+        qkv[2] = &L->wv;
+        qkv_out[0] = ctx->q;
+        qkv_out[1] = ctx->k;
+        qkv_out[2] = ctx->v;
+        qkv_stride[0] = (size_t)n_embd;
+        qkv_stride[1] = qkv_stride[2] = (size_t)kv_dim;
+        gate_up[0] = &L->gate;
+        gate_up[1] = &L->up;
+        gate_up_out[0] = ctx->gate;
+        gate_up_out[1] = ctx->up;
+        gate_up_stride[0] = gate_up_stride[1] = (size_t)hp->n_ff;
+        lj.layer = l;
+
+        /* attention block */
+        bitnet__norm_quantize(ctx, n_tok, ctx->x, L->attn_norm, n_embd);
+        bitnet__matmul(ctx, n_tok, 3, qkv, qkv_out, qkv_stride, 0);
+        bitnet__pool_run(&ctx->pool, bitnet__rope_store_item, &lj, n_tok);
+        bitnet__pool_run(&ctx->pool, bitnet__attention_item, &lj, n_tok * hp->n_head);
+        bitnet__norm_quantize(ctx, n_tok, ctx->att, L->attn_sub_norm, n_embd);
+        bitnet__matmul(ctx, n_tok, 1, &o, &x, &embd_stride, 1);
+
+        /* feed-forward block */
+        bitnet__norm_quantize(ctx, n_tok, ctx->x, L->ffn_norm, n_embd);
+        bitnet__matmul(ctx, n_tok, 2, gate_up, gate_up_out, gate_up_stride, 0);
+        bitnet__pool_run(&ctx->pool, bitnet__ffn_item, &lj, n_tok);
+        bitnet__matmul(ctx, n_tok, 1, &down, &x, &embd_stride, 1);
+    }
+
+    if (n_out > 0) {
+        bitnet__head_job hj;
+        int first = n_tok - n_out;
+        for (t = 0; t < n_out; t++) {
+            float *h = ctx->att + (size_t)t * n_embd;
+            bitnet__rmsnorm(ctx->x + (size_t)(first + t) * n_embd, m->output_norm, n_embd, hp->rms_eps, h);
+            if (ctx->head_q8)
+                bitnet__quantize(h, n_embd, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t],
+                                 &ctx->acts.sum[t]);
+        }
+        hj.ctx = ctx;
+        hj.n_tok = n_out;
+        hj.hidden = ctx->att;
+        hj.logits = logits;
+        bitnet__pool_run(&ctx->pool, bitnet__head_item, &hj, (hp->n_vocab + BITNET__ITEM_ROWS - 1) / BITNET__ITEM_ROWS);
+    }
+}
+
+/* ---- public API ---- */
+
+BITNET_API bitnet_context_params bitnet_context_default_params(void) {
+    bitnet_context_params p;
+    memset(&p, 0, sizeof p);
+    p.n_ctx = 0;
+    p.n_threads = 0;
+    p.backend = BITNET_BACKEND_AUTO;
+    p.cuda_device = 0;
+    p.lm_head_int8 = 0;
+    return p;
+}
+
+BITNET__FN int bitnet__online_cores(void) {
+#if defined(BITNET__HAVE_MMAP) && defined(_SC_NPROCESSORS_ONLN)
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+#else
+    return 1;
+#endif
+}
+
+BITNET_API void bitnet_context_free(bitnet_context *ctx) {
+    if (!ctx) return;
+    /* CUDA backend: release ctx->cuda here. */
+    bitnet__pool_stop(&ctx->pool);
+    BITNET_FREE(ctx->k_cache);
+    BITNET_FREE(ctx->v_cache);
+    BITNET_FREE(ctx->x);
+    BITNET_FREE(ctx->q);
+    BITNET_FREE(ctx->k);
+    BITNET_FREE(ctx->v);
+    BITNET_FREE(ctx->att);
+    BITNET_FREE(ctx->gate);
+    BITNET_FREE(ctx->up);
+    BITNET_FREE(ctx->acts.q);
+    BITNET_FREE(ctx->acts.scale);
+    BITNET_FREE(ctx->acts.sum);
+    BITNET_FREE(ctx->rope_cos);
+    BITNET_FREE(ctx->rope_sin);
+    BITNET_FREE(ctx->inv_freq);
+    BITNET_FREE(ctx->thread_f32);
+    BITNET_FREE(ctx->thread_dots);
+    BITNET_FREE(ctx->logits);
+    BITNET_FREE(ctx);
+}
+
+/* n floats (or other elements of `size` bytes), NULL on overflow or when out of memory. */
+BITNET__FN void *bitnet__alloc_array(size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size) return NULL;
+    return BITNET_MALLOC(n * size > 0 ? n * size : 1);
+}
+
+BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitnet_context_params *params,
+                                                 bitnet_error *err) {
+    bitnet_context_params p = params ? *params : bitnet_context_default_params();
+    bitnet_context *ctx;
+    const bitnet_hparams *hp;
+    size_t kv_dim, cache_len, ub = BITNET__UBATCH, max_n;
+    int half, i;
+
+    if (!model) { bitnet__fail(err, BITNET_E_ARG, "bitnet_context_create: model is NULL"); return NULL; }
+    hp = &model->hp;
+    if (p.n_ctx < 0 || p.n_ctx > hp->n_ctx_train) {
+        bitnet__fail(err, BITNET_E_ARG, "n_ctx %d is out of range (0 = default, at most the model's %d)", p.n_ctx,
+                     hp->n_ctx_train);
+        return NULL;
+    }
+    if (p.n_threads < 0 || p.n_threads > 256) {
+        bitnet__fail(err, BITNET_E_ARG, "n_threads %d is out of range (0 = all cores, at most 256)", p.n_threads);
+        return NULL;
+    }
+    if (p.backend != BITNET_BACKEND_AUTO && p.backend != BITNET_BACKEND_CPU && p.backend != BITNET_BACKEND_CUDA) {
+        bitnet__fail(err, BITNET_E_ARG, "unknown backend %d", (int)p.backend);
+        return NULL;
+    }
+    if (p.backend == BITNET_BACKEND_CUDA) {
+        /* CUDA backend: create the CUDA context here (BITNET_CUDA builds). */
+        bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in (define BITNET_CUDA and link bitnet_cuda.cu)");
+        return NULL;
+    }
+    /* BITNET_BACKEND_AUTO: the CPU (the CUDA backend claims AUTO where a device is present) */
+
+    ctx = (bitnet_context *)bitnet__calloc(1, sizeof *ctx);
+    if (!ctx) { bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); return NULL; }
+    ctx->model = model;
+    ctx->backend = BITNET_BACKEND_CPU;
+    ctx->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+#ifdef BITNET__THREADS
+    ctx->n_threads = p.n_threads ? p.n_threads : bitnet__online_cores();
+#else
+    ctx->n_threads = 1;
+#endif
+    kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    half = hp->head_dim / 2;
+    max_n = (size_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
+    cache_len = (size_t)hp->n_layer * kv_dim;
+    cache_len = cache_len > SIZE_MAX / (size_t)ctx->n_ctx ? 0 : cache_len * (size_t)ctx->n_ctx;
+    ctx->thread_f32_len = max_n > (size_t)ctx->n_ctx ? max_n : (size_t)ctx->n_ctx;
+
+    if (cache_len) {
+        ctx->k_cache = (float *)bitnet__alloc_array(cache_len, sizeof(float));
+        ctx->v_cache = (float *)bitnet__alloc_array(cache_len, sizeof(float));
+    }
+    ctx->x = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
+    ctx->q = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
+    ctx->k = (float *)bitnet__alloc_array(ub * kv_dim, sizeof(float));
+    ctx->v = (float *)bitnet__alloc_array(ub * kv_dim, sizeof(float));
+    ctx->att = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
+    ctx->gate = (float *)bitnet__alloc_array(ub * hp->n_ff, sizeof(float));
+    ctx->up = (float *)bitnet__alloc_array(ub * hp->n_ff, sizeof(float));
+    ctx->acts.stride = max_n;
+    ctx->acts.q = (int8_t *)bitnet__alloc_array(ub * max_n, 1);
+    ctx->acts.scale = (float *)bitnet__alloc_array(ub, sizeof(float));
+    ctx->acts.sum = (int32_t *)bitnet__alloc_array(ub, sizeof(int32_t));
+    ctx->rope_cos = (float *)bitnet__alloc_array(ub * half, sizeof(float));
+    ctx->rope_sin = (float *)bitnet__alloc_array(ub * half, sizeof(float));
+    ctx->inv_freq = (float *)bitnet__alloc_array((size_t)half, sizeof(float));
+    ctx->thread_f32 = (float *)bitnet__alloc_array((size_t)ctx->n_threads * ctx->thread_f32_len, sizeof(float));
+    ctx->thread_dots = (int32_t *)bitnet__alloc_array((size_t)ctx->n_threads * BITNET__ITEM_ROWS * ub, sizeof(int32_t));
+    if (!ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate ||
+        !ctx->up || !ctx->acts.q || !ctx->acts.scale || !ctx->acts.sum || !ctx->rope_cos || !ctx->rope_sin ||
+        !ctx->inv_freq || !ctx->thread_f32 || !ctx->thread_dots) {
+        bitnet__fail(err, BITNET_E_NOMEM, "out of memory for a context of %d positions (KV cache: %.0f MiB)", ctx->n_ctx,
+                     2.0 * (double)hp->n_layer * (double)kv_dim * ctx->n_ctx * 4.0 / 1048576.0);
+        bitnet_context_free(ctx);
+        return NULL;
+    }
+    for (i = 0; i < half; i++)
+        ctx->inv_freq[i] = 1.0f / powf(hp->rope_theta, (float)(2 * i) / (float)hp->head_dim);
+    if (bitnet__pool_start(&ctx->pool, ctx->n_threads, err) != BITNET_OK) {
+        bitnet_context_free(ctx);
+        return NULL;
+    }
+    ctx->n_threads = ctx->pool.n_threads;
+    if (p.lm_head_int8 && bitnet__use_lm_head_q8(ctx, err) != BITNET_OK) {
+        bitnet_context_free(ctx);
+        return NULL;
+    }
+    bitnet__ok(err);
+    return ctx;
+}
+
+BITNET_API bitnet_backend bitnet_context_backend(const bitnet_context *ctx) {
+    return ctx ? ctx->backend : BITNET_BACKEND_AUTO;
+}
+
+BITNET_API int bitnet_n_ctx(const bitnet_context *ctx) { return ctx ? ctx->n_ctx : 0; }
+
+BITNET_API int bitnet_n_past(const bitnet_context *ctx) { return ctx ? ctx->n_past : 0; }
+
+BITNET__FN int bitnet__cpu_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits,
+                                bitnet_error *err) {
+    const int n_vocab = ctx->model->hp.n_vocab;
+    const int n_rows = all_logits ? n_tokens : 1;
+    size_t need = (size_t)n_rows * (size_t)n_vocab;
+    int done;
+    if (need > ctx->logits_cap) {
+        float *l = need > SIZE_MAX / sizeof(float) ? NULL : (float *)BITNET_REALLOC(ctx->logits, need * sizeof(float));
+        if (!l) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for the logits of %d tokens", n_rows);
+        ctx->logits = l;
+        ctx->logits_cap = need;
+    }
+    for (done = 0; done < n_tokens; done += BITNET__UBATCH) {
+        int n = n_tokens - done < BITNET__UBATCH ? n_tokens - done : BITNET__UBATCH;
+        int n_out = all_logits ? n : done + n == n_tokens ? 1 : 0;
+        bitnet__forward(ctx, tokens + done, n, ctx->n_past + done, n_out,
+                        all_logits ? ctx->logits + (size_t)done * n_vocab : ctx->logits);
+    }
+    ctx->n_past += n_tokens;
+    ctx->n_batch = n_tokens;
+    ctx->n_logits = n_rows;
+    return BITNET_OK;
+}
+
+BITNET_API int bitnet_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int flags,
+                           bitnet_error *err) {
+    int i, n_vocab, rc;
+    if (!ctx) return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval: ctx is NULL");
+    if (!tokens || n_tokens <= 0)
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval: need at least one token (got %d%s)", n_tokens,
+                            tokens ? "" : ", tokens is NULL");
+    if (flags & ~BITNET_EVAL_ALL_LOGITS) return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval: unknown flags 0x%x", flags);
+    n_vocab = ctx->model->hp.n_vocab;
+    for (i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval: token %d (index %d) is outside the vocabulary of %d",
+                                (int)tokens[i], i, n_vocab);
+    if (n_tokens > ctx->n_ctx - ctx->n_past)
+        return bitnet__fail(err, BITNET_E_CONTEXT_FULL, "%d tokens do not fit in the context: %d of %d positions are used",
+                            n_tokens, ctx->n_past, ctx->n_ctx);
+    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval here. */
+    if ((rc = bitnet__cpu_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err)) != BITNET_OK) return rc;
+    bitnet__ok(err);
+    return BITNET_OK;
+}
+
+BITNET_API const float *bitnet_logits(bitnet_context *ctx, int i) {
+    if (!ctx || ctx->n_logits == 0) return NULL;
+    /* CUDA backend: copy the logits from the device here when they are not on the host yet. */
+    if (i == -1) i = ctx->n_batch - 1;
+    if (i < ctx->n_batch - ctx->n_logits || i >= ctx->n_batch) return NULL;
+    return ctx->logits + (size_t)(i - (ctx->n_batch - ctx->n_logits)) * ctx->model->hp.n_vocab;
+}
+
+BITNET_API int bitnet_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler,
+                                  bitnet_token *next, bitnet_error *err) {
+    int rc;
+    if (!sampler || !next)
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval_sample: %s is NULL", sampler ? "next" : "sampler");
+    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval-and-sample here. */
+    if ((rc = bitnet_eval(ctx, &token, 1, 0, err)) != BITNET_OK) return rc;
+    *next = bitnet_sampler_sample(sampler, bitnet_logits(ctx, -1), ctx->model->hp.n_vocab);
+    return BITNET_OK;
+}
+
+BITNET_API int bitnet_context_truncate(bitnet_context *ctx, int n_keep, bitnet_error *err) {
+    if (!ctx) return bitnet__fail(err, BITNET_E_ARG, "bitnet_context_truncate: ctx is NULL");
+    if (n_keep < 0 || n_keep > ctx->n_past)
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_context_truncate: n_keep %d is outside 0..%d (the positions used)",
+                            n_keep, ctx->n_past);
+    /* The cache rows past n_keep are simply overwritten by later evals. */
+    ctx->n_past = n_keep;
+    ctx->n_logits = 0;
+    bitnet__ok(err);
+    return BITNET_OK;
+}
+
+BITNET_API void bitnet_context_reset(bitnet_context *ctx) {
+    if (!ctx) return;
+    ctx->n_past = 0;
+    ctx->n_logits = 0;
+}
 
 /* ===========================================================================
    Tokenizer: Llama 3 byte-level BPE
-   =========================================================================== */
-/* (tokenizer section; placeholder until the tokenizer lands: loads nothing) */
-struct bitnet__tokenizer { int unused; };
-BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
-    (void)model; (void)err;
+   ===========================================================================
+   The vocabulary is GPT-2-style byte-level BPE, as Llama 3 (and so BitNet b1.58
+   2B4T) uses it.  Encoding a text:
+
+     1. Special tokens.  Text of added tokens is cut out first (leftmost, longest
+        match).  Control tokens (<|eot_id|> ...) only with BITNET_TOKENIZE_SPECIAL;
+        user-defined (non-special added) tokens always, as llama.cpp does.
+     2. Pre-tokenization: every stretch of ordinary text is split into pieces by
+        the Llama 3 pattern (see bitnet__pretok_next), matched by hand over
+        Unicode property tables generated from the UCD by tests/gen_unicode_tables.py.
+     3. Each piece is BPE-encoded: a piece that is itself a token is that token
+        (tokenizer.json's "ignore_merges", on for Llama 3); otherwise its bytes
+        start as single-byte tokens and the pair of adjacent tokens with the
+        lowest merge rank is merged until no pair has a rank (a heap keeps that
+        O(n log n) in the piece length).
+
+   Invalid UTF-8 never fails: a byte that does not start a complete, shortest-form
+   sequence of a scalar value (no surrogates, <= U+10FFFF) is one "character" of
+   its own that is neither a letter, a number nor a space (so it groups like
+   punctuation), and its byte is encoded by its byte token like any other.
+   Decoding gives back exactly the bytes that were encoded, valid or not.
+
+   Unicode: the letter / number / space classes are Unicode 16.0 (the table below is
+   generated from the UCD by tests/gen_unicode_tables.py), as in Hugging Face
+   tokenizers 0.23, whose split of every code point tests/test_tokenizer.c checks.
+   \s is the White_Space property (U+0085 is a space, U+FEFF is not), as in the
+   Rust regex engines (Oniguruma in tokenizers, fancy-regex in tiktoken).  The
+   JavaScript peers differ there (JavaScript's \s has U+FEFF and lacks U+0085) and
+   in the version (node 20 has Unicode 17.0: letters added in 17.0 are letters
+   there and "other" here).  Tables from older Unicode data (Debian 12's UCD is
+   15.0) make the ~5000 letters and digits added in 15.1 and 16.0 "other".
+
+   Decoding is exact: the bytes that were encoded.  (transformers' decode also
+   applies clean_up_tokenization_spaces, which removes spaces before punctuation.)
+
+   Token strings in tokenizer.json and in the model file are in the byte-level
+   alphabet: byte b is written as the code point b where b is printable
+   (33..126, 161..172, 174..255) and as 256 + k for the k-th other byte, so that
+   no token text contains spaces or control characters ("Ġ" is a space).
+*/
+
+/* llama.cpp's token types (tokenizer.ggml.token_type). */
+enum { BITNET__TOKEN_NORMAL = 1, BITNET__TOKEN_UNKNOWN = 2, BITNET__TOKEN_CONTROL = 3,
+       BITNET__TOKEN_USER_DEFINED = 4, BITNET__TOKEN_UNUSED = 5, BITNET__TOKEN_BYTE = 6 };
+
+/* ---- the byte-level alphabet ---- */
+
+BITNET__FN int bitnet__byte_is_printable(unsigned b) {
+    return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+}
+
+BITNET__FN unsigned bitnet__byte_to_cp(unsigned b) {
+    unsigned i, k = 0;
+    if (bitnet__byte_is_printable(b)) return b;
+    for (i = 0; i < b; i++) k += !bitnet__byte_is_printable(i);
+    return 256 + k;
+}
+
+/* The byte a code point of the alphabet stands for, or -1. */
+BITNET__FN int bitnet__cp_to_byte(unsigned cp) {
+    unsigned b, k = 0;
+    if (cp < 256) return bitnet__byte_is_printable(cp) ? (int)cp : -1;
+    for (b = 0; b < 256; b++)
+        if (!bitnet__byte_is_printable(b) && 256 + k++ == cp) return (int)b;
+    return -1;
+}
+
+/* Length (1..4) of the valid UTF-8 sequence at s, with its code point in *cp;
+   0 when s[0] does not start a complete, shortest-form sequence of a scalar value. */
+BITNET__FN int bitnet__utf8_decode(const uint8_t *s, size_t n, unsigned *cp) {
+    unsigned c = s[0];
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c < 0xC2 || c > 0xF4) return 0;
+    if (c < 0xE0) {
+        if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
+        *cp = ((c & 0x1F) << 6) | (s[1] & 0x3F);
+        return 2;
+    }
+    if (c < 0xF0) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        *cp = ((c & 0x0F) << 12) | ((unsigned)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+        if (*cp < 0x800 || (*cp >= 0xD800 && *cp < 0xE000)) return 0;
+        return 3;
+    }
+    if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+    *cp = ((c & 0x07) << 18) | ((unsigned)(s[1] & 0x3F) << 12) | ((unsigned)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
+    if (*cp < 0x10000 || *cp > 0x10FFFF) return 0;
+    return 4;
+}
+
+/* ---- a string -> id hash map over arrays the caller owns ---- */
+
+BITNET__FN uint64_t bitnet__hash_bytes(const void *data, size_t n) {
+    const uint8_t *s = (const uint8_t *)data;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xC2B2AE3D27D4EB4Full), w;
+    while (n >= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+        h ^= h >> 32;
+        s += 8;
+        n -= 8;
+    }
+    if (n) {
+        w = 0;
+        memcpy(&w, s, n);
+        h = (h ^ w) * 0xC4CEB9FE1A85EC53ull;
+    }
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 32);
+}
+
+/* Open addressing; slot holds id + 1 (0 = empty); keys[id], lens[id] are the strings. */
+typedef struct bitnet__strmap {
+    int32_t *slot;
+    size_t mask;
+} bitnet__strmap;
+
+BITNET__FN int bitnet__strmap_init(bitnet__strmap *m, size_t n_keys) {
+    size_t cap = 16;
+    while (cap < n_keys * 2) cap *= 2;
+    m->slot = (int32_t *)bitnet__calloc(cap, sizeof *m->slot);
+    m->mask = cap - 1;
+    return m->slot ? BITNET_OK : BITNET_E_NOMEM;
+}
+
+BITNET__FN void bitnet__strmap_free(bitnet__strmap *m) {
+    BITNET_FREE(m->slot);
+    m->slot = NULL;
+}
+
+BITNET__FN int32_t bitnet__strmap_find(const bitnet__strmap *m, const char *const *keys, const size_t *lens,
+                                       const char *s, size_t n) {
+    size_t i = (size_t)bitnet__hash_bytes(s, n) & m->mask;
+    for (;; i = (i + 1) & m->mask) {
+        int32_t id = m->slot[i] - 1;
+        if (id < 0) return -1;
+        if (lens[id] == n && memcmp(keys[id], s, n) == 0) return id;
+    }
+}
+
+/* Inserts id (its key is keys[id]); returns the id already there with that key, or -1. */
+BITNET__FN int32_t bitnet__strmap_insert(bitnet__strmap *m, const char *const *keys, const size_t *lens, int32_t id) {
+    size_t i = (size_t)bitnet__hash_bytes(keys[id], lens[id]) & m->mask;
+    for (;; i = (i + 1) & m->mask) {
+        int32_t old = m->slot[i] - 1;
+        if (old < 0) { m->slot[i] = id + 1; return -1; }
+        if (lens[old] == lens[id] && memcmp(keys[old], keys[id], lens[id]) == 0) return old;
+    }
+}
+
+/* ---- the vocabulary as the converter reads it and the model file stores it ---- */
+
+/* tokens[i] is token i's text exactly as tokenizer.json gives it (byte-level
+   alphabet for model tokens, verbatim for added tokens); merges[i] is merge rank
+   i as "left right" (llama.cpp's form).  The arena owns every string. */
+typedef struct bitnet__vocab {
+    int n_tokens;
+    const char **tokens;
+    size_t *token_lens;
+    int32_t *types;           /* BITNET__TOKEN_* */
+    int n_merges;
+    const char **merges;
+    size_t *merge_lens;
+    int bos, eos, eot;        /* -1 when absent */
+    int add_bos;
+    int ignore_merges;        /* a piece that is a token is that token (Llama 3: yes) */
+    const char *chat_template;/* NULL when absent */
+    size_t chat_template_len;
+    bitnet__arena arena;
+} bitnet__vocab;
+
+/* The pre-tokenizer split pattern we implement, as tokenizer.json writes it. */
+#define BITNET__LLAMA3_PATTERN                                                                   \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+/* llama.cpp's names: the Llama 3 pattern with ignore_merges, and without it. */
+#define BITNET__PRE_LLAMA3 "llama-bpe"
+#define BITNET__PRE_LLAMA3_MERGES "smaug-bpe"
+
+BITNET__FN void bitnet__vocab_free(bitnet__vocab *v) {
+    BITNET_FREE((void *)v->tokens);
+    BITNET_FREE(v->token_lens);
+    BITNET_FREE(v->types);
+    BITNET_FREE((void *)v->merges);
+    BITNET_FREE(v->merge_lens);
+    bitnet__arena_free(&v->arena);
+    memset(v, 0, sizeof *v);
+    v->bos = v->eos = v->eot = -1;
+}
+
+BITNET__FN const char *bitnet__vocab_strdup(bitnet__vocab *v, const char *s, size_t n) {
+    char *d = (char *)bitnet__arena_alloc(&v->arena, n + 1);
+    if (d) { memcpy(d, s, n); d[n] = 0; }
+    return d;
+}
+
+BITNET__FN int bitnet__vocab_find(const bitnet__vocab *v, const char *text) {
+    size_t n = strlen(text);
+    int i;
+    for (i = v->n_tokens - 1; i >= 0; i--)
+        if (v->token_lens[i] == n && memcmp(v->tokens[i], text, n) == 0) return i;
+    return -1;
+}
+
+/* Sizes the token arrays for n tokens (new ones empty and unused). */
+BITNET__FN int bitnet__vocab_resize(bitnet__vocab *v, int n) {
+    const char **t = (const char **)BITNET_REALLOC((void *)v->tokens, (size_t)n * sizeof *t);
+    size_t *l;
+    int32_t *ty;
+    int i;
+    if (t) v->tokens = t;
+    l = t ? (size_t *)BITNET_REALLOC(v->token_lens, (size_t)n * sizeof *l) : NULL;
+    if (l) v->token_lens = l;
+    ty = l ? (int32_t *)BITNET_REALLOC(v->types, (size_t)n * sizeof *ty) : NULL;
+    if (!ty) return BITNET_E_NOMEM;
+    v->types = ty;
+    for (i = v->n_tokens; i < n; i++) { v->tokens[i] = NULL; v->token_lens[i] = 0; v->types[i] = 0; }
+    v->n_tokens = n;
     return BITNET_OK;
 }
-BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *tok) { BITNET_FREE(tok); }
+
+/* Fills the tokens that are still empty, and up to n_vocab, with "[PADi]" unused
+   tokens (the embedding of a model may have more rows than its tokenizer has tokens). */
+BITNET__FN int bitnet__vocab_pad(bitnet__vocab *v, int n_vocab, bitnet_error *err) {
+    int i;
+    if (n_vocab < v->n_tokens)
+        return bitnet__fail(err, BITNET_E_FORMAT, "the tokenizer has %d tokens but the model only %d", v->n_tokens, n_vocab);
+    if (bitnet__vocab_resize(v, n_vocab)) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    for (i = 0; i < n_vocab; i++) {
+        char name[32];
+        int n;
+        if (v->tokens[i]) continue;
+        n = snprintf(name, sizeof name, "[PAD%d]", i);
+        if (!(v->tokens[i] = bitnet__vocab_strdup(v, name, (size_t)n))) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+        v->token_lens[i] = (size_t)n;
+        v->types[i] = BITNET__TOKEN_UNUSED;
+    }
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__vocab_add_merge(bitnet__vocab *v, const char *a, size_t na, const char *b, size_t nb, int *cap) {
+    char *m;
+    if (v->n_merges == *cap) {
+        int nc = *cap ? *cap * 2 : 1024;
+        const char **nm = (const char **)BITNET_REALLOC((void *)v->merges, (size_t)nc * sizeof *nm);
+        size_t *nl;
+        if (nm) v->merges = nm;
+        nl = nm ? (size_t *)BITNET_REALLOC(v->merge_lens, (size_t)nc * sizeof *nl) : NULL;
+        if (!nl) return BITNET_E_NOMEM;
+        v->merge_lens = nl;
+        *cap = nc;
+    }
+    m = (char *)bitnet__arena_alloc(&v->arena, na + nb + 2);
+    if (!m) return BITNET_E_NOMEM;
+    memcpy(m, a, na);
+    m[na] = ' ';
+    memcpy(m + na + 1, b, nb);
+    m[na + nb + 1] = 0;
+    v->merges[v->n_merges] = m;
+    v->merge_lens[v->n_merges++] = na + nb + 1;
+    return BITNET_OK;
+}
+
+/* The content of a special-token entry of tokenizer_config.json: "text" or {"content": "text"}. */
+BITNET__FN const bitnet__json *bitnet__hf_token_text(const bitnet__json *j) {
+    if (j && j->type == BITNET__JSON_OBJECT) j = bitnet__json_get(j, "content");
+    return j && j->type == BITNET__JSON_STRING ? j : NULL;
+}
+
+BITNET__FN int bitnet__json_is(const bitnet__json *j, const char *s) {
+    return j && j->type == BITNET__JSON_STRING && j->len == strlen(s) && memcmp(j->str, s, j->len) == 0;
+}
+
+/* Checks that tokenizer.json's pre-tokenizer is the Llama 3 split + byte level. */
+BITNET__FN int bitnet__hf_check_pretokenizer(const bitnet__json *pre, const char *path, bitnet_error *err) {
+    const bitnet__json *list = bitnet__json_get(pre, "pretokenizers"), *split, *bl, *pat;
+    if (!pre || pre->type != BITNET__JSON_OBJECT)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer is missing; only the Llama 3 byte-level pre-tokenizer is supported", path);
+    if (!bitnet__json_is(bitnet__json_get(pre, "type"), "Sequence") || !list || list->type != BITNET__JSON_ARRAY || list->len != 2)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: pre_tokenizer must be a Sequence of Split (the Llama 3 pattern) and ByteLevel", path);
+    split = &list->items[0];
+    bl = &list->items[1];
+    pat = bitnet__json_get(bitnet__json_get(split, "pattern"), "Regex");
+    if (!bitnet__json_is(bitnet__json_get(split, "type"), "Split"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[0].type must be Split", path);
+    if (!bitnet__json_is(pat, BITNET__LLAMA3_PATTERN))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: pre_tokenizer.pretokenizers[0].pattern.Regex is not the Llama 3 split pattern", path);
+    if (!bitnet__json_is(bitnet__json_get(split, "behavior"), "Isolated") ||
+        (bitnet__json_get(split, "invert") && bitnet__json_get(split, "invert")->type != BITNET__JSON_FALSE))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: pre_tokenizer.pretokenizers[0] must have behavior Isolated and invert false", path);
+    if (!bitnet__json_is(bitnet__json_get(bl, "type"), "ByteLevel"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[1].type must be ByteLevel", path);
+    if (bitnet__json_get(bl, "use_regex") && bitnet__json_get(bl, "use_regex")->type != BITNET__JSON_FALSE)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[1].use_regex must be false", path);
+    if (bitnet__json_get(bl, "add_prefix_space") && bitnet__json_get(bl, "add_prefix_space")->type != BITNET__JSON_FALSE)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[1].add_prefix_space must be false", path);
+    return BITNET_OK;
+}
+
+/* Reads tokenizer.json (and tokenizer_config.json, which may be NULL). */
+BITNET__FN int bitnet__vocab_from_hf(const char *tokenizer_json, const char *tokenizer_config_json, bitnet__vocab *v,
+                                     bitnet_error *err) {
+    bitnet__arena tmp;
+    bitnet__json root, cfg;
+    const bitnet__json *model, *vocab, *merges, *added, *j;
+    char *text = NULL, *ctext = NULL;
+    size_t len = 0, clen = 0, i;
+    int rc = BITNET_OK, n = 0, merge_cap = 0, have_cfg = 0;
+    bitnet_error e;
+
+    memset(v, 0, sizeof *v);
+    memset(&tmp, 0, sizeof tmp);
+    v->bos = v->eos = v->eot = -1;
+    bitnet__ok(&e);
+#define BITNET__BAIL(x) do { rc = (x); goto done; } while (0)
+    if (!tokenizer_json) BITNET__BAIL(bitnet__fail(err, BITNET_E_ARG, "no tokenizer.json given"));
+    if (!(text = bitnet__read_text_file(tokenizer_json, &len, &e))) BITNET__BAIL(bitnet__fail(err, e.code, "%s", e.message));
+    if ((rc = bitnet__json_parse(text, len, tokenizer_json, &tmp, &root, err))) goto done;
+    if (tokenizer_config_json) {
+        if (!(ctext = bitnet__read_text_file(tokenizer_config_json, &clen, &e))) BITNET__BAIL(bitnet__fail(err, e.code, "%s", e.message));
+        if ((rc = bitnet__json_parse(ctext, clen, tokenizer_config_json, &tmp, &cfg, err))) goto done;
+        if (cfg.type != BITNET__JSON_OBJECT) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s is not a JSON object", tokenizer_config_json));
+        have_cfg = 1;
+    }
+
+    model = bitnet__json_get(&root, "model");
+    if (!model || model->type != BITNET__JSON_OBJECT)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: no \"model\" object", tokenizer_json));
+    j = bitnet__json_get(model, "type");
+    if (j && !bitnet__json_is(j, "BPE"))
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model.type is '%s'; only byte-level BPE is supported", tokenizer_json,
+                                  j->type == BITNET__JSON_STRING ? j->str : "?"));
+    if ((j = bitnet__json_get(model, "byte_fallback")) && j->type == BITNET__JSON_TRUE)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model.byte_fallback is not supported (byte-level BPE only)", tokenizer_json));
+    if ((j = bitnet__json_get(model, "dropout")) && j->type == BITNET__JSON_NUMBER && j->num > 0)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model.dropout is not supported", tokenizer_json));
+    if (((j = bitnet__json_get(model, "continuing_subword_prefix")) && j->type == BITNET__JSON_STRING && j->len) ||
+        ((j = bitnet__json_get(model, "end_of_word_suffix")) && j->type == BITNET__JSON_STRING && j->len))
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                                  "%s: model.continuing_subword_prefix / end_of_word_suffix are not supported", tokenizer_json));
+    if ((j = bitnet__json_get(&root, "normalizer")) && j->type != BITNET__JSON_NULL)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: normalizer must be null (byte-level BPE without normalization)", tokenizer_json));
+    if ((rc = bitnet__hf_check_pretokenizer(bitnet__json_get(&root, "pre_tokenizer"), tokenizer_json, err))) goto done;
+    if ((j = bitnet__json_get(&root, "decoder")) && j->type != BITNET__JSON_NULL && !bitnet__json_is(bitnet__json_get(j, "type"), "ByteLevel"))
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: decoder.type must be ByteLevel", tokenizer_json));
+    v->ignore_merges = (j = bitnet__json_get(model, "ignore_merges")) && j->type == BITNET__JSON_TRUE;
+
+    /* tokens: model.vocab {text: id}, then added_tokens [{id, content, special}] */
+    vocab = bitnet__json_get(model, "vocab");
+    added = bitnet__json_get(&root, "added_tokens");
+    if (!vocab || vocab->type != BITNET__JSON_OBJECT)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.vocab must be an object", tokenizer_json));
+    if (added && added->type != BITNET__JSON_ARRAY && added->type != BITNET__JSON_NULL)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: added_tokens must be an array", tokenizer_json));
+    for (i = 0; i < vocab->len; i++) {
+        double id = vocab->items[i].num;
+        if (vocab->items[i].type != BITNET__JSON_NUMBER || id < 0 || id >= (1 << 24) || id != (double)(int)id)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.vocab['%s'] is not a token id", tokenizer_json, vocab->keys[i]));
+        if ((int)id >= n) n = (int)id + 1;
+    }
+    for (i = 0; added && i < added->len; i++) {
+        const bitnet__json *id = bitnet__json_get(&added->items[i], "id"), *c = bitnet__json_get(&added->items[i], "content");
+        if (!id || id->type != BITNET__JSON_NUMBER || id->num < 0 || id->num >= (1 << 24) || id->num != (double)(int)id->num ||
+            !c || c->type != BITNET__JSON_STRING || c->len == 0)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: added_tokens[%zu] needs an integer id and a non-empty content", tokenizer_json, i));
+        if ((int)id->num >= n) n = (int)id->num + 1;
+    }
+    if (n < 256) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: %d tokens cannot be a byte-level vocabulary", tokenizer_json, n));
+    if (bitnet__vocab_resize(v, n)) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    for (i = 0; i < vocab->len; i++) {
+        int id = (int)vocab->items[i].num;
+        if (v->tokens[id])
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.vocab gives id %d to '%s' and '%s'", tokenizer_json, id, v->tokens[id], vocab->keys[i]));
+        if (!(v->tokens[id] = bitnet__vocab_strdup(v, vocab->keys[i], vocab->key_lens[i]))) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+        v->token_lens[id] = vocab->key_lens[i];
+        v->types[id] = BITNET__TOKEN_NORMAL;
+    }
+    /* an added token replaces a model token of the same id, as in Hugging Face tokenizers */
+    for (i = 0; added && i < added->len; i++) {
+        const bitnet__json *c = bitnet__json_get(&added->items[i], "content"), *sp = bitnet__json_get(&added->items[i], "special");
+        int id = (int)bitnet__json_get(&added->items[i], "id")->num;
+        if (!(v->tokens[id] = bitnet__vocab_strdup(v, c->str, c->len))) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+        v->token_lens[id] = c->len;
+        v->types[id] = sp && sp->type == BITNET__JSON_TRUE ? BITNET__TOKEN_CONTROL : BITNET__TOKEN_USER_DEFINED;
+    }
+    if ((rc = bitnet__vocab_pad(v, n, err))) goto done;
+
+    /* merges: "a b" strings or ["a", "b"] pairs */
+    merges = bitnet__json_get(model, "merges");
+    if (!merges || merges->type != BITNET__JSON_ARRAY)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.merges must be an array", tokenizer_json));
+    for (i = 0; i < merges->len; i++) {
+        const bitnet__json *m = &merges->items[i];
+        const char *a, *b;
+        size_t na, nb;
+        if (m->type == BITNET__JSON_STRING) {
+            const char *sp = (const char *)memchr(m->str, ' ', m->len);
+            if (!sp || memchr(sp + 1, ' ', m->len - (size_t)(sp + 1 - m->str)))
+                BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.merges[%zu] = '%s' is not two tokens separated by a space",
+                                          tokenizer_json, i, m->str));
+            a = m->str; na = (size_t)(sp - m->str); b = sp + 1; nb = m->len - na - 1;
+        } else if (m->type == BITNET__JSON_ARRAY && m->len == 2 && m->items[0].type == BITNET__JSON_STRING &&
+                   m->items[1].type == BITNET__JSON_STRING) {
+            a = m->items[0].str; na = m->items[0].len; b = m->items[1].str; nb = m->items[1].len;
+            if (memchr(a, ' ', na) || memchr(b, ' ', nb))
+                BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model.merges[%zu] has a token with a space, which the model file cannot store",
+                                          tokenizer_json, i));
+        } else
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.merges[%zu] must be \"a b\" or [\"a\", \"b\"]", tokenizer_json, i));
+        if (!na || !nb) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: model.merges[%zu] has an empty side", tokenizer_json, i));
+        if (bitnet__vocab_add_merge(v, a, na, b, nb, &merge_cap)) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    }
+
+    /* special token ids: tokenizer_config.json names them; otherwise Llama 3's names */
+    if (have_cfg && (j = bitnet__hf_token_text(bitnet__json_get(&cfg, "bos_token"))) &&
+        (v->bos = bitnet__vocab_find(v, j->str)) < 0)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: bos_token '%s' is not a token", tokenizer_config_json, j->str));
+    if (have_cfg && (j = bitnet__hf_token_text(bitnet__json_get(&cfg, "eos_token"))) &&
+        (v->eos = bitnet__vocab_find(v, j->str)) < 0)
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "%s: eos_token '%s' is not a token", tokenizer_config_json, j->str));
+    if (v->bos < 0) v->bos = bitnet__vocab_find(v, "<|begin_of_text|>");
+    if (v->eos < 0) v->eos = bitnet__vocab_find(v, "<|end_of_text|>");
+    v->eot = bitnet__vocab_find(v, "<|eot_id|>");
+    v->add_bos = v->bos >= 0;
+    if (have_cfg && (j = bitnet__json_get(&cfg, "add_bos_token")) && (j->type == BITNET__JSON_TRUE || j->type == BITNET__JSON_FALSE))
+        v->add_bos = j->type == BITNET__JSON_TRUE && v->bos >= 0;
+    if (have_cfg && (j = bitnet__json_get(&cfg, "chat_template"))) {
+        const bitnet__json *t = j->type == BITNET__JSON_STRING ? j : NULL;
+        for (i = 0; j->type == BITNET__JSON_ARRAY && i < j->len; i++) /* [{name, template}]: the default one */
+            if (bitnet__json_is(bitnet__json_get(&j->items[i], "name"), "default")) t = bitnet__json_get(&j->items[i], "template");
+        if (t && t->type == BITNET__JSON_STRING) {
+            if (!(v->chat_template = bitnet__vocab_strdup(v, t->str, t->len))) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+            v->chat_template_len = t->len;
+        }
+    }
+#undef BITNET__BAIL
+done:
+    bitnet__arena_free(&tmp);
+    BITNET_FREE(text);
+    BITNET_FREE(ctext);
+    if (rc) bitnet__vocab_free(v);
+    return rc;
+}
+
+/* A valid byte-level BPE vocabulary of exactly n_vocab tokens for random test
+   models: the 256 byte tokens, merges that build English-like words, and as many
+   of the Llama 3 special tokens as fit (at the end, as in Llama 3). */
+BITNET__FN int bitnet__vocab_synthetic(bitnet__vocab *v, int n_vocab, bitnet_error *err) {
+    static const char *const specials[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                                           "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>",
+                                           "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>",
+                                           "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"};
+    /* common English pairs first (byte-level text; Ġ is a space), then random words */
+    static const char *const seed_merges[] = {
+        "Ġ t", "h e", "i n", "e r", "a n", "Ġ a", "o n", "r e", "o u", "Ġ s", "Ġ w", "a t", "e n", "Ġt he",
+        "Ġ c", "i s", "o r", "e s", "Ġ b", "e d", "Ġ f", "i t", "a l", "Ġ o", "Ġ m", "a r", "Ġ p", "Ġ d",
+        "n g", "in g", "Ġ h", "l e", "Ġ i", "Ġ l", "Ġ n", "l l", "Ġ the", "Ġ Ġ", "ĠĠ ĠĠ", "Ċ Ċ", ", Ġ", ". Ġ",
+        "Ġ of", "o f", "Ġa nd", "n d", "Ġ to", "t o", "Ġ is", "Ġ in", "1 2", "0 0"};
+    int n_special, n_merged, i, merge_cap = 0, rc = BITNET_OK;
+    int32_t *words = NULL;
+    int n_words = 0;
+    bitnet__strmap map;
+    uint64_t rng = 0x2545F4914F6CDD1Dull;
+    long long attempts = 0;
+
+    memset(v, 0, sizeof *v);
+    memset(&map, 0, sizeof map);
+    v->bos = v->eos = v->eot = -1;
+    if (n_vocab < 260 || n_vocab > (1 << 24))
+        return bitnet__fail(err, BITNET_E_ARG, "a synthetic vocabulary needs 260 to 16777216 tokens, not %d", n_vocab);
+    n_special = (n_vocab - 256) / 2;
+    if (n_special > (int)(sizeof specials / sizeof specials[0])) n_special = (int)(sizeof specials / sizeof specials[0]);
+    n_merged = n_vocab - 256 - n_special;
+    if (bitnet__vocab_resize(v, n_vocab) || bitnet__strmap_init(&map, (size_t)n_vocab) ||
+        !(words = (int32_t *)bitnet__calloc((size_t)n_vocab, sizeof *words))) {
+        rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+        goto done;
+    }
+    for (i = 0; i < 256; i++) {
+        char buf[4];
+        size_t n = bitnet__utf8_put(buf, bitnet__byte_to_cp((unsigned)i));
+        if (!(v->tokens[i] = bitnet__vocab_strdup(v, buf, n))) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+        v->token_lens[i] = n;
+        v->types[i] = BITNET__TOKEN_NORMAL;
+        bitnet__strmap_insert(&map, v->tokens, v->token_lens, i);
+        if (i >= 'a' && i <= 'z') words[n_words++] = i;
+    }
+    for (i = 0; v->n_merges < n_merged; i++) {
+        const char *a, *b;
+        size_t na, nb;
+        int32_t ia, ib, id = 256 + v->n_merges;
+        char *t;
+        if (i < (int)(sizeof seed_merges / sizeof seed_merges[0])) {
+            const char *sp = strchr(seed_merges[i], ' ');
+            ia = bitnet__strmap_find(&map, v->tokens, v->token_lens, seed_merges[i], (size_t)(sp - seed_merges[i]));
+            ib = bitnet__strmap_find(&map, v->tokens, v->token_lens, sp + 1, strlen(sp + 1));
+            if (ia < 0 || ib < 0) continue;
+        } else {
+            /* a space before a word-like token, or a word-like token and a letter */
+            rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+            if ((rng & 3) == 0) { ia = ' '; ib = words[(rng >> 8) % (uint64_t)n_words]; }
+            else { ia = words[(rng >> 8) % (uint64_t)n_words]; ib = 'a' + (int32_t)((rng >> 40) % 26); }
+            if (++attempts > 100LL * n_vocab) { rc = bitnet__fail(err, BITNET_E_ARG, "cannot make %d distinct tokens", n_vocab); goto done; }
+        }
+        a = v->tokens[ia]; na = v->token_lens[ia];
+        b = v->tokens[ib]; nb = v->token_lens[ib];
+        if (na + nb > 48 || !(t = (char *)bitnet__arena_alloc(&v->arena, na + nb + 1))) {
+            if (na + nb > 48) continue;
+            rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(t, a, na);
+        memcpy(t + na, b, nb);
+        t[na + nb] = 0;
+        v->tokens[id] = t;
+        v->token_lens[id] = na + nb;
+        v->types[id] = BITNET__TOKEN_NORMAL;
+        if (bitnet__strmap_insert(&map, v->tokens, v->token_lens, id) >= 0) { v->tokens[id] = NULL; continue; }
+        if (bitnet__vocab_add_merge(v, a, na, b, nb, &merge_cap)) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+        words[n_words++] = id;
+    }
+    for (i = 0; i < n_special; i++) {
+        int id = n_vocab - n_special + i;
+        if (!(v->tokens[id] = bitnet__vocab_strdup(v, specials[i], strlen(specials[i])))) {
+            rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+            goto done;
+        }
+        v->token_lens[id] = strlen(specials[i]);
+        v->types[id] = BITNET__TOKEN_CONTROL;
+    }
+    v->bos = bitnet__vocab_find(v, "<|begin_of_text|>");
+    v->eos = bitnet__vocab_find(v, "<|end_of_text|>");
+    v->eot = bitnet__vocab_find(v, "<|eot_id|>");
+    v->add_bos = v->bos >= 0;
+    v->ignore_merges = 1;
+done:
+    bitnet__strmap_free(&map);
+    BITNET_FREE(words);
+    if (rc) bitnet__vocab_free(v);
+    return rc;
+}
+
+/* Writes the vocabulary with llama.cpp's keys. */
+BITNET__FN void bitnet__vocab_write_gguf(bitnet__gguf_writer *w, const bitnet__vocab *v) {
+    const char *pre = v->ignore_merges ? BITNET__PRE_LLAMA3 : BITNET__PRE_LLAMA3_MERGES;
+    bitnet__gguf_add_str(w, "tokenizer.ggml.model", "gpt2", 4);
+    bitnet__gguf_add_str(w, "tokenizer.ggml.pre", pre, strlen(pre));
+    bitnet__gguf_add_str_array(w, "tokenizer.ggml.tokens", v->tokens, v->token_lens, (uint64_t)v->n_tokens);
+    bitnet__gguf_add_i32_array(w, "tokenizer.ggml.token_type", v->types, (uint64_t)v->n_tokens);
+    bitnet__gguf_add_str_array(w, "tokenizer.ggml.merges", v->merges, v->merge_lens, (uint64_t)v->n_merges);
+    if (v->bos >= 0) bitnet__gguf_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
+    if (v->eos >= 0) bitnet__gguf_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
+    if (v->eot >= 0) bitnet__gguf_add_u32(w, "tokenizer.ggml.eot_token_id", (uint32_t)v->eot);
+    bitnet__gguf_add_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos);
+    if (v->chat_template) bitnet__gguf_add_str(w, "tokenizer.chat_template", v->chat_template, v->chat_template_len);
+}
+
+/* ---- Unicode classes for the pre-tokenizer ---- */
+
+/* BEGIN generated by tests/gen_unicode_tables.py from Unicode 16.0: do not edit */
+#define BITNET__UNICODE_VERSION "16.0"
+#define BITNET__UCLASS_BLOCK 256
+/* block of code point cp: bitnet__uclass_stage1[cp / 256] */
+static const uint8_t bitnet__uclass_stage1[4352] = {
+    0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,1,17,18,19,1,20,21,22,23,24,25,26,27,1,28,
+    29,30,31,31,32,31,31,33,31,31,31,31,34,35,36,31,37,38,39,31,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,27,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,40,1,41,42,43,44,45,46,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,47,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,1,48,49,1,50,51,52,
+    53,54,55,56,57,58,1,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,
+    1,1,1,84,85,86,31,31,31,31,31,31,31,31,31,87,1,1,1,1,88,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,89,1,1,90,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,91,31,31,31,31,31,31,1,1,92,93,31,94,95,96,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,97,1,1,1,1,98,99,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,100,1,101,102,31,31,31,31,31,31,31,31,31,103,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,104,31,31,31,31,31,105,106,107,108,109,110,31,31,31,31,31,31,31,111,
+    112,113,114,31,115,116,31,117,118,119,31,31,120,121,122,31,31,123,31,31,31,31,31,31,31,31,31,104,31,31,31,31,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,124,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,125,126,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,127,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,128,1,1,129,31,31,31,31,31,31,31,31,31,1,1,130,31,31,31,31,31,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,131,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,132,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+    31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,31,
+};
+/* 133 blocks of 64 bytes: class of cp = (byte (cp % 256) / 4 >> 2 * (cp % 4)) & 3 */
+static const uint8_t bitnet__uclass_blocks[8512] = {
+    0,0,252,15,0,0,0,0,3,0,0,0,170,170,10,0,84,85,85,85,85,85,21,0,84,85,85,85,85,85,21,0,
+    0,12,0,0,0,0,0,0,3,0,16,0,160,4,24,42,85,85,85,85,85,21,85,85,85,85,85,85,85,21,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,80,85,85,5,0,0,0,85,1,0,17,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,81,80,69,
+    0,16,21,81,85,85,85,85,69,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,69,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    5,0,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,84,85,85,85,85,85,85,85,85,21,4,0,85,85,85,85,85,85,85,85,
+    85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,21,64,21,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,0,170,170,10,80,84,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,4,0,0,0,20,0,80,170,170,90,65,
+    0,0,0,0,81,85,85,85,85,85,85,85,0,0,0,0,0,0,0,84,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,5,0,0,4,0,0,0,170,170,90,85,85,85,85,85,85,85,21,0,0,5,16,0,
+    85,85,85,85,85,5,16,0,0,1,1,0,0,0,0,0,85,85,85,85,85,85,1,0,85,85,21,0,85,85,85,85,
+    85,85,84,21,0,0,0,0,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,85,85,85,85,85,85,85,85,85,85,85,85,85,5,4,0,0,0,0,1,0,85,85,5,160,170,170,84,85,85,85,
+    1,84,85,65,65,85,85,85,85,85,81,85,17,80,5,4,0,0,0,16,0,0,0,69,5,160,170,170,5,170,10,1,
+    0,84,21,64,65,85,85,85,85,85,81,85,81,20,5,0,0,0,0,0,0,0,84,17,0,160,170,170,80,1,0,0,
+    0,84,85,69,69,85,85,85,85,85,81,85,81,84,5,4,0,0,0,0,1,0,0,0,5,160,170,170,0,0,4,0,
+    0,84,85,65,65,85,85,85,85,85,81,85,81,84,5,4,0,0,0,0,0,0,0,69,5,160,170,170,164,170,0,0,
+    64,84,21,80,81,5,20,81,64,1,21,80,85,85,5,0,0,0,0,0,1,0,0,0,0,160,170,170,42,0,0,0,
+    0,84,85,81,81,85,85,85,85,85,81,85,85,85,5,4,0,0,0,0,0,0,21,4,5,160,170,170,0,0,170,42,
+    1,84,85,81,81,85,85,85,85,85,81,85,85,84,5,4,0,0,0,0,0,0,0,20,5,160,170,170,20,0,0,0,
+    0,85,85,81,81,85,85,85,85,85,85,85,85,85,21,4,0,0,0,16,0,21,170,106,5,160,170,170,170,170,82,85,
+    0,84,85,85,85,21,80,85,85,85,85,85,69,85,85,4,85,21,0,0,0,0,0,0,0,160,170,170,0,0,0,0,
+    84,85,85,85,85,85,85,85,85,85,85,85,81,0,0,0,85,21,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    20,81,21,85,85,85,85,85,85,68,85,85,81,0,0,4,85,17,0,0,170,170,10,85,0,0,0,0,0,0,0,0,
+    1,0,0,0,0,0,0,0,170,170,170,170,170,0,0,0,85,85,84,85,85,85,85,85,85,85,85,1,0,0,0,0,
+    0,0,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,64,170,170,10,0,85,5,80,5,4,20,0,80,1,84,85,85,
+    5,0,0,16,170,170,10,0,85,85,85,85,85,85,85,85,85,69,0,4,85,85,85,85,85,85,85,85,85,85,21,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,81,5,85,21,81,5,85,85,85,85,85,85,85,85,
+    85,85,81,5,85,85,85,85,85,85,85,85,81,5,85,21,81,5,85,85,85,21,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,81,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,168,170,170,170,170,2,
+    85,85,85,85,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,85,5,
+    84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,65,85,85,85,85,
+    87,85,85,85,85,85,21,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,160,86,85,1,0,
+    85,85,85,85,5,0,0,64,85,85,85,85,5,0,0,0,85,85,85,85,5,0,0,0,85,85,85,81,1,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,64,0,1,170,170,10,0,170,170,10,0,
+    0,0,0,0,170,170,10,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,
+    85,65,85,85,85,85,85,85,85,85,17,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,
+    85,85,85,85,85,85,85,21,0,0,0,0,0,0,0,0,0,160,170,170,85,85,85,85,85,85,85,5,85,1,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,0,85,85,85,85,85,85,5,0,170,170,42,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,21,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,0,0,0,0,0,0,0,
+    170,170,10,0,170,170,10,0,0,64,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,84,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,84,85,1,170,170,10,0,0,0,0,0,0,0,0,0,
+    64,85,85,85,85,85,85,85,1,0,0,80,170,170,90,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,170,170,10,84,170,170,90,85,85,85,85,85,85,85,85,5,
+    85,85,21,0,85,85,85,85,85,85,85,85,85,85,21,84,0,0,0,0,0,0,0,0,0,0,84,81,85,20,16,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,5,85,5,85,85,85,85,85,85,85,85,85,5,85,5,85,85,68,68,85,85,85,85,85,85,85,5,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,81,85,17,80,81,85,1,85,80,85,0,85,85,85,1,80,81,85,1,
+    255,255,63,0,0,0,0,0,0,0,15,192,0,0,0,0,0,0,0,0,0,0,0,192,0,0,0,0,6,170,10,64,
+    170,170,10,0,85,85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    16,64,80,85,85,4,84,5,0,17,81,69,85,85,5,85,0,84,5,16,170,170,170,170,170,170,170,170,170,170,170,170,
+    106,169,10,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,170,170,170,170,170,170,
+    170,170,170,170,170,170,170,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,160,170,170,170,170,170,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,160,170,170,
+    170,170,170,170,170,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,64,21,80,0,0,8,
+    85,85,85,85,85,85,85,85,85,69,0,4,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,64,0,0,0,0,
+    85,85,85,85,85,21,0,0,85,21,85,21,85,21,85,21,85,21,85,21,85,21,85,21,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,64,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    3,148,0,0,0,0,0,0,168,170,10,0,84,5,106,1,84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,21,0,84,84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,85,
+    0,84,85,85,85,85,85,85,85,85,85,85,84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,21,160,10,0,0,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,
+    0,0,0,0,0,0,0,0,170,170,10,0,0,0,0,0,0,0,170,170,168,170,170,170,0,0,0,0,0,0,0,0,
+    170,170,10,0,0,0,0,0,0,0,0,0,168,170,170,170,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,5,
+    85,85,85,1,85,85,85,85,170,170,90,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,64,
+    85,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,165,170,170,0,0,0,0,
+    0,0,0,0,0,64,85,85,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,65,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,69,84,85,1,0,0,0,0,80,85,85,85,
+    69,69,21,85,85,85,85,85,21,0,0,0,170,10,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,
+    80,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,170,170,10,0,0,0,0,0,80,85,64,20,
+    170,170,90,85,85,85,85,85,85,5,0,0,85,85,85,85,85,21,0,0,0,0,0,0,85,85,85,85,85,85,85,1,
+    0,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,0,0,64,170,170,10,0,85,81,85,85,170,170,90,21,
+    85,85,85,85,85,85,85,85,85,85,1,0,0,0,0,0,21,85,85,0,170,170,10,0,85,85,85,85,85,21,16,80,
+    85,85,85,85,85,85,85,85,85,85,85,85,4,20,84,5,17,0,0,0,0,0,64,5,85,85,21,0,80,1,0,0,
+    84,21,84,21,84,21,0,0,85,21,85,21,85,85,85,85,85,85,85,85,85,85,21,85,85,85,5,0,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,170,170,10,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,0,0,0,85,85,85,85,85,21,64,85,85,85,85,85,85,85,85,85,85,85,85,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,
+    85,21,0,0,64,85,0,68,85,85,81,85,85,21,85,17,69,81,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,64,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,80,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,85,85,85,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,81,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,
+    0,0,0,0,170,170,10,0,84,85,85,85,85,85,21,0,84,85,85,85,85,85,21,0,0,80,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,80,85,80,85,80,85,80,1,0,0,0,0,0,0,0,0,
+    85,85,85,84,85,85,85,85,85,21,85,85,85,85,21,69,85,85,85,5,85,85,85,5,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,
+    0,128,170,170,170,170,170,170,170,170,170,170,170,0,0,0,170,170,170,170,170,170,170,170,170,170,170,170,170,170,2,0,
+    0,0,160,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,1,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,168,170,170,170,170,170,170,0,
+    85,85,85,85,85,85,85,85,170,0,0,84,85,85,85,85,89,85,37,0,85,85,85,85,85,85,85,85,85,5,0,0,
+    85,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,85,0,85,85,168,10,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,5,170,170,10,0,85,85,85,85,85,85,85,85,85,0,85,85,85,85,85,85,85,85,85,0,
+    85,85,85,85,85,85,85,85,85,85,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,85,85,21,85,
+    85,85,21,85,21,69,85,85,69,85,85,85,69,85,69,1,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,85,85,85,85,85,5,0,0,85,85,0,0,0,0,0,0,
+    85,69,85,85,85,85,85,85,85,85,85,85,81,85,21,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,5,81,85,85,85,85,85,85,85,85,85,85,69,1,65,85,85,85,85,85,5,170,170,85,85,85,85,85,21,168,170,
+    85,85,85,85,85,85,85,21,0,128,170,170,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,21,5,128,170,
+    85,85,85,85,85,165,170,0,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,90,170,170,170,170,160,170,170,170,170,170,170,170,170,170,170,170,
+    1,0,0,0,85,84,84,85,85,85,85,85,85,5,0,0,170,170,2,0,0,0,0,0,85,85,85,85,85,85,85,41,
+    85,85,85,85,85,85,85,169,0,0,0,0,0,0,0,0,85,85,84,85,85,85,85,85,85,1,128,170,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,85,85,85,85,85,5,170,170,85,85,85,85,21,0,170,170,
+    85,85,85,85,5,0,0,0,0,0,168,170,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,21,0,160,170,
+    85,85,85,85,85,85,85,85,85,0,0,0,170,170,10,0,170,170,90,85,85,85,85,85,85,5,0,64,85,85,85,85,
+    85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,170,170,170,170,170,42,
+    85,85,85,85,85,85,85,85,85,85,5,0,5,0,0,0,80,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,169,170,106,0,0,85,85,85,85,85,5,0,0,168,2,0,0,0,0,0,0,85,85,85,85,
+    5,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,169,170,0,0,0,0,0,85,85,85,85,85,21,0,0,
+    64,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,160,170,170,170,170,170,170,170,20,4,0,0,
+    64,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,85,85,85,85,85,85,1,0,170,170,10,0,
+    64,85,85,85,85,85,85,85,85,21,0,0,0,160,170,170,0,65,0,0,85,85,85,85,85,85,85,85,21,16,0,0,
+    64,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,84,1,0,0,170,170,26,1,168,170,170,170,170,2,0,0,
+    85,85,85,85,69,85,85,85,85,85,85,0,0,0,0,64,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,21,81,69,85,85,85,69,85,85,1,0,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,170,170,10,0,
+    0,84,85,65,65,85,85,85,85,85,81,85,81,84,5,4,0,0,0,0,1,0,0,84,5,0,0,0,0,0,0,0,
+    85,85,69,16,85,85,85,85,85,85,85,85,85,69,0,0,0,0,0,0,68,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,64,21,0,170,170,10,64,5,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,69,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,0,0,0,0,0,0,85,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,1,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,21,0,0,0,1,0,170,170,10,0,170,170,170,170,170,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,21,0,0,0,0,0,170,170,170,0,85,21,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,170,170,170,170,42,0,0,64,
+    85,21,4,85,85,20,85,85,85,85,85,85,0,0,0,64,4,0,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,80,85,85,85,85,85,85,85,85,85,1,0,0,0,68,0,0,0,0,0,0,0,
+    1,0,64,85,85,85,85,85,85,85,85,85,21,0,16,0,0,0,0,0,1,0,0,85,85,85,85,85,85,85,85,85,
+    85,85,5,0,0,0,0,4,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,1,0,0,0,170,170,10,0,
+    85,85,81,85,85,85,85,85,85,85,85,21,0,0,0,0,1,0,0,0,170,170,170,170,170,170,170,2,80,85,85,85,
+    85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,21,69,85,85,85,85,85,85,85,85,85,1,0,0,0,0,16,0,0,170,170,10,0,85,69,81,85,85,85,85,85,
+    85,85,5,0,0,0,1,0,170,170,10,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,21,0,0,0,
+    16,85,85,85,81,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0,170,170,170,170,170,2,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,170,42,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,84,21,0,0,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,5,0,0,0,0,170,170,10,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,85,85,85,85,85,85,85,21,170,170,10,0,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,170,170,10,0,85,85,85,85,85,85,85,5,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,85,0,0,0,170,170,138,170,74,85,85,85,85,85,0,84,
+    85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,1,170,170,10,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    170,170,170,170,170,42,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,1,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,64,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,69,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,64,
+    85,85,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,84,85,20,
+    85,85,85,85,85,85,85,85,21,0,0,0,16,0,0,0,0,0,0,0,21,4,0,0,0,85,0,0,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,85,85,85,1,
+    85,85,1,0,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,10,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,170,170,170,0,0,0,170,170,170,170,170,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,170,170,170,170,170,170,2,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,81,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,81,16,20,84,81,85,85,69,84,85,84,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,69,21,84,85,81,85,81,85,85,85,85,85,85,69,21,85,17,80,85,81,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,5,85,85,85,85,85,85,81,85,85,85,85,85,21,85,85,85,85,85,85,85,21,85,
+    85,85,85,85,85,81,85,85,85,85,85,85,85,81,85,85,85,85,85,21,85,85,85,85,85,85,85,21,85,85,85,85,
+    85,85,81,85,85,85,85,85,85,85,81,85,85,85,85,85,21,85,85,160,170,170,170,170,170,170,170,170,170,170,170,170,
+    85,85,85,85,85,85,85,21,0,84,21,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,1,0,64,85,5,170,170,10,16,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,85,85,85,85,85,85,85,5,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,0,170,170,10,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,0,170,170,10,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,5,169,170,42,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,21,85,20,85,85,85,21,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,129,170,170,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,64,0,170,170,10,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,168,170,170,170,
+    170,170,170,170,170,170,170,170,170,170,170,168,168,2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    168,170,170,170,170,170,170,170,170,170,170,138,170,170,170,10,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,84,85,85,85,85,85,85,20,65,84,85,21,85,68,0,16,64,68,84,20,65,68,68,20,65,21,85,21,85,84,17,
+    85,85,69,85,85,85,85,0,84,84,69,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    170,170,170,2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,5,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,1,0,0,0,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,21,0,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+};
+/* END generated by tests/gen_unicode_tables.py */
+
+enum { BITNET__CC_OTHER = 0, BITNET__CC_LETTER = 1, BITNET__CC_NUMBER = 2, BITNET__CC_SPACE = 3,
+       BITNET__CC_NEWLINE = 4 /* \r and \n: spaces the pattern names on their own */ };
+
+/* Class of the character at s (n > 0 bytes left) and its length in bytes.  A byte
+   that starts no valid sequence is a one-byte character of class other. */
+BITNET__FN int bitnet__char_class(const uint8_t *s, size_t n, size_t *len) {
+    unsigned cp, c = s[0];
+    if (c < 0x80) {
+        /* ASCII: \t..\r and space are spaces, \r \n newlines */
+        *len = 1;
+        if (c == '\n' || c == '\r') return BITNET__CC_NEWLINE;
+        if ((c >= '\t' && c <= '\r') || c == ' ') return BITNET__CC_SPACE;
+        if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return BITNET__CC_LETTER;
+        if (c >= '0' && c <= '9') return BITNET__CC_NUMBER;
+        return BITNET__CC_OTHER;
+    }
+    *len = (size_t)bitnet__utf8_decode(s, n, &cp);
+    if (!*len) { *len = 1; return BITNET__CC_OTHER; }
+    return (bitnet__uclass_blocks[bitnet__uclass_stage1[cp >> 8] * (BITNET__UCLASS_BLOCK / 4) + ((cp & 255) >> 2)] >>
+            (2 * (cp & 3))) & 3;
+}
+
+/* Length of a contraction after an apostrophe at s[-1]: (?i:'s|'t|'re|'ve|'m|'ll|'d).
+   Case-insensitive as Unicode case folding has it, so the long s (U+017F) is an s. */
+BITNET__FN size_t bitnet__contraction(const uint8_t *s, size_t n) {
+    int c0, c1;
+    if (n == 0) return 0;
+    c0 = s[0] | 0x20;
+    c1 = n > 1 ? (s[1] | 0x20) : 0;
+    if (s[0] == 0xC5 && n > 1 && s[1] == 0xBF) return 2; /* U+017F */
+    if (c0 == 's' || c0 == 't' || c0 == 'm' || c0 == 'd') return 1;
+    if ((c0 == 'r' || c0 == 'v') && c1 == 'e') return 2;
+    if (c0 == 'l' && c1 == 'l') return 2;
+    return 0;
+}
+
+/* End of the pre-token that starts at s[p] (p < n): the first alternative of the
+   Llama 3 pattern that matches here, with the regex's greedy and backtracking
+   semantics worked out per alternative:
+     (?i:'s|'t|'re|'ve|'m|'ll|'d)   a contraction
+     [^\r\n\p{L}\p{N}]?\p{L}+        letters, after at most one non-letter non-digit
+     \p{N}{1,3}                      one to three digits
+      ?[^\s\p{L}\p{N}]+[\r\n]*       punctuation and others, maybe after a space
+     \s*[\r\n]+                      spaces up to the last newline of the run
+     \s+(?!\S)                       spaces but the last one before a non-space
+     \s+                             (a lone space before a non-space) */
+BITNET__FN size_t bitnet__pretok_next(const uint8_t *s, size_t n, size_t p) {
+    size_t len, len1, q, last_nl_end, last_start, count;
+    int c = bitnet__char_class(s + p, n - p, &len), c1;
+
+    if (s[p] == '\'' && (q = bitnet__contraction(s + p + 1, n - p - 1)) != 0) return p + 1 + q;
+    c1 = p + len < n ? bitnet__char_class(s + p + len, n - p - len, &len1) : -1;
+    if (c == BITNET__CC_LETTER || (c1 == BITNET__CC_LETTER && c != BITNET__CC_NEWLINE && c != BITNET__CC_NUMBER)) {
+        q = c == BITNET__CC_LETTER ? p + len : p + len + len1;
+        while (q < n && bitnet__char_class(s + q, n - q, &len) == BITNET__CC_LETTER) q += len;
+        return q;
+    }
+    if (c == BITNET__CC_NUMBER) {
+        q = p + len;
+        for (count = 1; count < 3 && q < n && bitnet__char_class(s + q, n - q, &len) == BITNET__CC_NUMBER; count++) q += len;
+        return q;
+    }
+    if (c == BITNET__CC_OTHER || (s[p] == ' ' && c1 == BITNET__CC_OTHER)) {
+        q = c == BITNET__CC_OTHER ? p + len : p + 1 + len1;
+        while (q < n && (c = bitnet__char_class(s + q, n - q, &len)) == BITNET__CC_OTHER) q += len;
+        while (q < n && (s[q] == '\r' || s[q] == '\n')) q++;
+        return q;
+    }
+    /* a run of spaces */
+    q = p;
+    last_nl_end = 0;
+    last_start = p;
+    while (q < n && ((c = bitnet__char_class(s + q, n - q, &len)) == BITNET__CC_SPACE || c == BITNET__CC_NEWLINE)) {
+        last_start = q;
+        q += len;
+        if (c == BITNET__CC_NEWLINE) last_nl_end = q;
+    }
+    if (last_nl_end) return last_nl_end;
+    if (q == n || last_start == p) return q;
+    return last_start;
+}
+
+/* ---- the tokenizer built from the model file ---- */
+
+typedef struct bitnet__merge_slot {
+    uint64_t pair;            /* left << 32 | right; BITNET__NO_PAIR when empty */
+    int32_t rank, result;
+} bitnet__merge_slot;
+
+#define BITNET__NO_PAIR (~(uint64_t)0)
+
+struct bitnet__tokenizer {
+    int n_vocab;
+    const char **text;        /* token text as stored (points into the model file) */
+    size_t *text_len;
+    const char **piece;       /* the bytes a token stands for */
+    size_t *piece_len;
+    char *piece_bytes;        /* decoded bytes of the byte-level tokens */
+    uint8_t *type;            /* BITNET__TOKEN_* */
+    uint8_t *eog;             /* end of generation */
+    int32_t byte_token[256];
+    bitnet__strmap by_bytes;  /* normal tokens, by their bytes */
+    size_t max_piece_len;     /* longest normal token in bytes */
+    int ignore_merges;
+    bitnet__merge_slot *merges;
+    size_t merge_mask;
+    /* added tokens, matched in the text before pre-tokenization */
+    bitnet__strmap specials;  /* by text */
+    int n_specials;
+    size_t special_lens[256]; /* the distinct lengths, longest first */
+    int n_special_lens;
+    uint8_t special_start[8192]; /* bit (s[0] << 8 | s[1]) set: some special text starts so */
+    uint8_t special_byte[32]; /* bit s[0] set: a one-byte special text */
+    int has_user_defined;     /* user-defined tokens are matched even without BITNET_TOKENIZE_SPECIAL */
+    int add_bos;
+    bitnet_token bos;
+    const char *chat_template;
+    size_t chat_template_len;
+    void *owned_file;         /* the model-file bytes, when the tokenizer owns them */
+};
+
+BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *t) {
+    if (!t) return;
+    BITNET_FREE(t->owned_file);
+    BITNET_FREE((void *)t->text);
+    BITNET_FREE(t->text_len);
+    BITNET_FREE((void *)t->piece);
+    BITNET_FREE(t->piece_len);
+    BITNET_FREE(t->piece_bytes);
+    BITNET_FREE(t->type);
+    BITNET_FREE(t->eog);
+    BITNET_FREE(t->merges);
+    bitnet__strmap_free(&t->by_bytes);
+    bitnet__strmap_free(&t->specials);
+    BITNET_FREE(t);
+}
+
+/* Decodes byte-level text to bytes; -1 if a character is outside the alphabet. */
+BITNET__FN long bitnet__byte_level_decode(const uint8_t *s, size_t n, const int16_t *cp_to_byte, char *out) {
+    size_t i = 0, o = 0;
+    while (i < n) {
+        unsigned cp;
+        int k = bitnet__utf8_decode(s + i, n - i, &cp);
+        if (!k || cp >= 324 || cp_to_byte[cp] < 0) return -1;
+        out[o++] = (char)cp_to_byte[cp];
+        i += (size_t)k;
+    }
+    return (long)o;
+}
+
+BITNET__FN int bitnet__merge_find(const bitnet__tokenizer *t, int32_t left, int32_t right, int32_t *result) {
+    uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
+    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & t->merge_mask;
+    for (;; i = (i + 1) & t->merge_mask) {
+        if (t->merges[i].pair == key) { *result = t->merges[i].result; return t->merges[i].rank; }
+        if (t->merges[i].pair == BITNET__NO_PAIR) return -1;
+    }
+}
+
+BITNET__FN void bitnet__merge_put(bitnet__tokenizer *t, int32_t left, int32_t right, int32_t rank, int32_t result) {
+    uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
+    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & t->merge_mask;
+    while (t->merges[i].pair != BITNET__NO_PAIR && t->merges[i].pair != key) i = (i + 1) & t->merge_mask;
+    /* a repeated merge takes the later rank, as Hugging Face tokenizers' map does */
+    t->merges[i].pair = key;
+    t->merges[i].rank = rank;
+    t->merges[i].result = result;
+}
+
+/* Builds the tokenizer from the model file's tokenizer.ggml.* keys, checking
+   everything: counts, types, ids, and that every merge joins two tokens into a
+   third.  *out stays NULL when the file has no vocabulary. */
+BITNET__FN int bitnet__tokenizer_build(const bitnet__gguf *g, int n_vocab, bitnet__tokenizer **out, bitnet_error *err) {
+    const bitnet__gguf_kv *tokens = bitnet__gguf_find(g, "tokenizer.ggml.tokens");
+    const bitnet__gguf_kv *types = bitnet__gguf_find(g, "tokenizer.ggml.token_type");
+    const bitnet__gguf_kv *merges = bitnet__gguf_find(g, "tokenizer.ggml.merges");
+    bitnet__tokenizer *t = NULL;
+    bitnet__strmap by_text;
+    bitnet__str s;
+    int16_t cp_to_byte[324];
+    const uint8_t *p;
+    size_t total = 0, cap;
+    long long v;
+    int rc = BITNET_OK, i;
+    char *tmp = NULL;
+
+    *out = NULL;
+    memset(&by_text, 0, sizeof by_text);
+    if ((rc = bitnet__gguf_get_str(g, "tokenizer.ggml.model", 0, &s, err))) return rc;
+    if (!tokens && !s.ptr) return BITNET_OK; /* no vocabulary: the model cannot tokenize */
+    if (!s.ptr || !bitnet__str_eq(s, "gpt2"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "tokenizer.ggml.model is '%.*s'; only byte-level BPE ('gpt2') is supported",
+                            (int)(s.len > 64 ? 64 : s.len), s.ptr ? s.ptr : "");
+    if ((rc = bitnet__gguf_get_str(g, "tokenizer.ggml.pre", 0, &s, err))) return rc;
+    if (s.ptr && !bitnet__str_eq(s, BITNET__PRE_LLAMA3) && !bitnet__str_eq(s, BITNET__PRE_LLAMA3_MERGES) && !bitnet__str_eq(s, "llama3"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "tokenizer.ggml.pre is '%.*s'; only the Llama 3 pre-tokenizer ('llama-bpe') is supported",
+                            (int)(s.len > 64 ? 64 : s.len), s.ptr);
+#define BITNET__BAIL(x) do { rc = (x); goto fail; } while (0)
+    if (!tokens || tokens->type != BITNET__GGUF_ARRAY || tokens->arr_type != BITNET__GGUF_STRING)
+        return bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.tokens must be an array of strings");
+    if (tokens->arr_n != (uint64_t)n_vocab)
+        return bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.tokens has %llu tokens but the model has %d",
+                            (unsigned long long)tokens->arr_n, n_vocab);
+    if (!types || types->type != BITNET__GGUF_ARRAY || types->arr_n != (uint64_t)n_vocab ||
+        (types->arr_type != BITNET__GGUF_I32 && types->arr_type != BITNET__GGUF_U32))
+        return bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.token_type must be %d 32-bit integers", n_vocab);
+    if (!merges || merges->type != BITNET__GGUF_ARRAY || merges->arr_type != BITNET__GGUF_STRING || merges->arr_n > (1u << 30))
+        return bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.merges must be an array of strings");
+
+    t = (bitnet__tokenizer *)bitnet__calloc(1, sizeof *t);
+    if (!t) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    t->n_vocab = n_vocab;
+    t->text = (const char **)bitnet__calloc((size_t)n_vocab, sizeof *t->text);
+    t->text_len = (size_t *)bitnet__calloc((size_t)n_vocab, sizeof *t->text_len);
+    t->piece = (const char **)bitnet__calloc((size_t)n_vocab, sizeof *t->piece);
+    t->piece_len = (size_t *)bitnet__calloc((size_t)n_vocab, sizeof *t->piece_len);
+    t->type = (uint8_t *)bitnet__calloc((size_t)n_vocab, 1);
+    t->eog = (uint8_t *)bitnet__calloc((size_t)n_vocab, 1);
+    if (!t->text || !t->text_len || !t->piece || !t->piece_len || !t->type || !t->eog ||
+        bitnet__strmap_init(&by_text, (size_t)n_vocab) || bitnet__strmap_init(&t->by_bytes, (size_t)n_vocab))
+        BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    for (i = 0; i < 324; i++) cp_to_byte[i] = (int16_t)bitnet__cp_to_byte((unsigned)i);
+
+    /* token texts and types; normal tokens are decoded to their bytes */
+    p = tokens->arr_data;
+    for (i = 0; i < n_vocab; i++) {
+        s = bitnet__gguf_next_str(&p);
+        t->text[i] = s.ptr;
+        t->text_len[i] = (size_t)s.len;
+        if (s.len == 0) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "token %d is empty", i));
+        total += (size_t)s.len;
+        v = (long long)(int32_t)bitnet__rd(types->arr_data + 4 * (size_t)i, 4);
+        if (v < BITNET__TOKEN_NORMAL || v > BITNET__TOKEN_BYTE)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "token %d has type %lld (1..6 expected)", i, v));
+        t->type[i] = (uint8_t)v;
+        if (bitnet__strmap_insert(&by_text, t->text, t->text_len, i) >= 0 && v == BITNET__TOKEN_NORMAL)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "token %d ('%.*s') appears twice", i, (int)(s.len > 64 ? 64 : s.len), s.ptr));
+    }
+    t->piece_bytes = (char *)BITNET_MALLOC(total ? total : 1);
+    if (!t->piece_bytes) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    total = 0;
+    for (i = 0; i < 256; i++) t->byte_token[i] = -1;
+    for (i = 0; i < n_vocab; i++) {
+        long k = -1;
+        if (t->type[i] == BITNET__TOKEN_NORMAL || t->type[i] == BITNET__TOKEN_BYTE)
+            k = bitnet__byte_level_decode((const uint8_t *)t->text[i], t->text_len[i], cp_to_byte, t->piece_bytes + total);
+        if (k < 0) { /* added tokens, and text outside the alphabet, stand for their own text */
+            t->piece[i] = t->text[i];
+            t->piece_len[i] = t->text_len[i];
+            continue;
+        }
+        t->piece[i] = t->piece_bytes + total;
+        t->piece_len[i] = (size_t)k;
+        total += (size_t)k;
+        if (bitnet__strmap_insert(&t->by_bytes, t->piece, t->piece_len, i) < 0) {
+            if (k == 1) t->byte_token[(uint8_t)t->piece[i][0]] = i;
+            if ((size_t)k > t->max_piece_len) t->max_piece_len = (size_t)k;
+        }
+    }
+    for (i = 0; i < 256; i++)
+        if (t->byte_token[i] < 0) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "the vocabulary has no token for the byte 0x%02x", i));
+
+    /* merges: rank i joins "left right" into the token left+right */
+    cap = 16;
+    while (cap < merges->arr_n + merges->arr_n / 2) cap *= 2;
+    t->merges = (bitnet__merge_slot *)BITNET_MALLOC(cap * sizeof *t->merges);
+    tmp = (char *)BITNET_MALLOC(1024);
+    if (!t->merges || !tmp) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    t->merge_mask = cap - 1;
+    for (cap = 0; cap <= t->merge_mask; cap++) t->merges[cap].pair = BITNET__NO_PAIR;
+    p = merges->arr_data;
+    for (i = 0; (uint64_t)i < merges->arr_n; i++) {
+        const char *sp;
+        int32_t a, b, r;
+        s = bitnet__gguf_next_str(&p);
+        sp = s.len ? (const char *)memchr(s.ptr, ' ', (size_t)s.len) : NULL;
+        if (!sp || sp == s.ptr || sp + 1 == s.ptr + s.len || memchr(sp + 1, ' ', (size_t)(s.ptr + s.len - sp - 1)) || s.len > 1022)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "merge %d ('%.*s') is not two tokens separated by a space", i,
+                                      (int)(s.len > 64 ? 64 : s.len), s.ptr));
+        a = bitnet__strmap_find(&by_text, t->text, t->text_len, s.ptr, (size_t)(sp - s.ptr));
+        b = bitnet__strmap_find(&by_text, t->text, t->text_len, sp + 1, (size_t)(s.ptr + s.len - sp - 1));
+        memcpy(tmp, s.ptr, (size_t)(sp - s.ptr));
+        memcpy(tmp + (sp - s.ptr), sp + 1, (size_t)(s.ptr + s.len - sp - 1));
+        r = bitnet__strmap_find(&by_text, t->text, t->text_len, tmp, (size_t)s.len - 1);
+        if (a < 0 || b < 0 || r < 0 || t->type[a] != BITNET__TOKEN_NORMAL || t->type[b] != BITNET__TOKEN_NORMAL ||
+            t->type[r] != BITNET__TOKEN_NORMAL)
+            BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "merge %d ('%.*s') does not join two normal tokens into a third", i,
+                                      (int)(s.len > 64 ? 64 : s.len), s.ptr));
+        bitnet__merge_put(t, a, b, i, r);
+    }
+
+    /* added tokens: control and user-defined ones are cut out of the text */
+    for (i = 0, cap = 0; i < n_vocab; i++) cap += t->type[i] == BITNET__TOKEN_CONTROL || t->type[i] == BITNET__TOKEN_USER_DEFINED;
+    if (bitnet__strmap_init(&t->specials, cap)) BITNET__BAIL(bitnet__fail(err, BITNET_E_NOMEM, "out of memory"));
+    for (i = 0; i < n_vocab; i++) {
+        size_t n = t->text_len[i];
+        const uint8_t *u = (const uint8_t *)t->text[i];
+        int k;
+        if (t->type[i] != BITNET__TOKEN_CONTROL && t->type[i] != BITNET__TOKEN_USER_DEFINED) continue;
+        if (bitnet__strmap_insert(&t->specials, t->text, t->text_len, i) >= 0) continue; /* same text: the first id wins */
+        t->n_specials++;
+        if (t->type[i] == BITNET__TOKEN_USER_DEFINED) t->has_user_defined = 1;
+        if (n == 1) t->special_byte[u[0] >> 3] |= (uint8_t)(1 << (u[0] & 7));
+        else t->special_start[(u[0] << 5) | (u[1] >> 3)] |= (uint8_t)(1 << (u[1] & 7));
+        for (k = 0; k < t->n_special_lens && t->special_lens[k] != n; k++) {}
+        if (k == t->n_special_lens) {
+            if (k == (int)(sizeof t->special_lens / sizeof t->special_lens[0]))
+                BITNET__BAIL(bitnet__fail(err, BITNET_E_UNSUPPORTED, "added tokens have more than %d different lengths", k));
+            while (k > 0 && t->special_lens[k - 1] < n) { t->special_lens[k] = t->special_lens[k - 1]; k--; }
+            t->special_lens[k] = n;
+            t->n_special_lens++;
+        }
+    }
+
+    if ((rc = bitnet__gguf_get_str(g, "tokenizer.ggml.pre", 0, &s, err))) goto fail;
+    t->ignore_merges = !s.ptr || !bitnet__str_eq(s, BITNET__PRE_LLAMA3_MERGES);
+    if ((rc = bitnet__gguf_get_int(g, "tokenizer.ggml.bos_token_id", 0, -1, -1, n_vocab - 1, &v, err))) goto fail;
+    t->bos = (bitnet_token)v;
+    {
+        const bitnet__gguf_kv *kv = bitnet__gguf_find(g, "tokenizer.ggml.add_bos_token");
+        if (kv && kv->type != BITNET__GGUF_BOOL) BITNET__BAIL(bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.ggml.add_bos_token must be a bool"));
+        t->add_bos = (kv ? kv->num.u != 0 : 1) && t->bos >= 0;
+    }
+    {
+        static const char *const keys[] = {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"};
+        static const char *const names[] = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>"};
+        int k;
+        for (k = 0; k < 2; k++) {
+            if ((rc = bitnet__gguf_get_int(g, keys[k], 0, -1, -1, n_vocab - 1, &v, err))) goto fail;
+            if (v >= 0) t->eog[v] = 1;
+        }
+        for (k = 0; k < 3; k++) {
+            int32_t id = bitnet__strmap_find(&by_text, t->text, t->text_len, names[k], strlen(names[k]));
+            if (id >= 0 && t->type[id] == BITNET__TOKEN_CONTROL) t->eog[id] = 1;
+        }
+    }
+    if ((rc = bitnet__gguf_get_str(g, "tokenizer.chat_template", 0, &s, err))) goto fail;
+    t->chat_template = s.ptr;
+    t->chat_template_len = (size_t)s.len;
+#undef BITNET__BAIL
+    bitnet__strmap_free(&by_text);
+    BITNET_FREE(tmp);
+    *out = t;
+    return BITNET_OK;
+fail:
+    bitnet__strmap_free(&by_text);
+    BITNET_FREE(tmp);
+    bitnet__tokenizer_free(t);
+    return rc;
+}
+
+BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
+    return bitnet__tokenizer_build(&model->gguf, model->hp.n_vocab, &model->tokenizer, err);
+}
+
+/* Builds a tokenizer straight from a vocabulary, through its model-file form so
+   that it is checked exactly as a loaded one (for tools and tests). */
+BITNET__FN int bitnet__tokenizer_from_vocab(const bitnet__vocab *v, bitnet__tokenizer **out, bitnet_error *err) {
+    bitnet__gguf_writer w;
+    bitnet__gguf g;
+    uint8_t *file;
+    size_t size;
+    int rc, i;
+    *out = NULL;
+    memset(&w, 0, sizeof w);
+    bitnet__vocab_write_gguf(&w, v);
+    size = 24 + w.kv_len;
+    file = w.failed ? NULL : (uint8_t *)BITNET_MALLOC(size);
+    if (!file) {
+        bitnet__gguf_writer_free(&w);
+        return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    }
+    memcpy(file, "GGUF", 4);
+    for (i = 0; i < 4; i++) file[4 + i] = (uint8_t)(3u >> (8 * i));
+    for (i = 0; i < 8; i++) file[8 + i] = 0; /* no tensors */
+    for (i = 0; i < 8; i++) file[16 + i] = (uint8_t)(w.n_kv >> (8 * i));
+    memcpy(file + 24, w.kv, w.kv_len);
+    bitnet__gguf_writer_free(&w);
+    rc = bitnet__gguf_parse(&g, file, size, err);
+    if (rc == BITNET_OK) rc = bitnet__tokenizer_build(&g, v->n_tokens, out, err);
+    bitnet__gguf_free(&g);
+    if (rc == BITNET_OK && !*out) rc = bitnet__fail(err, BITNET_E_FORMAT, "the vocabulary is empty");
+    if (rc) BITNET_FREE(file);
+    else (*out)->owned_file = file;
+    return rc;
+}
+
+/* ---- BPE on one piece ---- */
+
+/* Tokens go to out[0..max) and are counted past it, so a caller learns how many are needed. */
+typedef struct bitnet__emit {
+    bitnet_token *out;
+    size_t max, count;
+} bitnet__emit;
+
+BITNET__FN void bitnet__put(bitnet__emit *e, int32_t id) {
+    if (e->count < e->max) e->out[e->count] = id;
+    e->count++;
+}
+
+/* Scratch memory of an encoder, grown to the longest piece seen. */
+typedef struct bitnet__bpe_sym {
+    int32_t id, prev, next;
+} bitnet__bpe_sym;
+
+typedef struct bitnet__bpe_work {
+    bitnet__bpe_sym *sym;
+    uint64_t *heap;           /* rank << 32 | position of the left symbol */
+    size_t cap;
+} bitnet__bpe_work;
+
+BITNET__FN void bitnet__bpe_work_free(bitnet__bpe_work *w) {
+    BITNET_FREE(w->sym);
+    BITNET_FREE(w->heap);
+    memset(w, 0, sizeof *w);
+}
+
+BITNET__FN void bitnet__heap_push(uint64_t *h, size_t *n, uint64_t v) {
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > v) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = v;
+}
+
+BITNET__FN uint64_t bitnet__heap_pop(uint64_t *h, size_t *n) {
+    uint64_t top = h[0], last = h[--*n];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && h[c + 1] < h[c]) c++;
+        if (h[c] >= last) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+    return top;
+}
+
+/* Short pieces: ranks of adjacent pairs in an array, the leftmost lowest merged
+   until none is left (the same order as the heap below, with less overhead). */
+#define BITNET__BPE_SHORT 32
+
+BITNET__FN void bitnet__bpe_short(const bitnet__tokenizer *t, const uint8_t *s, size_t n, bitnet__emit *e) {
+    int32_t id[BITNET__BPE_SHORT], res[BITNET__BPE_SHORT], rank[BITNET__BPE_SHORT];
+    size_t m = n, i, best;
+    for (i = 0; i < n; i++) id[i] = t->byte_token[s[i]];
+    for (i = 0; i + 1 < m; i++) rank[i] = bitnet__merge_find(t, id[i], id[i + 1], &res[i]);
+    for (;;) {
+        int32_t r = -1;
+        best = 0;
+        for (i = 0; i + 1 < m; i++)
+            if (rank[i] >= 0 && (r < 0 || rank[i] < r)) { r = rank[i]; best = i; }
+        if (r < 0) break;
+        id[best] = res[best];
+        for (i = best + 1; i + 1 < m; i++) { id[i] = id[i + 1]; rank[i] = rank[i + 1]; res[i] = res[i + 1]; }
+        m--;
+        if (best > 0) rank[best - 1] = bitnet__merge_find(t, id[best - 1], id[best], &res[best - 1]);
+        if (best + 1 < m) rank[best] = bitnet__merge_find(t, id[best], id[best + 1], &res[best]);
+    }
+    for (i = 0; i < m; i++) bitnet__put(e, id[i]);
+}
+
+/* Any length in O(n log n): a heap of candidate merges, each checked when it comes up. */
+BITNET__FN int bitnet__bpe_long(const bitnet__tokenizer *t, const uint8_t *s, size_t n, bitnet__bpe_work *w, bitnet__emit *e) {
+    size_t i, nheap = 0;
+    int32_t res, j;
+    bitnet__bpe_sym *sym;
+    if (n > 0xFFFFFFF0u) return BITNET_E_UNSUPPORTED;
+    if (n > w->cap) {
+        bitnet__bpe_sym *ns = (bitnet__bpe_sym *)BITNET_REALLOC(w->sym, n * sizeof *ns);
+        uint64_t *nh;
+        if (ns) w->sym = ns;
+        nh = ns ? (uint64_t *)BITNET_REALLOC(w->heap, n * sizeof *nh) : NULL;
+        if (!nh) return BITNET_E_NOMEM;
+        w->heap = nh;
+        w->cap = n;
+    }
+    sym = w->sym;
+    for (i = 0; i < n; i++) {
+        sym[i].id = t->byte_token[s[i]];
+        sym[i].prev = (int32_t)i - 1;
+        sym[i].next = i + 1 < n ? (int32_t)i + 1 : -1;
+    }
+    for (i = 0; i + 1 < n; i++) {
+        int32_t r = bitnet__merge_find(t, sym[i].id, sym[i + 1].id, &res);
+        if (r >= 0) bitnet__heap_push(w->heap, &nheap, (uint64_t)r << 32 | i);
+    }
+    while (nheap) {
+        uint64_t top = bitnet__heap_pop(w->heap, &nheap);
+        int32_t pos = (int32_t)(uint32_t)top, nx = sym[pos].next, r;
+        if (sym[pos].id < 0 || nx < 0) continue;
+        r = bitnet__merge_find(t, sym[pos].id, sym[nx].id, &res);
+        if (r != (int32_t)(top >> 32)) continue; /* that pair changed since */
+        sym[pos].id = res;
+        sym[pos].next = sym[nx].next;
+        if (sym[nx].next >= 0) sym[sym[nx].next].prev = pos;
+        sym[nx].id = -1;
+        if (sym[pos].prev >= 0 && (r = bitnet__merge_find(t, sym[sym[pos].prev].id, res, &j)) >= 0)
+            bitnet__heap_push(w->heap, &nheap, (uint64_t)r << 32 | (uint32_t)sym[pos].prev);
+        if (sym[pos].next >= 0 && (r = bitnet__merge_find(t, res, sym[sym[pos].next].id, &j)) >= 0)
+            bitnet__heap_push(w->heap, &nheap, (uint64_t)r << 32 | (uint32_t)pos);
+    }
+    for (j = 0; j >= 0; j = sym[j].next) bitnet__put(e, sym[j].id);
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__bpe(const bitnet__tokenizer *t, const uint8_t *s, size_t n, bitnet__bpe_work *w, bitnet__emit *e) {
+    if (n == 1) { bitnet__put(e, t->byte_token[s[0]]); return BITNET_OK; }
+    if (t->ignore_merges && n <= t->max_piece_len) {
+        int32_t id = bitnet__strmap_find(&t->by_bytes, t->piece, t->piece_len, (const char *)s, n);
+        if (id >= 0) { bitnet__put(e, id); return BITNET_OK; }
+    }
+    if (n <= BITNET__BPE_SHORT) { bitnet__bpe_short(t, s, n, e); return BITNET_OK; }
+    return bitnet__bpe_long(t, s, n, w, e);
+}
+
+/* ---- encoding a text ---- */
+
+/* Ordinary text: pre-tokenize, then BPE each piece. */
+BITNET__FN int bitnet__encode_ordinary(const bitnet__tokenizer *t, const uint8_t *s, size_t n, bitnet__bpe_work *w, bitnet__emit *e) {
+    size_t p = 0;
+    while (p < n) {
+        size_t q = bitnet__pretok_next(s, n, p);
+        int rc = bitnet__bpe(t, s + p, q - p, w, e);
+        if (rc) return rc;
+        p = q;
+    }
+    return BITNET_OK;
+}
+
+/* The leftmost, longest added token in s[p..n) that may be matched; n if none. */
+BITNET__FN size_t bitnet__find_special(const bitnet__tokenizer *t, const uint8_t *s, size_t p, size_t n, int control,
+                                       size_t *len, int32_t *id) {
+    for (; p < n; p++) {
+        int k;
+        int two = p + 1 < n && (t->special_start[(s[p] << 5) | (s[p + 1] >> 3)] >> (s[p + 1] & 7)) & 1;
+        if (!two && !((t->special_byte[s[p] >> 3] >> (s[p] & 7)) & 1)) continue;
+        for (k = 0; k < t->n_special_lens; k++) {
+            size_t l = t->special_lens[k];
+            int32_t i;
+            if (l > n - p || (l > 1 && !two)) continue;
+            i = bitnet__strmap_find(&t->specials, t->text, t->text_len, (const char *)s + p, l);
+            if (i >= 0 && (control || t->type[i] == BITNET__TOKEN_USER_DEFINED)) { *len = l; *id = i; return p; }
+        }
+    }
+    return n;
+}
+
+BITNET__FN int bitnet__encode(const bitnet__tokenizer *t, const uint8_t *s, size_t n, int special, bitnet__bpe_work *w,
+                              bitnet__emit *e) {
+    size_t p = 0;
+    int scan = t->n_specials && (special || t->has_user_defined);
+    while (p < n) {
+        size_t len = 0, q = n;
+        int32_t id = -1;
+        int rc;
+        if (scan) q = bitnet__find_special(t, s, p, n, special, &len, &id);
+        if ((rc = bitnet__encode_ordinary(t, s + p, q - p, w, e))) return rc;
+        if (id >= 0) bitnet__put(e, id);
+        p = q + len;
+    }
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__encode_result(bitnet__emit *e, int rc, bitnet_error *err) {
+    if (rc == BITNET_E_NOMEM) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory while tokenizing");
+    if (rc) return bitnet__fail(err, rc, "a piece of more than 4 GB cannot be tokenized");
+    if (e->count > (size_t)INT_MAX) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the text makes more than %d tokens", INT_MAX);
+    if (e->count > e->max) {
+        rc = bitnet__fail(err, BITNET_E_BUFFER_TOO_SMALL, "%zu tokens do not fit in %zu", e->count, e->max);
+        if (err) err->needed = e->count;
+        return rc;
+    }
+    bitnet__ok(err);
+    return (int)e->count;
+}
+
+BITNET_API int bitnet_tokenize(const bitnet_model *model, const char *text, ptrdiff_t len, int flags, bitnet_token *out,
+                               int max_tokens, bitnet_error *err) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    bitnet__emit e;
+    bitnet__bpe_work w;
+    int rc;
+    if (!model) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: model is NULL");
+    if (!t) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "bitnet_tokenize: the model file has no vocabulary");
+    if (!text && len != 0) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: text is NULL");
+    if (max_tokens < 0 || (max_tokens > 0 && !out)) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: no output buffer");
+    if (flags & ~(BITNET_TOKENIZE_ADD_BOS | BITNET_TOKENIZE_SPECIAL)) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: unknown flags 0x%x", flags);
+    if ((flags & BITNET_TOKENIZE_ADD_BOS) && t->bos < 0) return bitnet__fail(err, BITNET_E_ARG, "bitnet_tokenize: the model has no BOS token");
+    e.out = out;
+    e.max = (size_t)max_tokens;
+    e.count = 0;
+    memset(&w, 0, sizeof w);
+    if (flags & BITNET_TOKENIZE_ADD_BOS) bitnet__put(&e, t->bos);
+    rc = bitnet__encode(t, (const uint8_t *)text, text ? (len < 0 ? strlen(text) : (size_t)len) : 0,
+                        (flags & BITNET_TOKENIZE_SPECIAL) != 0, &w, &e);
+    bitnet__bpe_work_free(&w);
+    return bitnet__encode_result(&e, rc, err);
+}
+
+/* ---- decoding ---- */
+
+BITNET__FN int bitnet__token_hidden(const bitnet__tokenizer *t, bitnet_token token) {
+    return t->type[token] == BITNET__TOKEN_CONTROL || t->type[token] == BITNET__TOKEN_UNUSED;
+}
+
+BITNET_API int bitnet_token_to_piece(const bitnet_model *model, bitnet_token token, char *buf, size_t size) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    size_t n;
+    if (!t || token < 0 || token >= t->n_vocab) return BITNET_E_ARG;
+    n = t->piece_len[token];
+    if (n > (size_t)INT_MAX) return BITNET_E_UNSUPPORTED;
+    if (n <= size && buf) memcpy(buf, t->piece[token], n);
+    return (int)n;
+}
+
+BITNET_API int bitnet_token_is_eog(const bitnet_model *model, bitnet_token token) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    if (!t) return model && token >= 0 && (token == model->hp.eos || token == model->hp.eot);
+    return token >= 0 && token < t->n_vocab && t->eog[token];
+}
+
+BITNET_API int bitnet_detokenize(const bitnet_model *model, const bitnet_token *tokens, int n_tokens, int flags, char *buf,
+                                 size_t size, bitnet_error *err) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    size_t total = 0;
+    int i, rc;
+    if (!t) return bitnet__fail(err, model ? BITNET_E_UNSUPPORTED : BITNET_E_ARG, "bitnet_detokenize: no model or no vocabulary");
+    if (n_tokens < 0 || (n_tokens > 0 && !tokens) || (size > 0 && !buf))
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_detokenize: bad arguments");
+    if (flags & ~BITNET_DETOKENIZE_SPECIAL) return bitnet__fail(err, BITNET_E_ARG, "bitnet_detokenize: unknown flags 0x%x", flags);
+    for (i = 0; i < n_tokens; i++) {
+        bitnet_token k = tokens[i];
+        if (k < 0 || k >= t->n_vocab) return bitnet__fail(err, BITNET_E_ARG, "bitnet_detokenize: token %d at %d is out of range", k, i);
+        if (bitnet__token_hidden(t, k) && !(flags & BITNET_DETOKENIZE_SPECIAL)) continue;
+        if (total + t->piece_len[k] <= size) memcpy(buf + total, t->piece[k], t->piece_len[k]);
+        total += t->piece_len[k];
+    }
+    if (total > (size_t)INT_MAX) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "bitnet_detokenize: more than %d bytes", INT_MAX);
+    if (total > size) {
+        rc = bitnet__fail(err, BITNET_E_BUFFER_TOO_SMALL, "%zu bytes do not fit in %zu", total, size);
+        if (err) err->needed = total;
+        return rc;
+    }
+    bitnet__ok(err);
+    return (int)total;
+}
+
+BITNET_API void bitnet_decoder_init(bitnet_decoder *dec, const bitnet_model *model, int flags) {
+    memset(dec, 0, sizeof *dec);
+    dec->model = model;
+    dec->flags = flags;
+}
+
+/* How many bytes at the end of s[0..n) are the start of a UTF-8 sequence that the
+   next bytes could still complete (0..3). */
+BITNET__FN size_t bitnet__utf8_incomplete_tail(const uint8_t *s, size_t n) {
+    size_t back;
+    for (back = 1; back <= 3 && back <= n; back++) {
+        uint8_t c = s[n - back];
+        size_t need;
+        if ((c & 0xC0) == 0x80) continue; /* a continuation byte: look further back */
+        need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+        if (need <= back) return 0;  /* complete, or not a lead byte at all */
+        /* the second byte narrows the range for E0, ED, F0 and F4 */
+        if (back >= 2) {
+            uint8_t d = s[n - back + 1];
+            if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d > 0x9F) || (c == 0xF0 && d < 0x90) || (c == 0xF4 && d > 0x8F)) return 0;
+        }
+        return back;
+    }
+    return 0;
+}
+
+/* Byte i of the pending bytes followed by piece p. */
+BITNET__FN uint8_t bitnet__decoder_byte(const bitnet_decoder *dec, const uint8_t *p, size_t i) {
+    return i < (size_t)dec->n_pending ? dec->pending[i] : p[i - (size_t)dec->n_pending];
+}
+
+BITNET_API int bitnet_decoder_push(bitnet_decoder *dec, bitnet_token token, char *buf, size_t size) {
+    const bitnet__tokenizer *t = dec && dec->model ? dec->model->tokenizer : NULL;
+    const uint8_t *p;
+    uint8_t tail[4];
+    size_t n, total, hold = 0, out, i, k;
+    if (!t || token < 0 || token >= t->n_vocab) return BITNET_E_ARG;
+    if (bitnet__token_hidden(t, token) && !(dec->flags & BITNET_DETOKENIZE_SPECIAL)) return 0;
+    p = (const uint8_t *)t->piece[token];
+    n = t->piece_len[token];
+    total = (size_t)dec->n_pending + n;
+    if (total > (size_t)INT_MAX) return BITNET_E_UNSUPPORTED;
+    /* added-token text is whole, so what was pending can no longer complete */
+    if (t->type[token] == BITNET__TOKEN_NORMAL || t->type[token] == BITNET__TOKEN_BYTE) {
+        k = total < 4 ? total : 4;
+        for (i = 0; i < k; i++) tail[i] = bitnet__decoder_byte(dec, p, total - k + i);
+        hold = bitnet__utf8_incomplete_tail(tail, k);
+    }
+    out = total - hold;
+    if (out > size || (out && !buf)) return (int)out;
+    for (i = 0; i < out; i++) buf[i] = (char)bitnet__decoder_byte(dec, p, i);
+    for (i = 0; i < hold; i++) tail[i] = bitnet__decoder_byte(dec, p, out + i);
+    memcpy(dec->pending, tail, hold);
+    dec->n_pending = (int)hold;
+    return (int)out;
+}
+
+BITNET_API int bitnet_decoder_flush(bitnet_decoder *dec, char *buf, size_t size) {
+    int n = dec ? dec->n_pending : 0;
+    if (!dec) return BITNET_E_ARG;
+    if ((size_t)n > size || (n && !buf)) return n;
+    if (n) memcpy(buf, dec->pending, (size_t)n);
+    dec->n_pending = 0;
+    return n;
+}
 
 /* ===========================================================================
    Chat template
-   =========================================================================== */
-/* (tokenizer section) */
+   ===========================================================================
+   No Jinja engine: the two formats the reference models use are written out
+   here, and the model file's template string picks one (the caller may force it).
+
+   BitNet b1.58 2B4T (its tokenizer_config.json):
+       <|begin_of_text|>System: {content}<|eot_id|>User: {content}<|eot_id|>Assistant: 
+   i.e. per message role|capitalize + ": " + content|trim + "<|eot_id|>", the BOS
+   once before the first message, and "Assistant: " to prompt a reply.
+   Llama 3:
+       <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>...
+       <|start_header_id|>assistant<|end_header_id|>\n\n
+
+   Special tokens come only from the template: text in a message is ordinary text
+   (unless BITNET_CHAT_CONTENT_SPECIAL), so a user cannot type an <|eot_id|>.  The
+   text between two special tokens is tokenized as one piece of text, exactly as
+   tokenizing the whole rendered string would do it.
+*/
+
+BITNET__FN int bitnet__memmem(const char *s, size_t n, const char *needle) {
+    size_t k = strlen(needle), i;
+    for (i = 0; i + k <= n; i++)
+        if (s[i] == needle[0] && memcmp(s + i, needle, k) == 0) return 1;
+    return 0;
+}
+
+BITNET_API bitnet_chat_format bitnet_chat_format_detect(const bitnet_model *model) {
+    const bitnet__tokenizer *t = model ? model->tokenizer : NULL;
+    const char *s;
+    size_t n;
+    if (!t || !t->chat_template) return BITNET_CHAT_FORMAT_AUTO;
+    s = t->chat_template;
+    n = t->chat_template_len;
+#define BITNET__HAS(x) bitnet__memmem(s, n, x)
+    if (BITNET__HAS("<|start_header_id|>") && BITNET__HAS("<|end_header_id|>") && BITNET__HAS("<|eot_id|>"))
+        return BITNET_CHAT_FORMAT_LLAMA3;
+    if (BITNET__HAS("capitalize") && BITNET__HAS("': '") && BITNET__HAS("<|eot_id|>") && BITNET__HAS("Assistant: "))
+        return BITNET_CHAT_FORMAT_BITNET;
+#undef BITNET__HAS
+    return BITNET_CHAT_FORMAT_AUTO;
+}
+
+/* Collects the rendered conversation as text, or as tokens. */
+typedef struct bitnet__chat_out {
+    const bitnet_model *model;
+    const bitnet__tokenizer *t;
+    int tokens;               /* 1: tokenize; 0: render text */
+    int content_special;
+    char *text;               /* text mode: the output so far; token mode: ordinary text not yet tokenized */
+    size_t len, cap;
+    int nomem;
+    bitnet__emit emit;
+    bitnet__bpe_work work;
+    int rc;
+} bitnet__chat_out;
+
+BITNET__FN void bitnet__chat_text(bitnet__chat_out *o, const char *s, size_t n) {
+    if (o->nomem || !n) return;
+    if (o->len + n > o->cap) {
+        size_t nc = o->cap ? o->cap : 256;
+        char *p;
+        while (nc < o->len + n) nc *= 2;
+        if (!(p = (char *)BITNET_REALLOC(o->text, nc))) { o->nomem = 1; return; }
+        o->text = p;
+        o->cap = nc;
+    }
+    memcpy(o->text + o->len, s, n);
+    o->len += n;
+}
+
+/* A special token of the template, by its text. */
+BITNET__FN void bitnet__chat_special(bitnet__chat_out *o, const char *name) {
+    int32_t id = bitnet__strmap_find(&o->t->specials, o->t->text, o->t->text_len, name, strlen(name));
+    if (o->rc) return;
+    if (id < 0) {
+        o->rc = BITNET_E_UNSUPPORTED;
+        return;
+    }
+    if (!o->tokens) { bitnet__chat_text(o, name, strlen(name)); return; }
+    if (o->len && !o->nomem) o->rc = bitnet__encode(o->t, (const uint8_t *)o->text, o->len, o->content_special, &o->work, &o->emit);
+    o->len = 0;
+    bitnet__put(&o->emit, id);
+}
+
+/* Python's str.strip() as Jinja's trim uses it: White_Space and \x1c..\x1f. */
+BITNET__FN int bitnet__py_space_at(const uint8_t *s, size_t n, size_t *len) {
+    int c = bitnet__char_class(s, n, len);
+    return c == BITNET__CC_SPACE || c == BITNET__CC_NEWLINE || (s[0] >= 0x1C && s[0] <= 0x1F);
+}
+
+BITNET__FN void bitnet__chat_trimmed(bitnet__chat_out *o, const char *s) {
+    const uint8_t *u = (const uint8_t *)s;
+    size_t n = strlen(s), start = 0, end, p, len;
+    while (start < n && bitnet__py_space_at(u + start, n - start, &len)) start += len;
+    for (end = p = start; p < n; p += len)
+        if (!bitnet__py_space_at(u + p, n - p, &len)) end = p + len;
+    bitnet__chat_text(o, s + start, end - start);
+}
+
+BITNET__FN void bitnet__chat_build(bitnet__chat_out *o, bitnet_chat_format fmt, const bitnet_chat_message *msgs, int n_msgs, int flags) {
+    int i;
+    if (flags & BITNET_CHAT_CLOSE_REPLY) bitnet__chat_special(o, "<|eot_id|>");
+    if (flags & BITNET_CHAT_BEGIN) bitnet__chat_special(o, "<|begin_of_text|>");
+    for (i = 0; i < n_msgs; i++) {
+        const char *role = msgs[i].role;
+        if (fmt == BITNET_CHAT_FORMAT_BITNET) {
+            /* role|capitalize: the first letter upper case, the rest lower case (ASCII letters) */
+            size_t k, n = strlen(role);
+            for (k = 0; k < n; k++) {
+                char c = role[k];
+                if (k == 0 && c >= 'a' && c <= 'z') c = (char)(c - 32);
+                if (k > 0 && c >= 'A' && c <= 'Z') c = (char)(c + 32);
+                bitnet__chat_text(o, &c, 1);
+            }
+            bitnet__chat_text(o, ": ", 2);
+        } else {
+            bitnet__chat_special(o, "<|start_header_id|>");
+            bitnet__chat_text(o, role, strlen(role));
+            bitnet__chat_special(o, "<|end_header_id|>");
+            bitnet__chat_text(o, "\n\n", 2);
+        }
+        bitnet__chat_trimmed(o, msgs[i].content);
+        bitnet__chat_special(o, "<|eot_id|>");
+    }
+    if (flags & BITNET_CHAT_ADD_ASSISTANT) {
+        if (fmt == BITNET_CHAT_FORMAT_BITNET) bitnet__chat_text(o, "Assistant: ", 11);
+        else {
+            bitnet__chat_special(o, "<|start_header_id|>");
+            bitnet__chat_text(o, "assistant", 9);
+            bitnet__chat_special(o, "<|end_header_id|>");
+            bitnet__chat_text(o, "\n\n", 2);
+        }
+    }
+    if (o->tokens && o->len && !o->nomem && !o->rc)
+        o->rc = bitnet__encode(o->t, (const uint8_t *)o->text, o->len, o->content_special, &o->work, &o->emit);
+}
+
+/* Renders into o, which the caller has zeroed and set up for text or tokens. */
+BITNET__FN int bitnet__chat_run(bitnet__chat_out *o, const bitnet_model *model, bitnet_chat_format fmt, const bitnet_chat_message *msgs,
+                                int n_msgs, int flags, bitnet_error *err) {
+    int i;
+    o->model = model;
+    o->t = model ? model->tokenizer : NULL;
+    if (!o->t) return bitnet__fail(err, model ? BITNET_E_UNSUPPORTED : BITNET_E_ARG, "chat: no model or no vocabulary");
+    if (n_msgs < 0 || (n_msgs > 0 && !msgs)) return bitnet__fail(err, BITNET_E_ARG, "chat: bad message list");
+    if (flags & ~(BITNET_CHAT_BEGIN | BITNET_CHAT_ADD_ASSISTANT | BITNET_CHAT_CLOSE_REPLY | BITNET_CHAT_CONTENT_SPECIAL))
+        return bitnet__fail(err, BITNET_E_ARG, "chat: unknown flags 0x%x", flags);
+    for (i = 0; i < n_msgs; i++)
+        if (!msgs[i].role || !msgs[i].content || !msgs[i].role[0])
+            return bitnet__fail(err, BITNET_E_ARG, "chat: message %d has no role or no content", i);
+    if (fmt == BITNET_CHAT_FORMAT_AUTO) fmt = bitnet_chat_format_detect(model);
+    if (fmt == BITNET_CHAT_FORMAT_AUTO)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, o->t->chat_template ? "the model's chat template is not one this library knows; choose a format"
+                                                                          : "the model file has no chat template; choose a format");
+    if (fmt != BITNET_CHAT_FORMAT_BITNET && fmt != BITNET_CHAT_FORMAT_LLAMA3) return bitnet__fail(err, BITNET_E_ARG, "chat: unknown format %d", (int)fmt);
+    o->content_special = (flags & BITNET_CHAT_CONTENT_SPECIAL) != 0;
+    bitnet__chat_build(o, fmt, msgs, n_msgs, flags);
+    if (o->nomem) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory rendering the chat");
+    if (o->rc == BITNET_E_UNSUPPORTED) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the vocabulary lacks a special token this chat format needs");
+    return o->rc ? bitnet__fail(err, o->rc, "out of memory tokenizing the chat") : BITNET_OK;
+}
+
+BITNET_API int bitnet_chat_render(const bitnet_model *model, bitnet_chat_format fmt, const bitnet_chat_message *msgs, int n_msgs,
+                                  int flags, char *buf, size_t size, bitnet_error *err) {
+    bitnet__chat_out o;
+    int rc;
+    memset(&o, 0, sizeof o);
+    rc = bitnet__chat_run(&o, model, fmt, msgs, n_msgs, flags, err);
+    if (rc == BITNET_OK && o.len > (size_t)INT_MAX - 1) rc = bitnet__fail(err, BITNET_E_UNSUPPORTED, "chat: more than 2 GB of text");
+    if (rc == BITNET_OK && (o.len + 1 > size || !buf)) {
+        rc = bitnet__fail(err, BITNET_E_BUFFER_TOO_SMALL, "%zu bytes (with the NUL) do not fit in %zu", o.len + 1, size);
+        if (err) err->needed = o.len + 1;
+    }
+    if (rc == BITNET_OK) {
+        if (o.len) memcpy(buf, o.text, o.len);
+        buf[o.len] = 0;
+        rc = (int)o.len;
+        bitnet__ok(err);
+    }
+    BITNET_FREE(o.text);
+    return rc;
+}
+
+BITNET_API int bitnet_chat_tokenize(const bitnet_model *model, bitnet_chat_format fmt, const bitnet_chat_message *msgs, int n_msgs,
+                                    int flags, bitnet_token *out, int max_tokens, bitnet_error *err) {
+    bitnet__chat_out o;
+    int rc;
+    if (max_tokens < 0 || (max_tokens > 0 && !out)) return bitnet__fail(err, BITNET_E_ARG, "bitnet_chat_tokenize: no output buffer");
+    memset(&o, 0, sizeof o);
+    o.tokens = 1;
+    o.emit.out = out;
+    o.emit.max = (size_t)max_tokens;
+    rc = bitnet__chat_run(&o, model, fmt, msgs, n_msgs, flags, err);
+    if (rc == BITNET_OK) rc = bitnet__encode_result(&o.emit, BITNET_OK, err);
+    BITNET_FREE(o.text);
+    bitnet__bpe_work_free(&o.work);
+    return rc;
+}
 
 /* ===========================================================================
    Sampler
    =========================================================================== */
+/* The chain, in transformers' order: repetition penalty (positive logits divided,
+   negative multiplied, for each distinct token of the last repeat_last_n), then
+   greedy if temperature <= 0, else temperature, top-k, softmax, top-p, min-p, and a
+   draw.  Candidates are ranked by probability, ties by lower token id; a draw u in
+   [0, 1) picks the first candidate whose cumulative probability exceeds u times the
+   kept mass.  Only as many candidates as that needs are ever sorted.
+
+   The GPU backend samples without copying the logits: it applies the penalty,
+   returns the best candidates in rank order and the log-sum-exp of the whole
+   distribution, and bitnet__sampler_finish decides from those alone or asks for the
+   full logits (bitnet_sampler_sample then reuses the same draw, so both paths give
+   the same token for the same seed). */
+
+struct bitnet_sampler {
+    bitnet_sampler_params p;
+    uint64_t rng[4];            /* xoshiro256** */
+    bitnet_token *history;      /* ring buffer of the last repeat_last_n tokens */
+    int hist_len, hist_pos;
+    double pending_u;           /* a draw not yet used (see bitnet__sampler_finish) */
+    int has_pending_u;
+    float *vals;                /* scratch: penalized, temperature-scaled logits */
+    int *rank;                  /* scratch: candidate ids */
+    int cap;
+};
+
+BITNET_API bitnet_sampler_params bitnet_sampler_default_params(void) {
+    bitnet_sampler_params p;
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.95f;
+    p.min_p = 0.05f;
+    p.repeat_penalty = 1.0f;
+    p.repeat_last_n = 64;
+    p.seed = 0x5eed;
+    return p;
+}
+
+BITNET__FN uint64_t bitnet__splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+BITNET__FN uint64_t bitnet__rng_next(uint64_t *s) {
+    uint64_t r = s[1] * 5, t = s[1] << 17;
+    r = ((r << 7) | (r >> 57)) * 9;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = (s[3] << 45) | (s[3] >> 19);
+    return r;
+}
+
+BITNET__FN double bitnet__rng_uniform(uint64_t *s) { return (double)(bitnet__rng_next(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+BITNET_API void bitnet_sampler_reset(bitnet_sampler *s) {
+    uint64_t x;
+    if (!s) return;
+    x = s->p.seed;
+    s->rng[0] = bitnet__splitmix64(&x); s->rng[1] = bitnet__splitmix64(&x);
+    s->rng[2] = bitnet__splitmix64(&x); s->rng[3] = bitnet__splitmix64(&x);
+    s->hist_len = s->hist_pos = 0;
+    s->has_pending_u = 0;
+}
+
+BITNET_API bitnet_sampler *bitnet_sampler_create(const bitnet_sampler_params *params, bitnet_error *err) {
+    bitnet_sampler_params p = params ? *params : bitnet_sampler_default_params();
+    bitnet_sampler *s;
+    if (!(p.temperature == p.temperature) || p.temperature > 1e6f) {
+        bitnet__fail(err, BITNET_E_ARG, "sampler: temperature must be a finite number (<= 0 means greedy)");
+        return NULL;
+    }
+    if (p.top_k < 0) { bitnet__fail(err, BITNET_E_ARG, "sampler: top_k must be >= 0 (0 = off), got %d", p.top_k); return NULL; }
+    if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) { bitnet__fail(err, BITNET_E_ARG, "sampler: top_p must be in (0, 1]"); return NULL; }
+    if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) { bitnet__fail(err, BITNET_E_ARG, "sampler: min_p must be in [0, 1]"); return NULL; }
+    if (!(p.repeat_penalty > 0.0f && p.repeat_penalty < 1e6f)) {
+        bitnet__fail(err, BITNET_E_ARG, "sampler: repeat_penalty must be positive (1 = off)");
+        return NULL;
+    }
+    if (p.repeat_last_n < 0 || p.repeat_last_n > (1 << 20)) {
+        bitnet__fail(err, BITNET_E_ARG, "sampler: repeat_last_n must be in [0, 1048576], got %d", p.repeat_last_n);
+        return NULL;
+    }
+    s = (bitnet_sampler *)bitnet__calloc(1, sizeof *s);
+    if (s && p.repeat_last_n) s->history = (bitnet_token *)bitnet__calloc((size_t)p.repeat_last_n, sizeof *s->history);
+    if (!s || (p.repeat_last_n && !s->history)) {
+        if (s) BITNET_FREE(s);
+        bitnet__fail(err, BITNET_E_NOMEM, "sampler: out of memory");
+        return NULL;
+    }
+    s->p = p;
+    bitnet_sampler_reset(s);
+    bitnet__ok(err);
+    return s;
+}
+
+BITNET_API void bitnet_sampler_free(bitnet_sampler *s) {
+    if (!s) return;
+    BITNET_FREE(s->history);
+    BITNET_FREE(s->vals);
+    BITNET_FREE(s->rank);
+    BITNET_FREE(s);
+}
+
+BITNET_API const bitnet_sampler_params *bitnet_sampler_get_params(const bitnet_sampler *s) { return s ? &s->p : NULL; }
+
+BITNET_API void bitnet_sampler_accept(bitnet_sampler *s, bitnet_token token) {
+    if (!s || !s->p.repeat_last_n) return;
+    s->history[s->hist_pos] = token;
+    s->hist_pos = (s->hist_pos + 1) % s->p.repeat_last_n;
+    if (s->hist_len < s->p.repeat_last_n) s->hist_len++;
+}
+
+/* The distinct tokens the repetition penalty applies to (none when it is off).
+   Returns how many there are; writes at most max of them. */
+BITNET__FN int bitnet__sampler_penalty_tokens(const bitnet_sampler *s, bitnet_token *out, int max) {
+    int i, j, n = 0;
+    if (s->p.repeat_penalty == 1.0f) return 0;
+    for (i = 0; i < s->hist_len; i++) {
+        bitnet_token t = s->history[i];
+        for (j = 0; j < i && s->history[j] != t; j++) {}
+        if (j < i) continue;
+        if (n < max) out[n] = t;
+        n++;
+    }
+    return n;
+}
+
+BITNET__FN float bitnet__penalize(float logit, float penalty) { return logit > 0 ? logit / penalty : logit * penalty; }
+
+/* Candidate order: higher value first, then lower id.  NaN ranks last. */
+BITNET__FN int bitnet__ranks_before(const float *v, int a, int b) {
+    float x = v[a], y = v[b];
+    if (x != x) return 0;
+    if (y != y) return 1;
+    return x > y || (x == y && a < b);
+}
+
+/* Puts the c best of ids[0..n) first, in rank order (quickselect, then insertion
+   sort of the head: c is small in practice). */
+BITNET__FN void bitnet__select_top(const float *v, int *ids, int n, int c) {
+    int lo = 0, hi = n - 1, i;
+    if (c > n) c = n;
+    while (hi > lo) {
+        int mid = lo + (hi - lo) / 2, pivot, a = lo, b;
+        int t = ids[mid]; ids[mid] = ids[hi]; ids[hi] = t;
+        pivot = ids[hi];
+        for (b = lo; b < hi; b++)
+            if (bitnet__ranks_before(v, ids[b], pivot)) { t = ids[a]; ids[a] = ids[b]; ids[b] = t; a++; }
+        ids[hi] = ids[a]; ids[a] = pivot;
+        if (a == c - 1 || a == c) break;
+        if (a < c) lo = a + 1; else hi = a - 1;
+    }
+    /* heap-free sort of the head: merge-insertion is fine for c up to a few thousand */
+    for (i = 1; i < c; i++) {
+        int x = ids[i], j = i - 1;
+        while (j >= 0 && bitnet__ranks_before(v, x, ids[j])) { ids[j + 1] = ids[j]; j--; }
+        ids[j + 1] = x;
+    }
+}
+
+/* Picks from candidates ids[0..c) (rank order) given their probabilities relative to
+   the mass z of the whole kept distribution; returns -1 when c candidates do not
+   settle the top-p cut or the draw (the caller widens c). */
+BITNET__FN bitnet_token bitnet__sampler_pick(const bitnet_sampler *s, const int *ids, const float *x, int c, int complete,
+                                             float xmax, double z, double u) {
+    double cum = 0, kept = 0, p0 = 0;
+    int j, cut = c;
+    /* top-p and min-p keep a prefix of the ranking */
+    for (j = 0; j < c; j++) {
+        double pj = exp((double)x[ids[j]] - xmax) / z;
+        if (j == 0) p0 = pj;
+        if (s->p.min_p > 0 && pj < s->p.min_p * p0) { cut = j; break; }
+        cum += pj;
+        if (s->p.top_p < 1.0f && cum >= s->p.top_p) { cut = j + 1; break; }
+    }
+    if (cut == c && !complete) {
+        /* the cut lies beyond these candidates unless neither filter applies */
+        if (s->p.top_p < 1.0f || s->p.min_p > 0) return -1;
+        kept = 1.0;                /* everything is kept: the mass is z/z */
+    } else {
+        kept = 0;
+        for (j = 0; j < cut; j++) kept += exp((double)x[ids[j]] - xmax) / z;
+    }
+    cum = 0;
+    for (j = 0; j < cut; j++) {
+        cum += exp((double)x[ids[j]] - xmax) / z;
+        if (cum > u * kept) return ids[j];
+    }
+    if (cut < c || complete) return ids[cut > 0 ? cut - 1 : 0]; /* rounding: the last kept one */
+    return -1;
+}
+
+BITNET__FN void bitnet__sampler_record(bitnet_sampler *s, bitnet_token t) { bitnet_sampler_accept(s, t); }
+
+BITNET__FN double bitnet__sampler_draw(bitnet_sampler *s) {
+    if (!s->has_pending_u) { s->pending_u = bitnet__rng_uniform(s->rng); s->has_pending_u = 1; }
+    return s->pending_u;
+}
+
+BITNET_API bitnet_token bitnet_sampler_sample(bitnet_sampler *s, const float *logits, int n_vocab) {
+    bitnet_token pen[1024];
+    int i, n_pen, k, c;
+    float xmax;
+    double z = 0, u;
+    float inv_t;
+    if (!s || !logits || n_vocab <= 0) return -1;
+    if (n_vocab > s->cap) {
+        float *v = (float *)BITNET_REALLOC(s->vals, (size_t)n_vocab * sizeof *v);
+        int *r;
+        if (!v) return -1;
+        s->vals = v;
+        r = (int *)BITNET_REALLOC(s->rank, (size_t)n_vocab * sizeof *r);
+        if (!r) return -1;
+        s->rank = r;
+        s->cap = n_vocab;
+    }
+    memcpy(s->vals, logits, (size_t)n_vocab * sizeof *s->vals);
+    n_pen = bitnet__sampler_penalty_tokens(s, pen, (int)(sizeof pen / sizeof pen[0]));
+    if (n_pen > (int)(sizeof pen / sizeof pen[0])) {   /* a long window: walk the history itself */
+        for (i = 0; i < s->hist_len; i++) {
+            bitnet_token t = s->history[i];
+            int j;
+            for (j = 0; j < i && s->history[j] != t; j++) {}
+            if (j == i && t >= 0 && t < n_vocab) s->vals[t] = bitnet__penalize(logits[t], s->p.repeat_penalty);
+        }
+    } else {
+        for (i = 0; i < n_pen; i++)
+            if (pen[i] >= 0 && pen[i] < n_vocab) s->vals[pen[i]] = bitnet__penalize(logits[pen[i]], s->p.repeat_penalty);
+    }
+    if (s->p.temperature <= 0) {
+        int best = 0;
+        for (i = 1; i < n_vocab; i++)
+            if (bitnet__ranks_before(s->vals, i, best)) best = i;
+        s->has_pending_u = 0;
+        bitnet__sampler_record(s, best);
+        return best;
+    }
+    inv_t = 1.0f / s->p.temperature;
+    xmax = -INFINITY;
+    for (i = 0; i < n_vocab; i++) {
+        float x = s->vals[i] * inv_t;
+        if (x != x) x = -INFINITY;
+        s->vals[i] = x;
+        if (x > xmax) xmax = x;
+        s->rank[i] = i;
+    }
+    u = bitnet__sampler_draw(s);
+    s->has_pending_u = 0;
+    if (xmax == -INFINITY || xmax == INFINITY) { /* degenerate: take the best */
+        bitnet__select_top(s->vals, s->rank, n_vocab, 1);
+        bitnet__sampler_record(s, s->rank[0]);
+        return s->rank[0];
+    }
+    k = s->p.top_k > 0 && s->p.top_k < n_vocab ? s->p.top_k : n_vocab;
+    if (k < n_vocab) {
+        bitnet__select_top(s->vals, s->rank, n_vocab, k);
+        for (i = 0; i < k; i++) z += exp((double)s->vals[s->rank[i]] - xmax);
+        bitnet_token t = bitnet__sampler_pick(s, s->rank, s->vals, k, 1, xmax, z, u);
+        bitnet__sampler_record(s, t);
+        return t;
+    }
+    for (i = 0; i < n_vocab; i++) z += exp((double)s->vals[i] - xmax);
+    for (c = 64;; c *= 8) {
+        bitnet_token t;
+        if (c >= n_vocab) c = n_vocab;
+        bitnet__select_top(s->vals, s->rank, n_vocab, c);
+        t = bitnet__sampler_pick(s, s->rank, s->vals, c, c == n_vocab, xmax, z, u);
+        if (t >= 0) { bitnet__sampler_record(s, t); return t; }
+    }
+}
+
+/* GPU path.  ids/logits: the c best candidates in rank order (ties: lower id first),
+   logits with the repetition penalty applied but not the temperature; lse: the
+   log-sum-exp over the whole vocabulary of (penalized logit / temperature).  Returns
+   1 and the token when the candidates settle the sample (the token is recorded in
+   the history), 0 when the full logits are needed: then call bitnet_sampler_sample,
+   which uses the same draw. */
+BITNET__FN int bitnet__sampler_finish(bitnet_sampler *s, const bitnet_token *ids, const float *logits, int c, int n_vocab,
+                                      double lse, bitnet_token *out) {
+    float xs[1024];
+    int rank[1024], i, k;
+    double u, z = 0;
+    float xmax;
+    if (c <= 0) return 0;
+    if (s->p.temperature <= 0) {            /* greedy: the first candidate is the argmax */
+        *out = ids[0];
+        s->has_pending_u = 0;
+        bitnet__sampler_record(s, *out);
+        return 1;
+    }
+    if (c > 1024) c = 1024;
+    k = s->p.top_k > 0 && s->p.top_k < n_vocab ? s->p.top_k : n_vocab;
+    if (k > c) {
+        if (k < n_vocab) return 0;           /* top-k wider than the candidates */
+    } else c = k;
+    /* pick() indexes values by candidate position */
+    for (i = 0; i < c; i++) { xs[i] = logits[i] / s->p.temperature; rank[i] = i; }
+    xmax = xs[0];
+    if (!(xmax > -INFINITY && xmax < INFINITY)) return 0;
+    if (k <= c) for (i = 0; i < c; i++) z += exp((double)xs[i] - xmax);
+    else z = exp(lse - xmax);
+    u = bitnet__sampler_draw(s);
+    {
+        bitnet_token t = bitnet__sampler_pick(s, rank, xs, c, k <= c, xmax, z, u);
+        if (t < 0) return 0;
+        *out = ids[t];
+    }
+    s->has_pending_u = 0;
+    bitnet__sampler_record(s, *out);
+    return 1;
+}
 
 /* ===========================================================================
    Converter: JSON, safetensors, Hugging Face checkpoint -> model file
    =========================================================================== */
 /* (converter section) */
+
+/* ===========================================================================
+   Random model writer (benchmarks and tests)
+   =========================================================================== */
+
+/* Deterministic generator for weights: the same seed gives the same file. */
+typedef struct bitnet__xrng { uint64_t s; } bitnet__xrng;
+BITNET__FN uint64_t bitnet__xrng_next(bitnet__xrng *r) {
+    r->s ^= r->s << 13; r->s ^= r->s >> 7; r->s ^= r->s << 17;
+    return r->s;
+}
+BITNET__FN float bitnet__xrng_float(bitnet__xrng *r) { /* uniform in [-1, 1) */
+    return (float)((double)(bitnet__xrng_next(r) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+BITNET__FN int bitnet__random_check_shape(const bitnet_hparams *hp, bitnet_error *err) {
+    if (hp->n_embd <= 0 || hp->n_embd % 64 || hp->n_embd > (1 << 16))
+        return bitnet__fail(err, BITNET_E_ARG, "n_embd must be a positive multiple of 64 (Q2_0 rows), got %d", hp->n_embd);
+    if (hp->n_ff <= 0 || hp->n_ff % 64 || hp->n_ff > (1 << 18))
+        return bitnet__fail(err, BITNET_E_ARG, "n_ff must be a positive multiple of 64 (Q2_0 rows), got %d", hp->n_ff);
+    if (hp->n_layer <= 0 || hp->n_layer > 1024) return bitnet__fail(err, BITNET_E_ARG, "n_layer must be in [1, 1024], got %d", hp->n_layer);
+    if (hp->n_head <= 0 || hp->n_embd % hp->n_head || (hp->n_embd / hp->n_head) % 2)
+        return bitnet__fail(err, BITNET_E_ARG, "n_head must divide n_embd into an even head dimension");
+    if (hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv)
+        return bitnet__fail(err, BITNET_E_ARG, "n_head_kv must divide n_head");
+    if (hp->n_ctx_train <= 0) return bitnet__fail(err, BITNET_E_ARG, "n_ctx_train must be positive");
+    if (hp->n_vocab < 0 || hp->n_vocab > (1 << 24)) return bitnet__fail(err, BITNET_E_ARG, "n_vocab out of range");
+    return BITNET_OK;
+}
+
+/* Writes rows x cols random ternary values as Q2_0 blocks with d = 1. */
+BITNET__FN int bitnet__write_random_ternary(bitnet__gguf_writer *w, int rows, int cols, bitnet__xrng *r, bitnet_error *err) {
+    size_t row_bytes = (size_t)cols / BITNET__QK2_0 * BITNET__Q2_0_BYTES, rows_per_chunk = ((size_t)1 << 20) / row_bytes + 1;
+    uint8_t *buf = (uint8_t *)BITNET_MALLOC(rows_per_chunk * row_bytes);
+    int row = 0, rc = BITNET_OK;
+    if (!buf) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    while (row < rows && rc == BITNET_OK) {
+        size_t n = (size_t)(rows - row) < rows_per_chunk ? (size_t)(rows - row) : rows_per_chunk, b;
+        uint64_t x = 0;
+        for (b = 0; b < n * row_bytes / BITNET__Q2_0_BYTES; b++) {
+            uint8_t *blk = buf + b * BITNET__Q2_0_BYTES;
+            int j;
+            blk[0] = 0x00; blk[1] = 0x3C; /* f16 1.0 */
+            for (j = 0; j < 16; j++) {  /* 8 random bits per 2-bit code: 64 bits per 2 bytes */
+                uint8_t byte = 0;
+                int v;
+                if ((j & 1) == 0) x = bitnet__xrng_next(r);
+                for (v = 0; v < 4; v++, x >>= 8) byte |= (uint8_t)((((x & 0xff) * 3) >> 8) << (2 * v));
+                blk[2 + j] = byte;
+            }
+        }
+        rc = bitnet__gguf_write_data(w, buf, n * row_bytes, err);
+        row += (int)n;
+    }
+    BITNET_FREE(buf);
+    return rc;
+}
+
+BITNET__FN int bitnet__write_random_floats(bitnet__gguf_writer *w, size_t n, float center, float spread, int bf16,
+                                           bitnet__xrng *r, bitnet_error *err) {
+    enum { CHUNK = 1 << 16 };
+    float *f = (float *)BITNET_MALLOC(CHUNK * sizeof *f);
+    uint16_t *h = (uint16_t *)BITNET_MALLOC(CHUNK * sizeof *h);
+    size_t done = 0;
+    int rc = BITNET_OK;
+    if (!f || !h) rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    while (rc == BITNET_OK && done < n) {
+        size_t k = n - done < (size_t)CHUNK ? n - done : (size_t)CHUNK, i;
+        for (i = 0; i < k; i++) f[i] = center + spread * bitnet__xrng_float(r);
+        if (bf16) {
+            for (i = 0; i < k; i++) h[i] = bitnet__f32_to_bf16(f[i]);
+            rc = bitnet__gguf_write_data(w, h, k * 2, err);
+        } else {
+            uint8_t *b = (uint8_t *)f; /* little-endian f32 */
+            for (i = 0; i < k; i++) {
+                uint32_t u;
+                memcpy(&u, &f[i], 4);
+                b[4 * i] = (uint8_t)u; b[4 * i + 1] = (uint8_t)(u >> 8); b[4 * i + 2] = (uint8_t)(u >> 16); b[4 * i + 3] = (uint8_t)(u >> 24);
+            }
+            rc = bitnet__gguf_write_data(w, b, k * 4, err);
+        }
+        done += k;
+    }
+    BITNET_FREE(f);
+    BITNET_FREE(h);
+    return rc;
+}
+
+BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hparams *hp_in, uint64_t seed,
+                                         const char *tokenizer_json, bitnet_error *err) {
+    static const char *const proj[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    bitnet_hparams hp;
+    bitnet__gguf_writer w;
+    bitnet__vocab vocab;
+    bitnet__xrng r;
+    char name[96], tmp_path[4096];
+    int l, i, rc, head_dim, kv_dim;
+    uint64_t ne[2];
+
+    if (!out_path || !hp_in) return bitnet__fail(err, BITNET_E_ARG, "bitnet_write_random_model: NULL argument");
+    hp = *hp_in;
+    if (!hp.n_head_kv) hp.n_head_kv = hp.n_head;
+    if (hp.rope_theta <= 0) hp.rope_theta = 500000.0f;
+    if (hp.rms_eps <= 0) hp.rms_eps = 1e-5f;
+    if ((rc = bitnet__random_check_shape(&hp, err))) return rc;
+    if (tokenizer_json) {
+        /* tokenizer_config.json next to tokenizer.json gives BOS/EOS and the chat template */
+        char config[4096];
+        const char *slash = strrchr(tokenizer_json, '/');
+        FILE *probe;
+        int dir_len = slash ? (int)(slash - tokenizer_json + 1) : 0;
+        snprintf(config, sizeof config, "%.*stokenizer_config.json", dir_len, tokenizer_json);
+        probe = fopen(config, "rb");
+        if (probe) fclose(probe);
+        if ((rc = bitnet__vocab_from_hf(tokenizer_json, probe ? config : NULL, &vocab, err))) return rc;
+        if (!hp.n_vocab) hp.n_vocab = vocab.n_tokens;
+        if (vocab.n_tokens > hp.n_vocab) {
+            bitnet__vocab_free(&vocab);
+            return bitnet__fail(err, BITNET_E_ARG, "the tokenizer has %d tokens, more than n_vocab %d", vocab.n_tokens, hp.n_vocab);
+        }
+        if ((rc = bitnet__vocab_pad(&vocab, hp.n_vocab, err))) {
+            bitnet__vocab_free(&vocab);
+            return rc;
+        }
+    } else {
+        if (hp.n_vocab < 1) return bitnet__fail(err, BITNET_E_ARG, "n_vocab must be positive");
+        if ((rc = bitnet__vocab_synthetic(&vocab, hp.n_vocab, err))) return rc;
+    }
+    head_dim = hp.n_embd / hp.n_head;
+    kv_dim = hp.n_head_kv * head_dim;
+    memset(&w, 0, sizeof w);
+    bitnet__gguf_add_str(&w, "general.architecture", "bitnet", 6);
+    bitnet__gguf_add_str(&w, "general.name", "random bitnet", 13);
+    bitnet__gguf_add_u32(&w, "bitnet.context_length", (uint32_t)hp.n_ctx_train);
+    bitnet__gguf_add_u32(&w, "bitnet.embedding_length", (uint32_t)hp.n_embd);
+    bitnet__gguf_add_u32(&w, "bitnet.block_count", (uint32_t)hp.n_layer);
+    bitnet__gguf_add_u32(&w, "bitnet.feed_forward_length", (uint32_t)hp.n_ff);
+    bitnet__gguf_add_u32(&w, "bitnet.attention.head_count", (uint32_t)hp.n_head);
+    bitnet__gguf_add_u32(&w, "bitnet.attention.head_count_kv", (uint32_t)hp.n_head_kv);
+    bitnet__gguf_add_u32(&w, "bitnet.rope.dimension_count", (uint32_t)head_dim);
+    bitnet__gguf_add_f32(&w, "bitnet.rope.freq_base", hp.rope_theta);
+    bitnet__gguf_add_f32(&w, "bitnet.attention.layer_norm_rms_epsilon", hp.rms_eps);
+    bitnet__gguf_add_u32(&w, "bitnet.vocab_size", (uint32_t)hp.n_vocab);
+    bitnet__gguf_add_str(&w, "bitnet.hidden_activation", "relu2", 5);
+    bitnet__vocab_write_gguf(&w, &vocab);
+    bitnet__vocab_free(&vocab);
+
+    ne[0] = (uint64_t)hp.n_embd; ne[1] = (uint64_t)hp.n_vocab;
+    bitnet__gguf_add_tensor(&w, "token_embd.weight", BITNET__TYPE_BF16, 2, ne);
+    if (!hp.tied_embeddings) bitnet__gguf_add_tensor(&w, "output.weight", BITNET__TYPE_BF16, 2, ne);
+    bitnet__gguf_add_tensor(&w, "output_norm.weight", BITNET__TYPE_F32, 1, ne);
+    for (l = 0; l < hp.n_layer; l++) {
+        for (i = 0; i < 7; i++) {
+            int rows = i == 1 || i == 2 ? kv_dim : i == 4 || i == 5 ? hp.n_ff : hp.n_embd;
+            ne[0] = (uint64_t)(i == 6 ? hp.n_ff : hp.n_embd); ne[1] = (uint64_t)rows;
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, proj[i]);
+            bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_Q2_0, 2, ne);
+            ne[0] = 1;
+            snprintf(name, sizeof name, "blk.%d.%s.scale", l, proj[i]);
+            bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        }
+        ne[0] = (uint64_t)hp.n_embd;
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        snprintf(name, sizeof name, "blk.%d.attn_sub_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+        ne[0] = (uint64_t)hp.n_ff;
+        snprintf(name, sizeof name, "blk.%d.ffn_sub_norm.weight", l); bitnet__gguf_add_tensor(&w, name, BITNET__TYPE_F32, 1, ne);
+    }
+    if (snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out_path) >= (int)sizeof tmp_path) {
+        bitnet__gguf_writer_free(&w);
+        return bitnet__fail(err, BITNET_E_ARG, "output path too long");
+    }
+    if ((rc = bitnet__gguf_write_header(&w, tmp_path, err))) goto fail;
+
+    r.s = seed * 0x9e3779b97f4a7c15ull + 0x1234567;
+    if (!r.s) r.s = 1;
+    /* Embedding rows of about unit RMS / 10; LM head likewise; norms near 1; each
+       projection's scale makes its output about as large as its normalized input. */
+    if ((rc = bitnet__write_random_floats(&w, (size_t)hp.n_vocab * (size_t)hp.n_embd, 0, 0.17f, 1, &r, err))) goto fail;
+    if (!hp.tied_embeddings && (rc = bitnet__write_random_floats(&w, (size_t)hp.n_vocab * (size_t)hp.n_embd, 0, 0.17f, 1, &r, err)))
+        goto fail;
+    if ((rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err))) goto fail;
+    for (l = 0; l < hp.n_layer; l++) {
+        for (i = 0; i < 7; i++) {
+            int rows = i == 1 || i == 2 ? kv_dim : i == 4 || i == 5 ? hp.n_ff : hp.n_embd, cols = i == 6 ? hp.n_ff : hp.n_embd;
+            float scale = (float)(1.0 / sqrt(cols * 2.0 / 3.0)) * (1.0f + 0.25f * bitnet__xrng_float(&r));
+            if ((rc = bitnet__write_random_ternary(&w, rows, cols, &r, err))) goto fail;
+            if ((rc = bitnet__write_random_floats(&w, 1, scale, 0, 0, &r, err))) goto fail;
+        }
+        if ((rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err)) ||
+            (rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err)) ||
+            (rc = bitnet__write_random_floats(&w, (size_t)hp.n_embd, 1.0f, 0.2f, 0, &r, err)) ||
+            (rc = bitnet__write_random_floats(&w, (size_t)hp.n_ff, 1.0f, 0.2f, 0, &r, err)))
+            goto fail;
+    }
+    if ((rc = bitnet__gguf_finish(&w, tmp_path, err))) goto fail;
+    bitnet__gguf_writer_free(&w);
+    if (rename(tmp_path, out_path) != 0) {
+        remove(tmp_path);
+        return bitnet__fail(err, BITNET_E_IO, "cannot rename '%s' to '%s': %s", tmp_path, out_path, strerror(errno));
+    }
+    bitnet__ok(err);
+    return BITNET_OK;
+fail:
+    bitnet__gguf_writer_free(&w);
+    remove(tmp_path);
+    return rc;
+}
 
 /* ===========================================================================
    CUDA backend glue (bitnet_cuda.cu)

@@ -12,13 +12,13 @@ for cmd in "$@"; do
   start=$(date +%s.%N)
   bash -c "$cmd" >"$log" 2>&1
   rc=$?
-  secs=$(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || echo "?")
+  secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   p=$(grep -c '^PASS ' "$log"); f=$(grep -c '^FAIL ' "$log"); s=$(grep -c '^SKIP ' "$log")
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
     f=1; echo "FAIL $cmd: exited with status $rc"; tail -n 20 "$log" | sed 's/^/    /'
   fi
   grep '^FAIL \|^SKIP ' "$log"
-  printf '%-60s %4d passed %3d failed %s(%ss)\n' "$cmd" "$p" "$f" "$( [ "$s" -gt 0 ] && echo "$s skipped " )" "${secs%.*}"
+  printf '%-60s %4d passed %3d failed %s(%ss)\n' "$cmd" "$p" "$f" "$( [ "$s" -gt 0 ] && echo "$s skipped " )" "$secs"
   passed=$((passed + p)); failed=$((failed + f))
 done
 echo "$passed passed, $failed failed"
