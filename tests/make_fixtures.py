@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Makes the Hugging Face reference fixtures under tests/fixtures/.
 
-Each fixture is a tiny random BitNetForCausalLM checkpoint in one of the layouts the
-official BitNet b1.58 2B4T releases use, plus what Hugging Face transformers computes
-for it in float32:
+Each fixture is a tiny random BitNetForCausalLM checkpoint (dim 128, FFN 256, 2
+layers, 4 heads / 2 KV heads, vocab 384) in one of the layouts the official BitNet
+b1.58 2B4T releases use, plus what Hugging Face transformers computes for it:
 
   bf16_online_tied             bf16 master weights, quantization_config
                                {bitnet, autobitlinear, online} (like *-2B-4T-bf16), tied
@@ -16,32 +16,40 @@ for it in float32:
 
 Every fixture folder holds config.json, the safetensors file(s), tokenizer.json,
 tokenizer_config.json (a byte-level BPE vocabulary this script trains on its own
-text), logits.bin (float32 little-endian, [n_prompt][n_vocab], transformers' logits
-for every prompt position) and reference.txt (prompt ids, the greedy continuation,
-the ternary scales; read by tests/test_reference.c and tests/test_convert.c).
+text), logits.bin and greedy_logits.bin (float32 little-endian [n][n_vocab]: every
+prompt position, and the logits each greedy token was chosen from) and
+reference.txt (prompt ids, the greedy continuation, the ternary scales; read by
+tests/test_reference.c and tests/test_convert.c).  transformers runs on the CPU with
+float64 parameters: it still makes every quantization decision in float32 (its
+ActQuant, WeightQuant and norms cast to float32), but its matmuls add no float32
+summation noise; the logits are stored as float32.
 
 The models are built so that the layers, not the embedding, decide the output:
 random norm weights (per-token absmax quantization is scale-invariant, so only
 non-uniform norm weights make a dropped norm visible), an embedding that is small
 next to what the layers add to the residual stream, sharp attention (so RoPE
-matters) and logits with a healthy spread.  Seeds whose greedy continuation has a
-near-tie (top-2 logit gap below --min-margin) are skipped: one int8 rounding flip
-may legitimately move logits by a little, and a near-tie would then make the
-greedy comparison meaningless.
+matters) and logits with a healthy spread.  The bf16 master has projections whose
+absmean is a power of two, so its packed sibling with a bf16 weight_scale computes
+exactly the same function (and its ternarization meets exact rounding ties).
+
+Seeds are skipped where an int8 rounding decision is ill-conditioned: an activation
+within a few float32 errors of a rounding boundary, a weight within 1e-6 of one, or
+a greedy step whose top two logits nearly tie.  Two correct float32
+implementations would round such a value differently, and the difference grows
+through every later layer and token (see is_well_conditioned).
 
 An independent float32/float64 re-implementation of the forward pass in plain torch
 cross-checks transformers on every fixture, checks that the packed checkpoints
-reproduce the online ones where they should, and measures how far the logits move
-under the bugs tests/test_reference.c must catch (dropped norm, swapped RoPE
-halves, skipped activation quantization) next to float-rounding noise, so the
-tolerances in the C test can be justified.  Those numbers go to the log and to
-calibration.json.
+reproduce the online ones, and measures how far the logits move under the bugs
+tests/test_reference.c must catch (dropped norm, swapped RoPE halves, skipped
+activation quantization) next to float-rounding noise, so the tolerances in the C
+test can be justified.  Those numbers go to the log and to calibration.json.
 
 Needs python3 with torch and (for the reference logits) transformers; numpy only
 through torch.  Run on the GPU machine (it runs on the CPU there):
     PYTHONUNBUFFERED=1 python3 tests/make_fixtures.py --out OUT_DIR
 Without transformers (--no-transformers) it still writes the checkpoints and uses
-the independent implementation's logits, marked as such in reference.txt.
+the independent implementation's float64 logits, marked as such in reference.txt.
 """
 import argparse
 import collections
@@ -246,26 +254,6 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    out = {}
-    dt = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "U8": torch.uint8}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        raw = bytearray(data[8 + n + a:8 + n + b])
-        if info["dtype"] == "BF16":
-            t = torch.frombuffer(raw, dtype=torch.int16).view(torch.bfloat16)
-        else:
-            t = torch.frombuffer(raw, dtype=dt[info["dtype"]])
-        out[name] = t.reshape(info["shape"]).clone()
-    return out
-
-
 # ---------------------------------------------------------------------------
 # Random models
 # ---------------------------------------------------------------------------
@@ -363,7 +351,6 @@ def pack(t):
 
 
 def unpack(p):
-    R = p.shape[0]
     return torch.cat([((p >> (2 * i)) & 3).to(torch.float32) - 1 for i in range(4)], 0)
 
 
@@ -417,14 +404,7 @@ def linear_weights(ckpt, cfg):
     return out
 
 
-def rounding_margin(v):
-    """The smallest relative change of v that moves one value across a rounding
-    boundary (k + 1/2): how close this quantization came to a tie."""
-    a = v.abs().double()
-    return ((a - a.floor() - 0.5).abs() / a.clamp(min=1e-30)).min()
-
-
-def ref_forward(ckpt, cfg, ids, dtype=torch.float32, bugs=None, lin=None, tie_margin=None):
+def ref_forward(ckpt, cfg, ids, dtype=torch.float32, bugs=None, lin=None, quant_inputs=None):
     bugs = bugs or Bugs()
     lin = lin or linear_weights(ckpt, cfg)
     noise = torch.Generator().manual_seed(bugs.noise_seed) if bugs.noise_seed is not None else None
@@ -449,8 +429,8 @@ def ref_forward(ckpt, cfg, ids, dtype=torch.float32, bugs=None, lin=None, tie_ma
         else:
             xs = 127.0 / x.abs().amax(-1, keepdim=True).clamp(min=1e-5)
             v = x * xs
-            if tie_margin is not None:
-                tie_margin.append(v.detach().clone())
+            if quant_inputs is not None:
+                quant_inputs.append(v.detach().clone())
             xq = v.round().clamp(-128, 127)
             y = (xq @ t.T) / xs
         y = y / s.to(dtype) if op == "div" else y * s.to(dtype)
@@ -729,7 +709,7 @@ def calibrate(name, ckpt, cfg, prompt, ref32):
 
 def quantization_inputs(ckpt, cfg, lin, seq, dtype):
     vals = []
-    ref_forward(ckpt, cfg, seq, dtype=dtype, lin=lin, tie_margin=vals)
+    ref_forward(ckpt, cfg, seq, dtype=dtype, lin=lin, quant_inputs=vals)
     return vals
 
 
