@@ -322,6 +322,17 @@ typedef struct bitnet_convert_params {
     void *progress_user;
 } bitnet_convert_params;
 
+/* Converts a Hugging Face BitNet b1.58 checkpoint directory (config.json,
+   model.safetensors or model-0000N-of-0000M.safetensors with
+   model.safetensors.index.json, tokenizer.json, tokenizer_config.json) into a model
+   file: bf16/f16/f32 master weights are ternarized as transformers does, packed
+   weights are unpacked (linear_class bitlinear and autobitlinear).  Everything is
+   checked before the output is created; anything this library would run
+   differently from transformers is an error naming the field or tensor.  Memory
+   stays near the size of the largest projection; the file is written as
+   out_path + ".tmp" and renamed when complete (removed on failure).  params may be
+   NULL.  Returns BITNET_OK or a BITNET_E_* code (BITNET_E_CANCELLED when progress
+   asked to stop). */
 BITNET_API int bitnet_convert_hf(const char *hf_dir, const char *out_path,
                                  const bitnet_convert_params *params, bitnet_error *err);
 
@@ -5854,7 +5865,7 @@ BITNET__FN int bitnet__st_is_float(const bitnet__st_tensor *t) {
 /* Joins a directory and a file name. */
 BITNET__FN int bitnet__path_join(char *out, size_t size, const char *dir, const char *name, bitnet_error *err) {
     size_t n = strlen(dir);
-    int w = snprintf(out, size, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
+    int w = snprintf(out, size, "%s%s%s", dir, !n || dir[n - 1] == '/' ? "" : "/", name);
     if (w < 0 || (size_t)w >= size) return bitnet__fail(err, BITNET_E_ARG, "path too long: '%s/%s'", dir, name);
     return BITNET_OK;
 }
@@ -6059,21 +6070,23 @@ BITNET__FN int bitnet__hf_read_config(const bitnet__json *cfg, const char *path,
     if ((rc = bitnet__cfg_float(bitnet__json_get(cfg, "rms_norm_eps"), "rms_norm_eps", 1e-5, &c->rms_eps, path, err))) return rc;
     if (!(c->rms_eps < 1)) return bitnet__fail(err, BITNET_E_FORMAT, "%s: 'rms_norm_eps' must be below 1", path);
 
-    /* RoPE: plain rotation only.  transformers 4 writes rope_theta (and rope_scaling),
-       transformers 5 writes rope_parameters {rope_type, rope_theta}. */
-    if ((j = bitnet__json_get(cfg, "rope_scaling")) && j->type != BITNET__JSON_NULL)
-        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: 'rope_scaling' is not supported (must be null)", path);
+    /* RoPE: plain rotation only.  transformers 4 writes rope_theta and rope_scaling
+       (null, or {"type"/"rope_type": ...}); transformers 5 writes rope_parameters
+       {rope_type, rope_theta}.  Either dict may only say "default". */
     if ((rc = bitnet__cfg_float(bitnet__json_get(cfg, "rope_theta"), "rope_theta", 500000.0, &c->rope_theta, path, err))) return rc;
-    rp = bitnet__json_get(cfg, "rope_parameters");
-    if (rp && rp->type != BITNET__JSON_NULL) {
-        if (rp->type != BITNET__JSON_OBJECT) return bitnet__fail(err, BITNET_E_FORMAT, "%s: 'rope_parameters' must be an object", path);
-        if ((rc = bitnet__cfg_str(rp, "rope_type", "default", &s, path, err))) return rc;
-        if (strcmp(s, "default") != 0)
-            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: rope_parameters.rope_type '%.64s' is not supported (need 'default')", path, s);
+    for (i = 0; i < 2; i++) {
+        const char *key = i ? "rope_parameters" : "rope_scaling";
+        rp = bitnet__json_get(cfg, key);
+        if (!rp || rp->type == BITNET__JSON_NULL) continue;
+        if (rp->type != BITNET__JSON_OBJECT) return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be an object", path, key);
+        if ((rc = bitnet__cfg_str(rp, "rope_type", NULL, &s, path, err))) return rc;
+        if (!s && (rc = bitnet__cfg_str(rp, "type", NULL, &s, path, err))) return rc;
+        if (!s || strcmp(s, "default") != 0)
+            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: %s.rope_type '%.64s' is not supported (only 'default' RoPE)", path, key,
+                                s ? s : "(missing)");
         if ((j = bitnet__json_get(rp, "partial_rotary_factor")) && !(j->type == BITNET__JSON_NUMBER && j->num == 1))
-            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: rope_parameters.partial_rotary_factor must be 1", path);
-        if ((j = bitnet__json_get(rp, "rope_theta")) &&
-            (rc = bitnet__cfg_float(j, "rope_parameters.rope_theta", 0, &c->rope_theta, path, err)))
+            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: %s.partial_rotary_factor must be 1", path, key);
+        if ((j = bitnet__json_get(rp, "rope_theta")) && (rc = bitnet__cfg_float(j, "rope_theta", 0, &c->rope_theta, path, err)))
             return rc;
     }
     if ((j = bitnet__json_get(cfg, "partial_rotary_factor")) && !(j->type == BITNET__JSON_NUMBER && j->num == 1))

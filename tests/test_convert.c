@@ -613,6 +613,7 @@ static void test_bad_configs(void) {
         {"architectures", "architectures", "[\"LlamaForCausalLM\"]", BITNET_E_UNSUPPORTED, "architectures"},
         {"hidden_act gelu", "hidden_act", "\"gelu\"", BITNET_E_UNSUPPORTED, "hidden_act"},
         {"rope_scaling", "rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}", BITNET_E_UNSUPPORTED, "rope_scaling"},
+        {"rope_scaling not an object", "rope_scaling", "2.0", BITNET_E_FORMAT, "rope_scaling"},
         {"rope_parameters yarn", "rope_parameters", "{\"rope_type\": \"yarn\", \"rope_theta\": 10000.0}", BITNET_E_UNSUPPORTED, "rope_type"},
         {"partial rotary", "partial_rotary_factor", "0.5", BITNET_E_UNSUPPORTED, "partial_rotary_factor"},
         {"attention_bias", "attention_bias", "true", BITNET_E_UNSUPPORTED, "attention_bias"},
@@ -987,7 +988,7 @@ static void test_small_conversions(void) {
         remove_work_dir();
         free_ckpt(&c);
     }
-    TEST("convert: offline float ternary weights, F16 embedding, untied head, eos list, no tokenizer_config") {
+    TEST("convert: offline float ternary weights, F16 embedding, untied head, eos list, RoPE dicts, no tokenizer_config") {
         ckpt c;
         gguf_file m;
         int k;
@@ -1008,7 +1009,10 @@ static void test_small_conversions(void) {
             fill_random(e, 5, -0.2f, 0.2f);
             fill_random(add(&c, "lm_head.weight", "F32", 2, V, D), 6, -0.2f, 0.2f);
         }
-        setup(&c, AUTO_OFFLINE, (const field[]){{"tie_word_embeddings", "false"}, {"eos_token_id", "[383, 375]"}}, 2);
+        setup(&c, AUTO_OFFLINE,
+              (const field[]){{"tie_word_embeddings", "false"}, {"eos_token_id", "[383, 375]"},
+                              {"rope_scaling", "{\"rope_type\": \"default\", \"rope_theta\": 123.0}"},
+                              {"rope_parameters", "{\"rope_type\": \"default\", \"rope_theta\": 4321.0}"}}, 4);
         remove(in_work("tokenizer_config.json"));
         if (convert_and_open(&m)) {
             const bitnet__gguf_tensor *e = tensor(&m, "token_embd.weight"), *o = tensor(&m, "output.weight"),
@@ -1021,6 +1025,7 @@ static void test_small_conversions(void) {
             CHECK(bad == 0);
             CHECK(meta_int(&m, "tokenizer.ggml.bos_token_id") == 374); /* <|begin_of_text|> by name */
             CHECK(meta_int(&m, "tokenizer.ggml.eos_token_id") == 375); /* <|end_of_text|> by name, not config.json */
+            CHECK(meta_f32(&m, "bitnet.rope.freq_base") == 4321.0f);  /* transformers 5's rope_parameters win */
             gguf_close(&m);
         }
         remove_work_dir();
