@@ -322,6 +322,17 @@ typedef struct bitnet_convert_params {
     void *progress_user;
 } bitnet_convert_params;
 
+/* Converts a Hugging Face BitNet b1.58 checkpoint directory (config.json,
+   model.safetensors or model-0000N-of-0000M.safetensors with
+   model.safetensors.index.json, tokenizer.json, tokenizer_config.json) into a model
+   file: bf16/f16/f32 master weights are ternarized as transformers does, packed
+   weights are unpacked (linear_class bitlinear and autobitlinear).  Everything is
+   checked before the output is created; anything this library would run
+   differently from transformers is an error naming the field or tensor.  Memory
+   stays near the size of the largest projection; the file is written as
+   out_path + ".tmp" and renamed when complete (removed on failure).  params may be
+   NULL.  Returns BITNET_OK or a BITNET_E_* code (BITNET_E_CANCELLED when progress
+   asked to stop). */
 BITNET_API int bitnet_convert_hf(const char *hf_dir, const char *out_path,
                                  const bitnet_convert_params *params, bitnet_error *err);
 
@@ -5554,7 +5565,993 @@ BITNET__FN int bitnet__sampler_finish(bitnet_sampler *s, const bitnet_token *ids
 /* ===========================================================================
    Converter: JSON, safetensors, Hugging Face checkpoint -> model file
    =========================================================================== */
-/* (converter section) */
+/* Turns a Hugging Face BitNet b1.58 checkpoint directory into one model file.
+
+   Input: config.json, model.safetensors (or model-0000N-of-0000M.safetensors with
+   model.safetensors.index.json), tokenizer.json and tokenizer_config.json.  The
+   layouts of the official releases, as transformers (integrations/bitnet.py,
+   models/bitnet) reads them, all work:
+
+     quantization_config                  projection weights      what a layer computes
+     autobitlinear, online (the *-bf16    float [out][in]         x . ternary(W) / s, with
+       master weights)                                            s = 1/mean|W| (WeightQuant)
+     bitlinear (the packed release;       uint8 [out/4][in] and   x . T / weight_scale
+       default when fields are absent)    weight_scale [1]
+     autobitlinear, offline               uint8 [out/4][in] and   x . T * weight_scale
+                                          weight_scale [1]
+
+   Packed weights hold 4 ternary values per byte along the output dimension: value
+   (i * out/4 + r, c) is bits 2i..2i+1 of byte (r, c), stored as value + 1.  Online
+   ternarization follows WeightQuant exactly: float32 throughout, the absmean clamped
+   to at least 1e-5, t = round(w * s) with round-half-even, clamped to [-1, 1] (so
+   t = 1 exactly when w * s > 1/2).  Each projection becomes a Q2_0 tensor with d = 1
+   and a .scale tensor with its multiplier (1/s, 1/weight_scale or weight_scale) as
+   a float32, the one rounding of the whole conversion.
+
+   HF tensor                                   model file tensor
+   model.embed_tokens.weight                   token_embd.weight (dtype kept)
+   lm_head.weight (when not tied)              output.weight (dtype kept)
+   model.norm.weight                           output_norm.weight (F32)
+   model.layers.N.input_layernorm.weight       blk.N.attn_norm.weight (F32)
+   model.layers.N.self_attn.{q,k,v,o}_proj     blk.N.attn_{q,k,v,output}.{weight,scale}
+   model.layers.N.self_attn.attn_sub_norm      blk.N.attn_sub_norm.weight (F32)
+   model.layers.N.post_attention_layernorm     blk.N.ffn_norm.weight (F32)
+   model.layers.N.mlp.{gate,up,down}_proj      blk.N.ffn_{gate,up,down}.{weight,scale}
+   model.layers.N.mlp.ffn_sub_norm             blk.N.ffn_sub_norm.weight (F32)
+
+   Q and K rows keep the Hugging Face order (RoPE rotates the two halves of each
+   head).  Tensors the model does not use (rotary inv_freq buffers, lm_head.weight
+   of a tied model, which transformers replaces by the embedding) are skipped.
+   Everything is validated before the output is created; weights are streamed, so
+   memory stays around the size of the largest projection (35 MB for 2B4T in bf16),
+   and the file is written under OUT.tmp and renamed at the end. */
+
+/* ---- safetensors ----
+   A file is a u64 (little-endian) header length n, n bytes of JSON
+   {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, ...,
+   "__metadata__": {...}}, then the data; offsets count from the end of the header. */
+
+enum { BITNET__ST_F32, BITNET__ST_F16, BITNET__ST_BF16, BITNET__ST_U8, BITNET__ST_OTHER };
+
+typedef struct bitnet__st_tensor {
+    const char *name;
+    int dtype;                 /* BITNET__ST_* */
+    const char *dtype_name;    /* as the file says */
+    int n_dims;
+    uint64_t shape[8];
+    uint64_t numel;
+    uint64_t offset, nbytes;   /* offset from the start of its file */
+    int file;
+} bitnet__st_tensor;
+
+typedef struct bitnet__checkpoint {
+    FILE **files;
+    const char **file_names;
+    int n_files;
+    bitnet__st_tensor *tensors;
+    size_t n_tensors, cap;
+    bitnet__arena arena;       /* names */
+} bitnet__checkpoint;
+
+#define BITNET__ST_MAX_HEADER ((uint64_t)100 << 20)
+
+BITNET__FN void bitnet__checkpoint_close(bitnet__checkpoint *ck) {
+    int i;
+    for (i = 0; i < ck->n_files; i++)
+        if (ck->files[i]) fclose(ck->files[i]);
+    BITNET_FREE((void *)ck->files);
+    BITNET_FREE((void *)ck->file_names);
+    BITNET_FREE(ck->tensors);
+    bitnet__arena_free(&ck->arena);
+    memset(ck, 0, sizeof *ck);
+}
+
+BITNET__FN const bitnet__st_tensor *bitnet__checkpoint_find(const bitnet__checkpoint *ck, const char *name) {
+    size_t i;
+    for (i = 0; i < ck->n_tensors; i++)
+        if (strcmp(ck->tensors[i].name, name) == 0) return &ck->tensors[i];
+    return NULL;
+}
+
+/* A JSON number that is a whole number in [0, 2^53]. */
+BITNET__FN int bitnet__json_uint(const bitnet__json *j, uint64_t *v) {
+    if (!j || j->type != BITNET__JSON_NUMBER || !(j->num >= 0) || j->num > 9007199254740992.0 || j->num != floor(j->num))
+        return 0;
+    *v = (uint64_t)j->num;
+    return 1;
+}
+
+BITNET__FN int bitnet__st_dtype(const char *s, int *dtype, uint32_t *size) {
+    static const struct { const char *name; int dtype; uint32_t size; } t[] = {
+        {"F32", BITNET__ST_F32, 4}, {"F16", BITNET__ST_F16, 2}, {"BF16", BITNET__ST_BF16, 2}, {"U8", BITNET__ST_U8, 1},
+        {"F64", BITNET__ST_OTHER, 8}, {"I64", BITNET__ST_OTHER, 8}, {"U64", BITNET__ST_OTHER, 8},
+        {"I32", BITNET__ST_OTHER, 4}, {"U32", BITNET__ST_OTHER, 4}, {"I16", BITNET__ST_OTHER, 2},
+        {"U16", BITNET__ST_OTHER, 2}, {"I8", BITNET__ST_OTHER, 1}, {"BOOL", BITNET__ST_OTHER, 1},
+        {"F8_E4M3", BITNET__ST_OTHER, 1}, {"F8_E5M2", BITNET__ST_OTHER, 1}};
+    size_t i;
+    for (i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(s, t[i].name) == 0) { *dtype = t[i].dtype; *size = t[i].size; return 1; }
+    return 0;
+}
+
+BITNET__FN int bitnet__st_cmp_offsets(const void *a, const void *b) {
+    const bitnet__st_tensor *x = *(const bitnet__st_tensor *const *)a, *y = *(const bitnet__st_tensor *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Opens one safetensors file and adds its tensors, validating the whole header
+   against the file size: dtypes, shapes against byte ranges, overlaps. */
+BITNET__FN int bitnet__st_open(bitnet__checkpoint *ck, const char *path, bitnet_error *err) {
+    FILE *fp = NULL, **nf;
+    const char **nn;
+    uint8_t len8[8];
+    uint64_t hlen, data_size, i;
+    long long size;
+    char *text = NULL;
+    bitnet__arena tmp;
+    bitnet__json root;
+    const bitnet__st_tensor **sorted = NULL;
+    size_t first = ck->n_tensors, k;
+    int rc = BITNET_OK, file = ck->n_files;
+
+    memset(&tmp, 0, sizeof tmp);
+    nf = (FILE **)BITNET_REALLOC((void *)ck->files, (size_t)(file + 1) * sizeof *nf);
+    if (nf) ck->files = nf;
+    nn = nf ? (const char **)BITNET_REALLOC((void *)ck->file_names, (size_t)(file + 1) * sizeof *nn) : NULL;
+    if (!nn) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    ck->file_names = nn;
+    ck->files[file] = NULL;
+    ck->file_names[file] = (const char *)bitnet__arena_alloc(&ck->arena, strlen(path) + 1);
+    if (!ck->file_names[file]) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    strcpy((char *)ck->file_names[file], path);
+    ck->n_files++;
+
+    fp = fopen(path, "rb");
+    if (!fp) return bitnet__fail(err, BITNET_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    ck->files[file] = fp;
+    if (fseek(fp, 0, SEEK_END) != 0 || (size = (long long)ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) != 0)
+        return bitnet__fail(err, BITNET_E_IO, "cannot read '%s'", path);
+    if (size < 8 || fread(len8, 1, 8, fp) != 8)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: too short for a safetensors file (%lld bytes)", path, size);
+    hlen = bitnet__rd(len8, 8);
+    if (hlen > (uint64_t)size - 8)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: header length %llu runs past the end of the file (%lld bytes)", path,
+                            (unsigned long long)hlen, size);
+    if (hlen > BITNET__ST_MAX_HEADER)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: header of %llu bytes is larger than the 100 MB limit", path,
+                            (unsigned long long)hlen);
+    data_size = (uint64_t)size - 8 - hlen;
+    text = (char *)BITNET_MALLOC((size_t)hlen + 1);
+    if (!text) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory reading the header of '%s'", path);
+    if (fread(text, 1, (size_t)hlen, fp) != (size_t)hlen) {
+        rc = bitnet__fail(err, BITNET_E_IO, "%s: short read of the header", path);
+        goto done;
+    }
+    text[hlen] = 0;
+    if ((rc = bitnet__json_parse(text, (size_t)hlen, path, &tmp, &root, err))) goto done;
+    if (root.type != BITNET__JSON_OBJECT) {
+        rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: the header is not a JSON object", path);
+        goto done;
+    }
+    for (i = 0; i < root.len; i++) {
+        const char *name = root.keys[i];
+        const bitnet__json *v = &root.items[i], *dt = bitnet__json_get(v, "dtype"), *shape = bitnet__json_get(v, "shape"),
+                           *offs = bitnet__json_get(v, "data_offsets");
+        bitnet__st_tensor *t;
+        uint64_t begin, end, numel = 1, d;
+        uint32_t esize;
+        if (strcmp(name, "__metadata__") == 0) continue;
+        if (strlen(name) != root.key_lens[i] || root.key_lens[i] == 0 || root.key_lens[i] > 255) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor %llu has an empty, overlong or NUL-containing name", path,
+                              (unsigned long long)i);
+            goto done;
+        }
+        if (bitnet__checkpoint_find(ck, name)) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' appears twice in the checkpoint", path, name);
+            goto done;
+        }
+        if (v->type != BITNET__JSON_OBJECT || !dt || dt->type != BITNET__JSON_STRING || !shape ||
+            shape->type != BITNET__JSON_ARRAY || !offs || offs->type != BITNET__JSON_ARRAY || offs->len != 2) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' needs a dtype, a shape and two data_offsets", path, name);
+            goto done;
+        }
+        if (ck->n_tensors == ck->cap) {
+            size_t nc = ck->cap ? ck->cap * 2 : 64;
+            bitnet__st_tensor *nt = (bitnet__st_tensor *)BITNET_REALLOC(ck->tensors, nc * sizeof *nt);
+            if (!nt) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+            ck->tensors = nt;
+            ck->cap = nc;
+        }
+        t = &ck->tensors[ck->n_tensors];
+        memset(t, 0, sizeof *t);
+        if (!bitnet__st_dtype(dt->str, &t->dtype, &esize)) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' has the unknown dtype '%.16s'", path, name, dt->str);
+            goto done;
+        }
+        if (shape->len > 8) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' has %zu dimensions", path, name, shape->len);
+            goto done;
+        }
+        t->n_dims = (int)shape->len;
+        for (d = 0; d < shape->len; d++) {
+            if (!bitnet__json_uint(&shape->items[d], &t->shape[d])) {
+                rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' has a shape entry that is not a whole number", path, name);
+                goto done;
+            }
+            if (t->shape[d] && numel > ((uint64_t)1 << 62) / t->shape[d]) {
+                rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' is impossibly large", path, name);
+                goto done;
+            }
+            numel *= t->shape[d];
+        }
+        if (!bitnet__json_uint(&offs->items[0], &begin) || !bitnet__json_uint(&offs->items[1], &end) || begin > end) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' has invalid data_offsets", path, name);
+            goto done;
+        }
+        if (end - begin != numel * esize) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' (%s, %llu values) needs %llu bytes but data_offsets give %llu",
+                              path, name, dt->str, (unsigned long long)numel, (unsigned long long)(numel * esize),
+                              (unsigned long long)(end - begin));
+            goto done;
+        }
+        if (end > data_size) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' ends at byte %llu of a %llu-byte data section", path, name,
+                              (unsigned long long)end, (unsigned long long)data_size);
+            goto done;
+        }
+        t->name = (const char *)bitnet__arena_alloc(&ck->arena, root.key_lens[i] + 1);
+        t->dtype_name = (const char *)bitnet__arena_alloc(&ck->arena, dt->len + 1);
+        if (!t->name || !t->dtype_name) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+        memcpy((char *)t->name, name, root.key_lens[i] + 1);
+        memcpy((char *)t->dtype_name, dt->str, dt->len + 1);
+        t->numel = numel;
+        t->offset = 8 + hlen + begin;
+        t->nbytes = end - begin;
+        t->file = file;
+        ck->n_tensors++;
+    }
+    /* no two tensors of this file may share bytes */
+    if (ck->n_tensors - first > 1) {
+        sorted = (const bitnet__st_tensor **)BITNET_MALLOC((ck->n_tensors - first) * sizeof *sorted);
+        if (!sorted) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+        for (k = first; k < ck->n_tensors; k++) sorted[k - first] = &ck->tensors[k];
+        qsort((void *)sorted, ck->n_tensors - first, sizeof *sorted, bitnet__st_cmp_offsets);
+        for (k = 1; k < ck->n_tensors - first; k++)
+            if (sorted[k - 1]->offset + sorted[k - 1]->nbytes > sorted[k]->offset) {
+                rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensors '%s' and '%s' overlap", path, sorted[k - 1]->name, sorted[k]->name);
+                goto done;
+            }
+    }
+done:
+    BITNET_FREE((void *)sorted);
+    BITNET_FREE(text);
+    bitnet__arena_free(&tmp);
+    return rc;
+}
+
+/* Reads n bytes at byte `at` of tensor t. */
+BITNET__FN int bitnet__st_read(const bitnet__checkpoint *ck, const bitnet__st_tensor *t, uint64_t at, void *dst, size_t n,
+                               bitnet_error *err) {
+    FILE *fp = ck->files[t->file];
+    uint64_t pos = t->offset + at;
+    if (at > t->nbytes || n > t->nbytes - at)
+        return bitnet__fail(err, BITNET_E_ARG, "internal: read past the end of tensor '%s'", t->name);
+    if (pos > (uint64_t)LONG_MAX)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: offsets past 2 GB are not supported on this platform",
+                            ck->file_names[t->file]);
+    if (fseek(fp, (long)pos, SEEK_SET) != 0 || fread(dst, 1, n, fp) != n)
+        return bitnet__fail(err, BITNET_E_IO, "%s: cannot read tensor '%s'", ck->file_names[t->file], t->name);
+    return BITNET_OK;
+}
+
+/* Value i of a float tensor's raw little-endian bytes. */
+BITNET__FN float bitnet__st_float(const uint8_t *raw, int dtype, size_t i) {
+    uint32_t u;
+    float f;
+    switch (dtype) {
+    case BITNET__ST_BF16: return bitnet__bf16_to_f32((uint16_t)bitnet__rd(raw + 2 * i, 2));
+    case BITNET__ST_F16: return bitnet__f16_to_f32((uint16_t)bitnet__rd(raw + 2 * i, 2));
+    default:
+        u = (uint32_t)bitnet__rd(raw + 4 * i, 4);
+        memcpy(&f, &u, 4);
+        return f;
+    }
+}
+
+BITNET__FN int bitnet__st_is_float(const bitnet__st_tensor *t) {
+    return t->dtype == BITNET__ST_F32 || t->dtype == BITNET__ST_F16 || t->dtype == BITNET__ST_BF16;
+}
+
+/* Joins a directory and a file name. */
+BITNET__FN int bitnet__path_join(char *out, size_t size, const char *dir, const char *name, bitnet_error *err) {
+    size_t n = strlen(dir);
+    int w = snprintf(out, size, "%s%s%s", dir, !n || dir[n - 1] == '/' ? "" : "/", name);
+    if (w < 0 || (size_t)w >= size) return bitnet__fail(err, BITNET_E_ARG, "path too long: '%s/%s'", dir, name);
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+/* Opens model.safetensors, or every shard model.safetensors.index.json names. */
+BITNET__FN int bitnet__checkpoint_open(bitnet__checkpoint *ck, const char *dir, bitnet_error *err) {
+    char path[4096], index[4096];
+    char *text = NULL;
+    size_t len, i;
+    bitnet__arena tmp;
+    bitnet__json root;
+    const bitnet__json *map;
+    bitnet_error e;
+    int rc;
+
+    memset(ck, 0, sizeof *ck);
+    memset(&tmp, 0, sizeof tmp);
+    if ((rc = bitnet__path_join(path, sizeof path, dir, "model.safetensors", err))) return rc;
+    if (bitnet__file_exists(path)) return bitnet__st_open(ck, path, err);
+    if ((rc = bitnet__path_join(index, sizeof index, dir, "model.safetensors.index.json", err))) return rc;
+    if (!bitnet__file_exists(index))
+        return bitnet__fail(err, BITNET_E_IO, "'%s' has neither model.safetensors nor model.safetensors.index.json", dir);
+    if (!(text = bitnet__read_text_file(index, &len, &e))) return bitnet__fail(err, e.code, "%s", e.message);
+    if ((rc = bitnet__json_parse(text, len, index, &tmp, &root, err))) goto done;
+    map = bitnet__json_get(&root, "weight_map");
+    if (!map || map->type != BITNET__JSON_OBJECT || map->len == 0) {
+        rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: needs a non-empty \"weight_map\" object", index);
+        goto done;
+    }
+    /* open each shard once, in the order the map first names it */
+    for (i = 0; i < map->len; i++) {
+        const bitnet__json *f = &map->items[i];
+        size_t j;
+        int seen = 0;
+        if (f->type != BITNET__JSON_STRING || f->len == 0 || strlen(f->str) != f->len || strchr(f->str, '/') ||
+            strchr(f->str, '\\') || strcmp(f->str, "..") == 0) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: weight_map['%s'] must be a file name in the same directory", index,
+                              map->keys[i]);
+            goto done;
+        }
+        for (j = 0; j < i && !seen; j++) seen = strcmp(map->items[j].str, f->str) == 0;
+        if (seen) continue;
+        if ((rc = bitnet__path_join(path, sizeof path, dir, f->str, err)) || (rc = bitnet__st_open(ck, path, err))) goto done;
+    }
+    /* the map must agree with what the shards hold */
+    for (i = 0; i < map->len; i++) {
+        const bitnet__st_tensor *t = bitnet__checkpoint_find(ck, map->keys[i]);
+        const char *file = t ? ck->file_names[t->file] : NULL, *base = file ? strrchr(file, '/') : NULL;
+        base = base ? base + 1 : file;
+        if (!t || strcmp(base, map->items[i].str) != 0) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: weight_map puts '%s' in %s, which does not hold it", index, map->keys[i],
+                              map->items[i].str);
+            goto done;
+        }
+    }
+done:
+    bitnet__arena_free(&tmp);
+    BITNET_FREE(text);
+    return rc;
+}
+
+/* ---- config.json ---- */
+
+typedef struct bitnet__hf_config {
+    int n_embd, n_ff, n_layer, n_head, n_head_kv, n_vocab, n_ctx, head_dim;
+    float rope_theta, rms_eps;
+    int act;                   /* BITNET__ACT_* */
+    int tied;
+    int bitlinear;             /* linear_class bitlinear: packed weights, divide by weight_scale */
+    int online;                /* autobitlinear, quantization_mode online: ternarize float weights */
+    int bos, eos;              /* config.json's ids, -1 when absent */
+} bitnet__hf_config;
+
+/* Reads an integer field; absent or null gives dflt (or an error when dflt < lo). */
+BITNET__FN int bitnet__cfg_int(const bitnet__json *cfg, const char *key, long long dflt, long long lo, long long hi, int *out,
+                               const char *path, bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(cfg, key);
+    if (!j || j->type == BITNET__JSON_NULL) {
+        if (dflt < lo) return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' is missing", path, key);
+        *out = (int)dflt;
+        return BITNET_OK;
+    }
+    if (j->type != BITNET__JSON_NUMBER || j->num != floor(j->num) || j->num < (double)lo || j->num > (double)hi)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be a whole number in [%lld, %lld]", path, key, lo, hi);
+    *out = (int)j->num;
+    return BITNET_OK;
+}
+
+/* A token id field: a number, or a list whose first entry counts; -1 when absent. */
+BITNET__FN int bitnet__cfg_token(const bitnet__json *cfg, const char *key, int *out, const char *path, bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(cfg, key);
+    if (j && j->type == BITNET__JSON_ARRAY) j = j->len ? &j->items[0] : NULL;
+    *out = -1;
+    if (!j || j->type == BITNET__JSON_NULL) return BITNET_OK;
+    if (j->type != BITNET__JSON_NUMBER || j->num != floor(j->num) || j->num < 0 || j->num >= (1 << 24))
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be a token id", path, key);
+    *out = (int)j->num;
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__cfg_float(const bitnet__json *j, const char *key, double dflt, float *out, const char *path,
+                                 bitnet_error *err) {
+    if (!j || j->type == BITNET__JSON_NULL) {
+        *out = (float)dflt;
+        return BITNET_OK;
+    }
+    if (j->type != BITNET__JSON_NUMBER || !(j->num > 0) || j->num > 1e30)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be a positive number", path, key);
+    *out = (float)j->num;
+    return BITNET_OK;
+}
+
+/* A boolean field that must be false (or absent) for us to run the model. */
+BITNET__FN int bitnet__cfg_false(const bitnet__json *cfg, const char *key, const char *path, bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(cfg, key);
+    if (!j || j->type == BITNET__JSON_NULL || j->type == BITNET__JSON_FALSE) return BITNET_OK;
+    if (j->type == BITNET__JSON_TRUE) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: '%s' = true is not supported", path, key);
+    return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be true or false", path, key);
+}
+
+BITNET__FN int bitnet__cfg_bool(const bitnet__json *cfg, const char *key, int dflt, int *out, const char *path, bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(cfg, key);
+    if (!j || j->type == BITNET__JSON_NULL) *out = dflt;
+    else if (j->type == BITNET__JSON_TRUE || j->type == BITNET__JSON_FALSE) *out = j->type == BITNET__JSON_TRUE;
+    else return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be true or false", path, key);
+    return BITNET_OK;
+}
+
+/* A string field; absent or null gives dflt. */
+BITNET__FN int bitnet__cfg_str(const bitnet__json *obj, const char *key, const char *dflt, const char **out, const char *path,
+                               bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(obj, key);
+    if (!j || j->type == BITNET__JSON_NULL) *out = dflt;
+    else if (j->type == BITNET__JSON_STRING) *out = j->str;
+    else return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be a string", path, key);
+    return BITNET_OK;
+}
+
+/* Reads and checks config.json: anything this library would run differently from
+   transformers is an error naming the field.  Defaults are BitNetConfig's. */
+BITNET__FN int bitnet__hf_read_config(const bitnet__json *cfg, const char *path, bitnet__hf_config *c, bitnet_error *err) {
+    const bitnet__json *j, *q, *rp;
+    const char *s = NULL;
+    int rc, head_dim;
+    size_t i;
+
+    if (cfg->type != BITNET__JSON_OBJECT) return bitnet__fail(err, BITNET_E_FORMAT, "%s is not a JSON object", path);
+    if ((rc = bitnet__cfg_str(cfg, "model_type", NULL, &s, path, err))) return rc;
+    if (s && strcmp(s, "bitnet") != 0)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model_type '%.64s' is not supported (need 'bitnet')", path, s);
+    j = bitnet__json_get(cfg, "architectures");
+    if (j && j->type != BITNET__JSON_NULL) {
+        int found = 0;
+        if (j->type != BITNET__JSON_ARRAY) return bitnet__fail(err, BITNET_E_FORMAT, "%s: 'architectures' must be a list", path);
+        for (i = 0; i < j->len; i++) found |= bitnet__json_is(&j->items[i], "BitNetForCausalLM");
+        if (!found)
+            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: 'architectures' does not list BitNetForCausalLM (architecture '%.64s')",
+                                path, j->len && j->items[0].type == BITNET__JSON_STRING ? j->items[0].str : "?");
+    } else if (!s)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: neither model_type nor architectures says this is a BitNet model", path);
+
+    if ((rc = bitnet__cfg_int(cfg, "hidden_size", -1, 1, 1 << 16, &c->n_embd, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "intermediate_size", -1, 1, 1 << 18, &c->n_ff, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "num_hidden_layers", -1, 1, 1024, &c->n_layer, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "num_attention_heads", -1, 1, 1024, &c->n_head, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "num_key_value_heads", c->n_head, 1, 1024, &c->n_head_kv, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "vocab_size", -1, 1, 1 << 24, &c->n_vocab, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "max_position_embeddings", 2048, 1, 1 << 24, &c->n_ctx, path, err)) ||
+        (rc = bitnet__cfg_token(cfg, "bos_token_id", &c->bos, path, err)) ||
+        (rc = bitnet__cfg_token(cfg, "eos_token_id", &c->eos, path, err)))
+        return rc;
+    if (c->n_embd % c->n_head)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->n_embd, c->n_head);
+    c->head_dim = c->n_embd / c->n_head;
+    if ((rc = bitnet__cfg_int(cfg, "head_dim", c->head_dim, 1, 1 << 16, &head_dim, path, err))) return rc;
+    if (head_dim != c->head_dim)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: head_dim %d differs from hidden_size / num_attention_heads = %d", path,
+                            head_dim, c->head_dim);
+    if (c->head_dim % 2) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: the head dimension %d is odd", path, c->head_dim);
+    if (c->n_head % c->n_head_kv)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
+                            c->n_head, c->n_head_kv);
+    if (c->n_embd % 64 || c->n_ff % 64)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: hidden_size %d and intermediate_size %d must be multiples of 64 (Q2_0 rows)",
+                            path, c->n_embd, c->n_ff);
+    if ((c->n_head_kv * c->head_dim) % 4)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: num_key_value_heads * head_dim must be a multiple of 4", path);
+
+    if ((rc = bitnet__cfg_str(cfg, "hidden_act", "relu2", &s, path, err))) return rc;
+    if (strcmp(s, "relu2") == 0) c->act = BITNET__ACT_RELU2;
+    else if (strcmp(s, "silu") == 0) c->act = BITNET__ACT_SILU;
+    else return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: hidden_act '%.64s' is not supported (relu2 or silu)", path, s);
+    if ((rc = bitnet__cfg_false(cfg, "attention_bias", path, err)) || (rc = bitnet__cfg_false(cfg, "mlp_bias", path, err)))
+        return rc;
+    if ((rc = bitnet__cfg_bool(cfg, "tie_word_embeddings", 0, &c->tied, path, err))) return rc;
+    if ((rc = bitnet__cfg_float(bitnet__json_get(cfg, "rms_norm_eps"), "rms_norm_eps", 1e-5, &c->rms_eps, path, err))) return rc;
+    if (!(c->rms_eps < 1)) return bitnet__fail(err, BITNET_E_FORMAT, "%s: 'rms_norm_eps' must be below 1", path);
+
+    /* RoPE: plain rotation only.  transformers 4 writes rope_theta and rope_scaling
+       (null, or {"type"/"rope_type": ...}); transformers 5 writes rope_parameters
+       {rope_type, rope_theta}.  Either dict may only say "default". */
+    if ((rc = bitnet__cfg_float(bitnet__json_get(cfg, "rope_theta"), "rope_theta", 500000.0, &c->rope_theta, path, err))) return rc;
+    for (i = 0; i < 2; i++) {
+        const char *key = i ? "rope_parameters" : "rope_scaling";
+        rp = bitnet__json_get(cfg, key);
+        if (!rp || rp->type == BITNET__JSON_NULL) continue;
+        if (rp->type != BITNET__JSON_OBJECT) return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be an object", path, key);
+        if ((rc = bitnet__cfg_str(rp, "rope_type", NULL, &s, path, err))) return rc;
+        if (!s && (rc = bitnet__cfg_str(rp, "type", NULL, &s, path, err))) return rc;
+        if (!s || strcmp(s, "default") != 0)
+            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: %s.rope_type '%.64s' is not supported (only 'default' RoPE)", path, key,
+                                s ? s : "(missing)");
+        if ((j = bitnet__json_get(rp, "partial_rotary_factor")) && !(j->type == BITNET__JSON_NUMBER && j->num == 1))
+            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: %s.partial_rotary_factor must be 1", path, key);
+        if ((j = bitnet__json_get(rp, "rope_theta")) && (rc = bitnet__cfg_float(j, "rope_theta", 0, &c->rope_theta, path, err)))
+            return rc;
+    }
+    if ((j = bitnet__json_get(cfg, "partial_rotary_factor")) && !(j->type == BITNET__JSON_NUMBER && j->num == 1))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: 'partial_rotary_factor' must be 1", path);
+
+    /* quantization_config: BitNetQuantConfig's fields and defaults */
+    q = bitnet__json_get(cfg, "quantization_config");
+    if (!q || q->type != BITNET__JSON_OBJECT)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: no 'quantization_config' object: not a BitNet b1.58 checkpoint (need quant_method 'bitnet')", path);
+    if ((rc = bitnet__cfg_str(q, "quant_method", NULL, &s, path, err))) return rc;
+    if (!s || strcmp(s, "bitnet") != 0)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: quantization_config.quant_method '%.64s' is not supported (need 'bitnet')",
+                            path, s ? s : "(missing)");
+    if ((rc = bitnet__cfg_str(q, "linear_class", "bitlinear", &s, path, err))) return rc;
+    if (strcmp(s, "bitlinear") && strcmp(s, "autobitlinear"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: quantization_config.linear_class '%.64s' is not supported (bitlinear or autobitlinear)", path, s);
+    c->bitlinear = strcmp(s, "bitlinear") == 0;
+    if ((rc = bitnet__cfg_str(q, "quantization_mode", "offline", &s, path, err))) return rc;
+    if (strcmp(s, "online") && strcmp(s, "offline"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: quantization_config.quantization_mode '%.64s' is not supported (online or offline)", path, s);
+    /* transformers' BitLinear reads packed weights whatever the mode says */
+    c->online = !c->bitlinear && strcmp(s, "online") == 0;
+    if ((rc = bitnet__cfg_false(q, "use_rms_norm", path, err))) return rc;
+    /* modules transformers keeps in full precision: only ones we do not quantize anyway */
+    j = bitnet__json_get(q, "modules_to_not_convert");
+    if (j && j->type != BITNET__JSON_NULL) {
+        static const char *const proj[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        if (j->type != BITNET__JSON_ARRAY)
+            return bitnet__fail(err, BITNET_E_FORMAT, "%s: quantization_config.modules_to_not_convert must be a list", path);
+        for (i = 0; i < j->len; i++) {
+            int l, p;
+            if (j->items[i].type != BITNET__JSON_STRING)
+                return bitnet__fail(err, BITNET_E_FORMAT, "%s: quantization_config.modules_to_not_convert must list strings", path);
+            for (l = 0; l < c->n_layer; l++)
+                for (p = 0; p < 7; p++) {
+                    char name[96];
+                    snprintf(name, sizeof name, "model.layers.%d.%s", l, proj[p]);
+                    if (strstr(name, j->items[i].str))
+                        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                                            "%s: quantization_config.modules_to_not_convert keeps '%s' in full precision; not supported",
+                                            path, name);
+                }
+        }
+    }
+    return BITNET_OK;
+}
+
+/* ---- the conversion ---- */
+
+typedef struct bitnet__converter {
+    const bitnet__hf_config *cfg;
+    bitnet__checkpoint ck;
+    bitnet__gguf_writer w;
+    const bitnet_convert_params *params;
+    uint64_t total, done;      /* bytes of checkpoint tensors to read, read so far */
+    bitnet_error *err;
+} bitnet__converter;
+
+BITNET__FN int bitnet__convert_progress(bitnet__converter *cv, uint64_t bytes, const char *what) {
+    cv->done += bytes;
+    if (cv->params && cv->params->progress &&
+        cv->params->progress(cv->total ? (float)((double)cv->done / (double)cv->total) : 1.0f, what, cv->params->progress_user))
+        return bitnet__fail(cv->err, BITNET_E_CANCELLED, "conversion cancelled");
+    return BITNET_OK;
+}
+
+/* Finds a tensor and checks its shape (ne1 = 0: one dimension) and that it is float. */
+BITNET__FN const bitnet__st_tensor *bitnet__hf_tensor(bitnet__converter *cv, const char *name, uint64_t ne0, uint64_t ne1,
+                                                     int *rc) {
+    const bitnet__st_tensor *t = bitnet__checkpoint_find(&cv->ck, name);
+    *rc = BITNET_OK;
+    if (!t) {
+        *rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "the checkpoint lacks the tensor '%s'", name);
+        return NULL;
+    }
+    if (!bitnet__st_is_float(t)) {
+        *rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' is %s; expected F32, F16 or BF16", name, t->dtype_name);
+        return NULL;
+    }
+    if (ne1 ? t->n_dims != 2 || t->shape[0] != ne0 || t->shape[1] != ne1 : t->n_dims != 1 || t->shape[0] != ne0) {
+        if (ne1)
+            *rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' has shape [%llu, %llu] (%d dims), expected [%llu, %llu]", name,
+                               (unsigned long long)t->shape[0], (unsigned long long)(t->n_dims > 1 ? t->shape[1] : 0), t->n_dims,
+                               (unsigned long long)ne0, (unsigned long long)ne1);
+        else
+            *rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' has %d dims (first %llu), expected [%llu]", name, t->n_dims,
+                               (unsigned long long)(t->n_dims ? t->shape[0] : 0), (unsigned long long)ne0);
+        return NULL;
+    }
+    return t;
+}
+
+/* What one BitLinear projection is stored as. */
+typedef struct bitnet__hf_proj {
+    const bitnet__st_tensor *weight, *scale;  /* scale: weight_scale, NULL for online */
+    int packed;
+} bitnet__hf_proj;
+
+BITNET__FN int bitnet__hf_find_proj(bitnet__converter *cv, const char *base, int rows, int cols, bitnet__hf_proj *p) {
+    char name[160];
+    const bitnet__hf_config *c = cv->cfg;
+    const bitnet__st_tensor *t;
+    snprintf(name, sizeof name, "%s.weight", base);
+    memset(p, 0, sizeof *p);
+    t = p->weight = bitnet__checkpoint_find(&cv->ck, name);
+    if (!t) return bitnet__fail(cv->err, BITNET_E_FORMAT, "the checkpoint lacks the tensor '%s'", name);
+    p->packed = t->dtype == BITNET__ST_U8;
+    if (!p->packed && !bitnet__st_is_float(t))
+        return bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' is %s; expected packed U8 or F32/F16/BF16 weights", name, t->dtype_name);
+    if (p->packed && c->online)
+        return bitnet__fail(cv->err, BITNET_E_FORMAT,
+                            "tensor '%s' holds packed uint8 weights but quantization_config.quantization_mode is 'online'", name);
+    if (!p->packed && c->bitlinear)
+        return bitnet__fail(cv->err, BITNET_E_FORMAT,
+                            "tensor '%s' is %s but quantization_config.linear_class 'bitlinear' reads packed uint8 weights", name,
+                            t->dtype_name);
+    if (t->n_dims != 2 || t->shape[0] != (uint64_t)(p->packed ? rows / 4 : rows) || t->shape[1] != (uint64_t)cols)
+        return bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' has shape [%llu, %llu] (%d dims), expected [%d, %d]%s", name,
+                            (unsigned long long)(t->n_dims > 0 ? t->shape[0] : 0), (unsigned long long)(t->n_dims > 1 ? t->shape[1] : 0),
+                            t->n_dims, p->packed ? rows / 4 : rows, cols, p->packed ? " (4 values per byte along the rows)" : "");
+    if (c->online) return BITNET_OK;
+    snprintf(name, sizeof name, "%s.weight_scale", base);
+    p->scale = bitnet__checkpoint_find(&cv->ck, name);
+    if (!p->scale) return bitnet__fail(cv->err, BITNET_E_FORMAT, "the checkpoint lacks the tensor '%s'", name);
+    if (!bitnet__st_is_float(p->scale) || p->scale->numel != 1 || p->scale->n_dims > 1)
+        return bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' must be one float (shape [1] or []), not %s with %llu values", name,
+                            p->scale->dtype_name, (unsigned long long)p->scale->numel);
+    return BITNET_OK;
+}
+
+/* Q2_0 row from ternary values: blocks of 64, d = 1.0, value j at bits 2(j%4) of byte j/4. */
+BITNET__FN void bitnet__q2_0_row(const int8_t *t, int cols, uint8_t *out) {
+    int b, j;
+    for (b = 0; b < cols / BITNET__QK2_0; b++, out += BITNET__Q2_0_BYTES, t += BITNET__QK2_0) {
+        out[0] = 0x00;
+        out[1] = 0x3C;
+        memset(out + 2, 0, 16);
+        for (j = 0; j < BITNET__QK2_0; j++) out[2 + j / 4] |= (uint8_t)((t[j] + 1) << (2 * (j % 4)));
+    }
+}
+
+/* Converts one projection: ternary values as Q2_0, then the multiplier as .scale. */
+BITNET__FN int bitnet__convert_proj(bitnet__converter *cv, const bitnet__hf_proj *p, const char *gg_base, int rows, int cols) {
+    const bitnet__hf_config *c = cv->cfg;
+    const bitnet__st_tensor *t = p->weight;
+    size_t row_bytes = (size_t)cols / BITNET__QK2_0 * BITNET__Q2_0_BYTES, n = (size_t)rows * (size_t)cols, i;
+    int rows_per_chunk = (int)(((size_t)1 << 20) / row_bytes) + 1, r, rc;
+    uint8_t *raw = (uint8_t *)BITNET_MALLOC((size_t)t->nbytes ? (size_t)t->nbytes : 1);
+    uint8_t *q = (uint8_t *)BITNET_MALLOC((size_t)rows_per_chunk * row_bytes);
+    int8_t *tern = (int8_t *)BITNET_MALLOC((size_t)cols);
+    float mult = 1.0f, s = 1.0f;
+    uint8_t le[4];
+    uint32_t u;
+    char what[160];
+
+    if (!raw || !q || !tern) { rc = bitnet__fail(cv->err, BITNET_E_NOMEM, "out of memory converting '%s'", t->name); goto done; }
+    if ((rc = bitnet__st_read(&cv->ck, t, 0, raw, (size_t)t->nbytes, cv->err))) goto done;
+    if (p->scale) {
+        uint8_t sb[4];
+        float ws;
+        if ((rc = bitnet__st_read(&cv->ck, p->scale, 0, sb, (size_t)p->scale->nbytes, cv->err))) goto done;
+        ws = bitnet__st_float(sb, p->scale->dtype, 0);
+        if (!(ws == ws) || ws == 0 || fabsf(ws) > 1e30f || (c->bitlinear && fabsf(1.0f / ws) > 1e30f)) {
+            rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' = %g is not a usable scale", p->scale->name, (double)ws);
+            goto done;
+        }
+        /* bitlinear: y = x.T / weight_scale; autobitlinear: y = x.T * weight_scale */
+        mult = c->bitlinear ? 1.0f / ws : ws;
+    }
+    if (p->packed) {
+        for (i = 0; i < (size_t)t->nbytes; i++)
+            if ((raw[i] & 0x03) == 3 || (raw[i] & 0x0c) == 0x0c || (raw[i] & 0x30) == 0x30 || (raw[i] & 0xc0) == 0xc0) {
+                rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' holds the 2-bit code 3 at byte %zu, which is no ternary value",
+                                  t->name, i);
+                goto done;
+            }
+    } else if (c->online) {
+        /* WeightQuant: s = 1 / max(mean|w|, 1e-5) in float32.  The sum runs in double:
+           the float32 mean is then correctly rounded (torch's own float32 sum may
+           differ from it by an ulp). */
+        double sum = 0;
+        float mean;
+        for (i = 0; i < n; i++) sum += fabs((double)bitnet__st_float(raw, t->dtype, i));
+        if (!(sum <= 1e300)) {
+            rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' holds a value that is not finite", t->name);
+            goto done;
+        }
+        mean = (float)(sum / (double)n);
+        if (mean < 1e-5f) mean = 1e-5f;
+        s = 1.0f / mean;
+        mult = 1.0f / s;
+    }
+    for (r = 0; r < rows && rc == BITNET_OK;) {
+        int k, chunk = rows - r < rows_per_chunk ? rows - r : rows_per_chunk;
+        for (k = 0; k < chunk; k++, r++) {
+            int col;
+            if (p->packed) { /* row r: byte row r mod rows/4, bits 2 (r div rows/4) */
+                const uint8_t *src = raw + (size_t)(r % (rows / 4)) * (size_t)cols;
+                int shift = 2 * (r / (rows / 4));
+                for (col = 0; col < cols; col++) tern[col] = (int8_t)(((src[col] >> shift) & 3) - 1);
+            } else {
+                for (col = 0; col < cols; col++) {
+                    float w = bitnet__st_float(raw, t->dtype, (size_t)r * (size_t)cols + (size_t)col);
+                    if (c->online) {
+                        /* round(w*s) clamped to [-1, 1], with ties to even: 1 exactly when w*s > 1/2 */
+                        float v = w * s;
+                        tern[col] = (int8_t)(v > 0.5f ? 1 : v < -0.5f ? -1 : 0);
+                    } else if (w == 1.0f || w == -1.0f || w == 0.0f) {
+                        tern[col] = (int8_t)w;
+                    } else {
+                        rc = bitnet__fail(cv->err, BITNET_E_FORMAT,
+                                          "tensor '%s' holds %g at row %d, column %d: offline float weights must be -1, 0 or 1",
+                                          t->name, (double)w, r, col);
+                        goto done;
+                    }
+                }
+            }
+            bitnet__q2_0_row(tern, cols, q + (size_t)k * row_bytes);
+        }
+        rc = bitnet__gguf_write_data(&cv->w, q, (size_t)chunk * row_bytes, cv->err);
+    }
+    if (rc) goto done;
+    memcpy(&u, &mult, 4);
+    le[0] = (uint8_t)u; le[1] = (uint8_t)(u >> 8); le[2] = (uint8_t)(u >> 16); le[3] = (uint8_t)(u >> 24);
+    if ((rc = bitnet__gguf_write_data(&cv->w, le, 4, cv->err))) goto done;
+    snprintf(what, sizeof what, "%s.weight", gg_base);
+    rc = bitnet__convert_progress(cv, t->nbytes, what);
+done:
+    BITNET_FREE(raw);
+    BITNET_FREE(q);
+    BITNET_FREE(tern);
+    return rc;
+}
+
+/* Copies a float tensor as F32 (norms). */
+BITNET__FN int bitnet__convert_f32(bitnet__converter *cv, const bitnet__st_tensor *t, const char *what) {
+    uint8_t *raw = (uint8_t *)BITNET_MALLOC((size_t)t->nbytes), *out = (uint8_t *)BITNET_MALLOC((size_t)t->numel * 4);
+    size_t i;
+    int rc;
+    if (!raw || !out) rc = bitnet__fail(cv->err, BITNET_E_NOMEM, "out of memory");
+    else if (!(rc = bitnet__st_read(&cv->ck, t, 0, raw, (size_t)t->nbytes, cv->err))) {
+        for (i = 0; i < (size_t)t->numel; i++) {
+            float f = bitnet__st_float(raw, t->dtype, i);
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            out[4 * i] = (uint8_t)u; out[4 * i + 1] = (uint8_t)(u >> 8); out[4 * i + 2] = (uint8_t)(u >> 16); out[4 * i + 3] = (uint8_t)(u >> 24);
+        }
+        if (!(rc = bitnet__gguf_write_data(&cv->w, out, (size_t)t->numel * 4, cv->err))) rc = bitnet__convert_progress(cv, t->nbytes, what);
+    }
+    BITNET_FREE(raw);
+    BITNET_FREE(out);
+    return rc;
+}
+
+/* Copies a tensor's bytes unchanged, a few MB at a time (embeddings). */
+BITNET__FN int bitnet__convert_copy(bitnet__converter *cv, const bitnet__st_tensor *t, const char *what) {
+    size_t chunk = (size_t)4 << 20;
+    uint8_t *buf = (uint8_t *)BITNET_MALLOC(chunk);
+    uint64_t at;
+    int rc = BITNET_OK;
+    if (!buf) return bitnet__fail(cv->err, BITNET_E_NOMEM, "out of memory");
+    for (at = 0; at < t->nbytes && rc == BITNET_OK; at += chunk) {
+        size_t n = t->nbytes - at < chunk ? (size_t)(t->nbytes - at) : chunk;
+        if (!(rc = bitnet__st_read(&cv->ck, t, at, buf, n, cv->err)) && !(rc = bitnet__gguf_write_data(&cv->w, buf, n, cv->err)))
+            rc = bitnet__convert_progress(cv, n, what);
+    }
+    BITNET_FREE(buf);
+    return rc;
+}
+
+BITNET__FN uint32_t bitnet__ggml_type_of(const bitnet__st_tensor *t) {
+    return t->dtype == BITNET__ST_BF16 ? BITNET__TYPE_BF16 : t->dtype == BITNET__ST_F16 ? BITNET__TYPE_F16 : BITNET__TYPE_F32;
+}
+
+/* The seven projections of a layer: HF name, model file name, which size is rows / cols. */
+static const struct { const char *hf, *gg; int rows, cols; } bitnet__hf_projs[7] = {
+    {"self_attn.q_proj", "attn_q", 0, 0}, {"self_attn.k_proj", "attn_k", 1, 0}, {"self_attn.v_proj", "attn_v", 1, 0},
+    {"self_attn.o_proj", "attn_output", 0, 0}, {"mlp.gate_proj", "ffn_gate", 2, 0}, {"mlp.up_proj", "ffn_up", 2, 0},
+    {"mlp.down_proj", "ffn_down", 0, 2}};
+/* ... and its four norms */
+static const struct { const char *hf, *gg; int ff; } bitnet__hf_norms[4] = {
+    {"input_layernorm", "attn_norm", 0}, {"self_attn.attn_sub_norm", "attn_sub_norm", 0},
+    {"post_attention_layernorm", "ffn_norm", 0}, {"mlp.ffn_sub_norm", "ffn_sub_norm", 1}};
+
+BITNET__FN int bitnet__hf_dim(const bitnet__hf_config *c, int which) {
+    return which == 0 ? c->n_embd : which == 1 ? c->n_head_kv * c->head_dim : c->n_ff;
+}
+
+BITNET_API int bitnet_convert_hf(const char *hf_dir, const char *out_path, const bitnet_convert_params *params,
+                                 bitnet_error *err) {
+    bitnet__converter cv;
+    bitnet__hf_config cfg;
+    bitnet__vocab vocab;
+    bitnet__hf_proj *projs = NULL;
+    const bitnet__st_tensor *embd, *head = NULL, *onorm, **norms = NULL;
+    bitnet__arena tmp;
+    bitnet__json root;
+    char path[4096], tpath[4096], tmp_path[4096], name[128];
+    char *text = NULL;
+    const char *dir_name;
+    size_t len, i;
+    int rc, l, k, have_vocab = 0, header_written = 0;
+    uint64_t ne[2];
+    bitnet_error e;
+
+    memset(&cv, 0, sizeof cv);
+    memset(&tmp, 0, sizeof tmp);
+    memset(&cfg, 0, sizeof cfg);
+    cv.cfg = &cfg;
+    cv.params = params;
+    cv.err = err;
+    if (!hf_dir || !out_path) return bitnet__fail(err, BITNET_E_ARG, "bitnet_convert_hf: NULL argument");
+    if (snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out_path) >= (int)sizeof tmp_path)
+        return bitnet__fail(err, BITNET_E_ARG, "output path too long");
+
+    /* config.json */
+    if ((rc = bitnet__path_join(path, sizeof path, hf_dir, "config.json", err))) return rc;
+    if (!(text = bitnet__read_text_file(path, &len, &e))) return bitnet__fail(err, e.code, "%s", e.message);
+    if ((rc = bitnet__json_parse(text, len, path, &tmp, &root, err)) || (rc = bitnet__hf_read_config(&root, path, &cfg, err)))
+        goto done;
+
+    /* the weights: find and check every tensor before writing anything */
+    if ((rc = bitnet__checkpoint_open(&cv.ck, hf_dir, err))) goto done;
+    if (!(embd = bitnet__hf_tensor(&cv, "model.embed_tokens.weight", (uint64_t)cfg.n_vocab, (uint64_t)cfg.n_embd, &rc))) {
+        const bitnet__st_tensor *t = bitnet__checkpoint_find(&cv.ck, "model.embed_tokens.weight");
+        if (t && t->n_dims == 2 && t->shape[1] == (uint64_t)cfg.n_embd && bitnet__st_is_float(t))
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "config.json: vocab_size %d but model.embed_tokens.weight has %llu rows",
+                              cfg.n_vocab, (unsigned long long)t->shape[0]);
+        goto done;
+    }
+    if (!cfg.tied && !(head = bitnet__hf_tensor(&cv, "lm_head.weight", (uint64_t)cfg.n_vocab, (uint64_t)cfg.n_embd, &rc))) {
+        if (!bitnet__checkpoint_find(&cv.ck, "lm_head.weight"))
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "config.json: tie_word_embeddings is false but the checkpoint has no lm_head.weight");
+        goto done;
+    }
+    if (!(onorm = bitnet__hf_tensor(&cv, "model.norm.weight", (uint64_t)cfg.n_embd, 0, &rc))) goto done;
+    projs = (bitnet__hf_proj *)bitnet__calloc((size_t)cfg.n_layer * 7, sizeof *projs);
+    norms = (const bitnet__st_tensor **)bitnet__calloc((size_t)cfg.n_layer * 4, sizeof *norms);
+    if (!projs || !norms) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+    cv.total = embd->nbytes + (head ? head->nbytes : 0) + onorm->nbytes;
+    for (l = 0; l < cfg.n_layer; l++) {
+        for (k = 0; k < 7; k++) {
+            bitnet__hf_proj *p = &projs[l * 7 + k];
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, bitnet__hf_projs[k].hf);
+            if ((rc = bitnet__hf_find_proj(&cv, name, bitnet__hf_dim(&cfg, bitnet__hf_projs[k].rows),
+                                           bitnet__hf_dim(&cfg, bitnet__hf_projs[k].cols), p)))
+                goto done;
+            cv.total += p->weight->nbytes;
+        }
+        for (k = 0; k < 4; k++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, bitnet__hf_norms[k].hf);
+            if (!(norms[l * 4 + k] = bitnet__hf_tensor(&cv, name, (uint64_t)(bitnet__hf_norms[k].ff ? cfg.n_ff : cfg.n_embd), 0, &rc)))
+                goto done;
+            cv.total += norms[l * 4 + k]->nbytes;
+        }
+    }
+    /* weights of layers the config does not have mean the config is not this checkpoint's */
+    for (i = 0; i < cv.ck.n_tensors; i++) {
+        int layer;
+        if (sscanf(cv.ck.tensors[i].name, "model.layers.%d.", &layer) == 1 && layer >= cfg.n_layer) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "config.json: num_hidden_layers is %d but the checkpoint has '%s'", cfg.n_layer,
+                              cv.ck.tensors[i].name);
+            goto done;
+        }
+    }
+
+    /* the vocabulary: as many tokens as embedding rows (padding with unused ones) */
+    if ((rc = bitnet__path_join(path, sizeof path, hf_dir, "tokenizer.json", err)) ||
+        (rc = bitnet__path_join(tpath, sizeof tpath, hf_dir, "tokenizer_config.json", err)))
+        goto done;
+    if (!bitnet__file_exists(path)) { rc = bitnet__fail(err, BITNET_E_IO, "'%s' has no tokenizer.json", hf_dir); goto done; }
+    if ((rc = bitnet__vocab_from_hf(path, bitnet__file_exists(tpath) ? tpath : NULL, &vocab, err))) goto done;
+    have_vocab = 1;
+    if (vocab.n_tokens > cfg.n_vocab) {
+        rc = bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.json has %d tokens but the model's vocab_size is %d", vocab.n_tokens, cfg.n_vocab);
+        goto done;
+    }
+    if ((rc = bitnet__vocab_pad(&vocab, cfg.n_vocab, err))) goto done;
+    if (vocab.bos < 0 && cfg.bos >= 0) vocab.bos = cfg.bos;
+    if (vocab.eos < 0 && cfg.eos >= 0) vocab.eos = cfg.eos;
+
+    /* header: metadata, then every tensor in the order its data follows */
+    dir_name = hf_dir + strlen(hf_dir);
+    while (dir_name > hf_dir && dir_name[-1] == '/') dir_name--;
+    len = (size_t)(dir_name - hf_dir);
+    while (dir_name > hf_dir && dir_name[-1] != '/') dir_name--;
+    len -= (size_t)(dir_name - hf_dir);
+    bitnet__gguf_add_str(&cv.w, "general.architecture", "bitnet", 6);
+    if (len) bitnet__gguf_add_str(&cv.w, "general.name", dir_name, len);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.context_length", (uint32_t)cfg.n_ctx);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.embedding_length", (uint32_t)cfg.n_embd);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.block_count", (uint32_t)cfg.n_layer);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.feed_forward_length", (uint32_t)cfg.n_ff);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.attention.head_count", (uint32_t)cfg.n_head);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.attention.head_count_kv", (uint32_t)cfg.n_head_kv);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.rope.dimension_count", (uint32_t)cfg.head_dim);
+    bitnet__gguf_add_f32(&cv.w, "bitnet.rope.freq_base", cfg.rope_theta);
+    bitnet__gguf_add_f32(&cv.w, "bitnet.attention.layer_norm_rms_epsilon", cfg.rms_eps);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.vocab_size", (uint32_t)cfg.n_vocab);
+    bitnet__gguf_add_str(&cv.w, "bitnet.hidden_activation", cfg.act == BITNET__ACT_RELU2 ? "relu2" : "silu",
+                         cfg.act == BITNET__ACT_RELU2 ? 5 : 4);
+    bitnet__vocab_write_gguf(&cv.w, &vocab);
+    ne[0] = (uint64_t)cfg.n_embd;
+    ne[1] = (uint64_t)cfg.n_vocab;
+    bitnet__gguf_add_tensor(&cv.w, "token_embd.weight", bitnet__ggml_type_of(embd), 2, ne);
+    if (head) bitnet__gguf_add_tensor(&cv.w, "output.weight", bitnet__ggml_type_of(head), 2, ne);
+    bitnet__gguf_add_tensor(&cv.w, "output_norm.weight", BITNET__TYPE_F32, 1, ne);
+    for (l = 0; l < cfg.n_layer; l++) {
+        for (k = 0; k < 4; k++) {
+            ne[0] = (uint64_t)(bitnet__hf_norms[k].ff ? cfg.n_ff : cfg.n_embd);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, bitnet__hf_norms[k].gg);
+            bitnet__gguf_add_tensor(&cv.w, name, BITNET__TYPE_F32, 1, ne);
+        }
+        for (k = 0; k < 7; k++) {
+            ne[0] = (uint64_t)bitnet__hf_dim(&cfg, bitnet__hf_projs[k].cols);
+            ne[1] = (uint64_t)bitnet__hf_dim(&cfg, bitnet__hf_projs[k].rows);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, bitnet__hf_projs[k].gg);
+            bitnet__gguf_add_tensor(&cv.w, name, BITNET__TYPE_Q2_0, 2, ne);
+            ne[0] = 1;
+            snprintf(name, sizeof name, "blk.%d.%s.scale", l, bitnet__hf_projs[k].gg);
+            bitnet__gguf_add_tensor(&cv.w, name, BITNET__TYPE_F32, 1, ne);
+        }
+    }
+    if ((rc = bitnet__gguf_write_header(&cv.w, tmp_path, err))) goto done;
+    header_written = 1;
+
+    /* data, in the same order */
+    if ((rc = bitnet__convert_progress(&cv, 0, "token_embd.weight")) || (rc = bitnet__convert_copy(&cv, embd, "token_embd.weight")) ||
+        (head && (rc = bitnet__convert_copy(&cv, head, "output.weight"))) ||
+        (rc = bitnet__convert_f32(&cv, onorm, "output_norm.weight")))
+        goto done;
+    for (l = 0; l < cfg.n_layer; l++) {
+        for (k = 0; k < 4; k++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, bitnet__hf_norms[k].gg);
+            if ((rc = bitnet__convert_f32(&cv, norms[l * 4 + k], name))) goto done;
+        }
+        for (k = 0; k < 7; k++) {
+            snprintf(name, sizeof name, "blk.%d.%s", l, bitnet__hf_projs[k].gg);
+            if ((rc = bitnet__convert_proj(&cv, &projs[l * 7 + k], name, bitnet__hf_dim(&cfg, bitnet__hf_projs[k].rows),
+                                           bitnet__hf_dim(&cfg, bitnet__hf_projs[k].cols))))
+                goto done;
+        }
+    }
+    if ((rc = bitnet__gguf_finish(&cv.w, tmp_path, err))) goto done;
+    if (rename(tmp_path, out_path) != 0) {
+        rc = bitnet__fail(err, BITNET_E_IO, "cannot rename '%s' to '%s': %s", tmp_path, out_path, strerror(errno));
+        goto done;
+    }
+    header_written = 0;
+    bitnet__ok(err);
+done:
+    bitnet__gguf_writer_free(&cv.w);
+    if (header_written) remove(tmp_path);
+    if (have_vocab) bitnet__vocab_free(&vocab);
+    bitnet__checkpoint_close(&cv.ck);
+    BITNET_FREE(projs);
+    BITNET_FREE((void *)norms);
+    bitnet__arena_free(&tmp);
+    BITNET_FREE(text);
+    return rc;
+}
 
 /* ===========================================================================
    Random model writer (benchmarks and tests)
