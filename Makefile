@@ -1,6 +1,7 @@
 # bitnet.h - build the examples and tools, run the tests.
 #   make            build every example and tool into build/ (with CUDA when nvcc is found)
 #   make test       the whole CPU test suite (also an ASan+UBSan build of the tests)
+#   make bench      build the benchmarks (tests/bench_*.c) into build/
 #   make CUDA=0     build without CUDA even where nvcc exists
 #   make model      download microsoft/bitnet-b1.58-2B-4T from Hugging Face and convert it
 CC      ?= cc
@@ -30,8 +31,9 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
 ASAN_TESTS:= $(patsubst tests/%.c,build/asan/%,$(TEST_SRCS))
 TEST_SCRIPTS := $(wildcard tests/t_*.sh)
+BENCHES   := $(patsubst tests/%.c,build/%,$(wildcard tests/bench_*.c))
 
-.PHONY: all test check-headers clean model
+.PHONY: all test bench check-headers clean model
 all: $(EXAMPLES)
 
 build/bitnet_cuda.o: bitnet_cuda.cu bitnet.h
@@ -41,6 +43,12 @@ build/bitnet_cuda.o: bitnet_cuda.cu bitnet.h
 build/%: examples/%.c bitnet.h $(wildcard examples/*.h) $(CUDA_OBJ)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) $(CUDA_DEFS) -I. $< $(CUDA_OBJ) -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+build/bench_%: tests/bench_%.c bitnet.h
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -I. $< -o $@ $(LDLIBS)
+
+bench: $(BENCHES)
 
 build/tests/%: tests/%.c tests/test.h bitnet.h
 	@mkdir -p build/tests

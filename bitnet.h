@@ -509,6 +509,23 @@ BITNET__FN uint16_t bitnet__f32_to_f16(float f) {
     }
 }
 
+/* Asks for transparent huge pages on the 2 MiB-aligned part of a large buffer.
+   Every decoded token streams all the weights once; with 4 KiB pages the TLB
+   misses (costly page walks, more so in virtual machines) held the kernels to
+   ~75% of the memory bandwidth, with 2 MiB pages they reach ~95%.  Only where
+   the system headers declare madvise(MADV_HUGEPAGE) (glibc: _DEFAULT_SOURCE,
+   the default outside strict ISO modes); it is advice, so failure is ignored. */
+BITNET__FN void bitnet__advise_huge_pages(void *p, size_t size) {
+#if defined(BITNET__HAVE_MMAP) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)1 << 21;
+    uintptr_t start = ((uintptr_t)p + huge - 1) & ~(huge - 1), end = ((uintptr_t)p + size) & ~(huge - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)size;
+#endif
+}
+
 /* A whole file, mapped or read into memory. */
 typedef struct bitnet__file {
     uint8_t *data;
@@ -536,7 +553,11 @@ BITNET__FN int bitnet__file_open(bitnet__file *f, const char *path, int use_mmap
         f->size = (size_t)st.st_size;
         f->data = (uint8_t *)mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
         close(fd);
-        if (f->data != (uint8_t *)MAP_FAILED) { f->mapped = 1; return BITNET_OK; }
+        if (f->data != (uint8_t *)MAP_FAILED) {
+            f->mapped = 1;
+            bitnet__advise_huge_pages(f->data, f->size);
+            return BITNET_OK;
+        }
         f->data = NULL; /* fall back to reading */
     }
 #else
@@ -559,6 +580,7 @@ BITNET__FN int bitnet__file_open(bitnet__file *f, const char *path, int use_mmap
         fclose(fp);
         return bitnet__fail(err, BITNET_E_NOMEM, "cannot allocate %zu bytes for '%s'", f->size, path);
     }
+    bitnet__advise_huge_pages(f->data, f->size);
     if (fread(f->data, 1, f->size, fp) != f->size) {
         fclose(fp);
         BITNET_FREE(f->data);
@@ -1976,6 +1998,9 @@ BITNET_API int bitnet_model_describe(const bitnet_model *m, char *buf, size_t si
 #else
 #include <immintrin.h>
 #endif
+/* How far ahead (bytes) the streaming kernels prefetch: the hardware
+   prefetcher alone left the decode kernels at a third of the memory bandwidth. */
+#define BITNET__PREFETCH 256
 #endif
 
 /* Int8 activations of several tokens, as the ternary and int8 kernels read them. */
@@ -1991,17 +2016,24 @@ BITNET__FN int bitnet__deinterleaved(int j) {
     return (j & ~63) + 16 * (j & 3) + ((j & 63) >> 2);
 }
 
+/* Clamps to [lo, hi]; NaN gives lo.  (Comparisons rather than fmaxf/fminf,
+   which compilers call out of line unless NaN handling is relaxed.) */
+BITNET__FN float bitnet__clamp(float v, float lo, float hi) {
+    v = v >= lo ? v : lo;
+    return v <= hi ? v : hi;
+}
+
 /* Per-token absmax quantization, as BitNet's ActQuant computes it in float32:
    s = 127 / max(max|x|, 1e-5), q = clamp(round_half_even(x * s), -128, 127).
    n is a multiple of 64.  A NaN input becomes -128 rather than undefined. */
-BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+BITNET__FN void bitnet__quantize_scalar(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
     float amax = 0.0f, s;
     int32_t total = 0;
     int j;
-    for (j = 0; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
-    s = 127.0f / fmaxf(amax, 1e-5f);
+    for (j = 0; j < n; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
     for (j = 0; j < n; j++) {
-        int8_t v = (int8_t)fminf(fmaxf(rintf(x[j] * s), -128.0f), 127.0f);
+        int8_t v = (int8_t)bitnet__clamp(rintf(x[j] * s), -128.0f, 127.0f);
         q[bitnet__deinterleaved(j)] = v;
         total += v;
     }
@@ -2009,13 +2041,95 @@ BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale,
     *sum = total;
 }
 
+#ifdef BITNET__AVX512
+/* Gives exactly the scalar version's bytes: vcvtps2dq rounding to nearest even
+   is rintf in the default rounding mode, and NaN (INT_MIN) clamps to -128. */
+BITNET__FN void bitnet__quantize_avx512(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+    const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
+    /* bytes 0,4,8,12 | 1,5,9,13 | ...: four values of each plane, as one dword each */
+    const __m128i planes4 = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512 amax = _mm512_setzero_ps(), vs;
+    __m512i total = _mm512_setzero_si512();
+    float m, s;
+    int j, k;
+    for (j = 0; j < n; j += 16) amax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + j)), amax);  /* NaN: keeps amax */
+    m = _mm512_reduce_max_ps(amax);
+    s = 127.0f / (m > 1e-5f ? m : 1e-5f);
+    vs = _mm512_set1_ps(s);
+    for (j = 0; j < n; j += 64) {
+        __m128i b[4], t0, t1, t2, t3;
+        for (k = 0; k < 4; k++) {
+            __m512i v = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + j + 16 * k), vs),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            total = _mm512_add_epi32(total, v);
+            b[k] = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(v), planes4);
+        }
+        /* 4x4 transpose of dwords: plane p = dword p of b[0..3] */
+        t0 = _mm_unpacklo_epi32(b[0], b[1]);
+        t1 = _mm_unpackhi_epi32(b[0], b[1]);
+        t2 = _mm_unpacklo_epi32(b[2], b[3]);
+        t3 = _mm_unpackhi_epi32(b[2], b[3]);
+        _mm_storeu_si128((__m128i *)(q + j), _mm_unpacklo_epi64(t0, t2));
+        _mm_storeu_si128((__m128i *)(q + j + 16), _mm_unpackhi_epi64(t0, t2));
+        _mm_storeu_si128((__m128i *)(q + j + 32), _mm_unpacklo_epi64(t1, t3));
+        _mm_storeu_si128((__m128i *)(q + j + 48), _mm_unpackhi_epi64(t1, t3));
+    }
+    *scale = s;
+    *sum = _mm512_reduce_add_epi32(total);
+}
+#endif
+
+BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+#ifdef BITNET__AVX512
+    bitnet__quantize_avx512(x, n, q, scale, sum);
+#else
+    bitnet__quantize_scalar(x, n, q, scale, sum);
+#endif
+}
+
+/* sum of x[i]^2, accumulated in double */
+BITNET__FN double bitnet__sum_squares(const float *x, int n) {
+    double sum = 0.0;
+    int i = 0;
+#if defined(BITNET__AVX512)
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+    for (; i + 16 <= n; i += 16) {
+        __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x + i)), hi = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+        a0 = _mm512_fmadd_pd(lo, lo, a0);
+        a1 = _mm512_fmadd_pd(hi, hi, a1);
+    }
+    sum = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+#elif defined(BITNET__AVX2)
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+    __m128d s2;
+    for (; i + 8 <= n; i += 8) {
+        __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        a0 = _mm256_fmadd_pd(lo, lo, a0);
+        a1 = _mm256_fmadd_pd(hi, hi, a1);
+    }
+    a0 = _mm256_add_pd(a0, a1);
+    s2 = _mm_add_pd(_mm256_castpd256_pd128(a0), _mm256_extractf128_pd(a0, 1));
+    sum = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+#endif
+    for (; i < n; i++) sum += (double)x[i] * x[i];
+    return sum;
+}
+
+/* out = weight * x / RMS(x); out may be x. */
 BITNET__FN void bitnet__rmsnorm(const float *x, const float *weight, int n, float eps, float *out) {
-    double sum_sq = 0.0;
-    float inv_rms;
-    int i;
-    for (i = 0; i < n; i++) sum_sq += (double)x[i] * x[i];
-    inv_rms = 1.0f / sqrtf((float)(sum_sq / n) + eps);
-    for (i = 0; i < n; i++) out[i] = weight[i] * (x[i] * inv_rms);
+    float inv_rms = 1.0f / sqrtf((float)(bitnet__sum_squares(x, n) / n) + eps);
+    int i = 0;
+#if defined(BITNET__AVX512)
+    __m512 vi = _mm512_set1_ps(inv_rms);
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(weight + i), _mm512_mul_ps(_mm512_loadu_ps(x + i), vi)));
+#elif defined(BITNET__AVX2)
+    __m256 vi = _mm256_set1_ps(inv_rms);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(weight + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), vi)));
+#endif
+    for (; i < n; i++) out[i] = weight[i] * (x[i] * inv_rms);
 }
 
 /* Row r of a BF16/F16/F32 matrix with n columns, as floats (embedding lookup).
@@ -2170,6 +2284,17 @@ BITNET__FN void bitnet__q2_dots_avx2(const bitnet__qweight *w, int r0, int r1, c
 #endif /* BITNET__AVX2 */
 
 #ifdef BITNET__AVX512
+/* acc += the dot products of 4-byte groups of u (unsigned) and s (signed).
+   g++/gcc 12 copy every accumulator of a _mm512_dpbusd_epi32 loop to another
+   register and back each iteration (16 extra moves per block in the prompt
+   kernel, a third slower); the same instruction through inline assembly
+   keeps them in place.  Clang compiles the intrinsic well. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define BITNET__DPBUSD(acc, u, s) __asm__("vpdpbusd {%2, %1, %0|%0, %1, %2}" : "+v"(acc) : "v"(u), "vm"(s))
+#else
+#define BITNET__DPBUSD(acc, u, s) ((acc) = _mm512_dpbusd_epi32((acc), (u), (s)))
+#endif
+
 BITNET__FN __m256i bitnet__fold_avx512(__m512i a) {
     return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
 }
@@ -2194,32 +2319,48 @@ BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1,
     const size_t rb = w->row_bytes;
     int r = r0, t, b;
     if (n_tok == 1) {
-        /* decode: four rows share each activation load */
+        /* decode: memory-bound, so walk the weights strictly in address order
+           (one row after the other, which the hardware prefetcher follows; rows
+           interleaved defeat it), with four accumulators per row so the
+           vpdpbusd latency does not limit the loads in flight */
         for (; r + 4 <= r1; r += 4) {
-            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
-            __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
-            for (b = 0; b < n_blocks; b++) {
-                const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
-                __m512i x = BITNET__LOAD512(a->q + (size_t)b * BITNET__QK2_0);
-                c0 = _mm512_dpbusd_epi32(c0, BITNET__Q2_UNPACK_AVX512(wb), x);
-                c1 = _mm512_dpbusd_epi32(c1, BITNET__Q2_UNPACK_AVX512(wb + rb), x);
-                c2 = _mm512_dpbusd_epi32(c2, BITNET__Q2_UNPACK_AVX512(wb + 2 * rb), x);
-                c3 = _mm512_dpbusd_epi32(c3, BITNET__Q2_UNPACK_AVX512(wb + 3 * rb), x);
+            __m512i c[4];
+            int k;
+            for (k = 0; k < 4; k++) {
+                const uint8_t *row = w->q + (size_t)(r + k) * rb + 2;
+                __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+                for (b = 0; b + 4 <= n_blocks; b += 4) {
+                    const uint8_t *wb = row + (size_t)b * BITNET__Q2_0_BYTES;
+                    const int8_t *x = a->q + (size_t)b * BITNET__QK2_0;
+                    _mm_prefetch((const char *)wb + BITNET__PREFETCH, _MM_HINT_T0);
+                    _mm_prefetch((const char *)wb + BITNET__PREFETCH + 64, _MM_HINT_T0);
+                    BITNET__DPBUSD(s0, BITNET__Q2_UNPACK_AVX512(wb), BITNET__LOAD512(x));
+                    BITNET__DPBUSD(s1, BITNET__Q2_UNPACK_AVX512(wb + 18), BITNET__LOAD512(x + 64));
+                    BITNET__DPBUSD(s2, BITNET__Q2_UNPACK_AVX512(wb + 36), BITNET__LOAD512(x + 128));
+                    BITNET__DPBUSD(s3, BITNET__Q2_UNPACK_AVX512(wb + 54), BITNET__LOAD512(x + 192));
+                }
+                for (; b < n_blocks; b++)
+                    BITNET__DPBUSD(s0, BITNET__Q2_UNPACK_AVX512(row + (size_t)b * BITNET__Q2_0_BYTES),
+                                             BITNET__LOAD512(a->q + (size_t)b * BITNET__QK2_0));
+                c[k] = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
             }
             _mm_storeu_si128((__m128i *)(dots + (r - r0)),
-                             _mm_sub_epi32(bitnet__hsum4_avx512(c0, c1, c2, c3), _mm_set1_epi32(a->sum[0])));
+                             _mm_sub_epi32(bitnet__hsum4_avx512(c[0], c[1], c[2], c[3]), _mm_set1_epi32(a->sum[0])));
         }
     } else {
         /* prompt: 4 rows x 4 tokens, so every unpacked block serves four tokens
            and every activation load four rows (the last token tile repeats its
-           final token and drops the extra results) */
-        for (; r + 4 <= r1; r += 4) {
-            const uint8_t *w0 = w->q + (size_t)r * rb + 2;
-            for (t = 0; t < n_tok; t += 4) {
-                const int8_t *x0 = a->q + (size_t)t * a->stride;
-                const int8_t *x1 = t + 1 < n_tok ? x0 + a->stride : x0;
-                const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
-                const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
+           final token and drops the extra results).  Token tiles outside, rows
+           inside: the tile's activations stay in L1 and the item's rows in L2;
+           the first pass prefetches the next row tile from memory. */
+        int r_end = r0 + (n_rows & ~3);
+        for (t = 0; t < n_tok; t += 4) {
+            const int8_t *x0 = a->q + (size_t)t * a->stride;
+            const int8_t *x1 = t + 1 < n_tok ? x0 + a->stride : x0;
+            const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
+            const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
+            for (r = r0; r < r_end; r += 4) {
+                const uint8_t *w0 = w->q + (size_t)r * rb + 2;
                 __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00,
                         c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00,
                         c32 = c00, c33 = c00;
@@ -2228,20 +2369,25 @@ BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1,
                 for (b = 0; b < n_blocks; b++) {
                     const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
                     size_t off = (size_t)b * BITNET__QK2_0;
-                    __m512i q0 = BITNET__Q2_UNPACK_AVX512(wb), q1 = BITNET__Q2_UNPACK_AVX512(wb + rb);
-                    __m512i q2 = BITNET__Q2_UNPACK_AVX512(wb + 2 * rb), q3 = BITNET__Q2_UNPACK_AVX512(wb + 3 * rb);
-                    __m512i x = BITNET__LOAD512(x0 + off);
-                    c00 = _mm512_dpbusd_epi32(c00, q0, x); c10 = _mm512_dpbusd_epi32(c10, q1, x);
-                    c20 = _mm512_dpbusd_epi32(c20, q2, x); c30 = _mm512_dpbusd_epi32(c30, q3, x);
+                    __m512i q0, q1, q2, q3, x;
+                    if (t == 0) {  /* 2 lines per block cover the next tile (4 x 18 bytes per block) */
+                        _mm_prefetch((const char *)wb + 4 * rb + 2 * (size_t)b * BITNET__Q2_0_BYTES, _MM_HINT_T0);
+                        _mm_prefetch((const char *)wb + 4 * rb + 2 * (size_t)b * BITNET__Q2_0_BYTES + 64, _MM_HINT_T0);
+                    }
+                    q0 = BITNET__Q2_UNPACK_AVX512(wb), q1 = BITNET__Q2_UNPACK_AVX512(wb + rb);
+                    q2 = BITNET__Q2_UNPACK_AVX512(wb + 2 * rb), q3 = BITNET__Q2_UNPACK_AVX512(wb + 3 * rb);
+                    x = BITNET__LOAD512(x0 + off);
+                    BITNET__DPBUSD(c00, q0, x); BITNET__DPBUSD(c10, q1, x);
+                    BITNET__DPBUSD(c20, q2, x); BITNET__DPBUSD(c30, q3, x);
                     x = BITNET__LOAD512(x1 + off);
-                    c01 = _mm512_dpbusd_epi32(c01, q0, x); c11 = _mm512_dpbusd_epi32(c11, q1, x);
-                    c21 = _mm512_dpbusd_epi32(c21, q2, x); c31 = _mm512_dpbusd_epi32(c31, q3, x);
+                    BITNET__DPBUSD(c01, q0, x); BITNET__DPBUSD(c11, q1, x);
+                    BITNET__DPBUSD(c21, q2, x); BITNET__DPBUSD(c31, q3, x);
                     x = BITNET__LOAD512(x2 + off);
-                    c02 = _mm512_dpbusd_epi32(c02, q0, x); c12 = _mm512_dpbusd_epi32(c12, q1, x);
-                    c22 = _mm512_dpbusd_epi32(c22, q2, x); c32 = _mm512_dpbusd_epi32(c32, q3, x);
+                    BITNET__DPBUSD(c02, q0, x); BITNET__DPBUSD(c12, q1, x);
+                    BITNET__DPBUSD(c22, q2, x); BITNET__DPBUSD(c32, q3, x);
                     x = BITNET__LOAD512(x3 + off);
-                    c03 = _mm512_dpbusd_epi32(c03, q0, x); c13 = _mm512_dpbusd_epi32(c13, q1, x);
-                    c23 = _mm512_dpbusd_epi32(c23, q2, x); c33 = _mm512_dpbusd_epi32(c33, q3, x);
+                    BITNET__DPBUSD(c03, q0, x); BITNET__DPBUSD(c13, q1, x);
+                    BITNET__DPBUSD(c23, q2, x); BITNET__DPBUSD(c33, q3, x);
                 }
                 s[0] = bitnet__hsum4_avx512(c00, c10, c20, c30);
                 s[1] = bitnet__hsum4_avx512(c01, c11, c21, c31);
@@ -2252,6 +2398,7 @@ BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1,
                                      _mm_sub_epi32(s[tt], _mm_set1_epi32(a->sum[t + tt])));
             }
         }
+        r = r_end;
     }
     for (; r < r1; r++) {  /* rows left over by the 4-row tiles */
         const uint8_t *w0 = w->q + (size_t)r * rb + 2;
@@ -2259,7 +2406,7 @@ BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1,
             const int8_t *x = a->q + (size_t)t * a->stride;
             __m512i c = _mm512_setzero_si512();
             for (b = 0; b < n_blocks; b++)
-                c = _mm512_dpbusd_epi32(c, BITNET__Q2_UNPACK_AVX512(w0 + (size_t)b * BITNET__Q2_0_BYTES),
+                BITNET__DPBUSD(c, BITNET__Q2_UNPACK_AVX512(w0 + (size_t)b * BITNET__Q2_0_BYTES),
                                         BITNET__LOAD512(x + (size_t)b * BITNET__QK2_0));
             dots[(size_t)t * n_rows + (r - r0)] = _mm512_reduce_add_epi32(c) - a->sum[t];
         }
@@ -2349,11 +2496,12 @@ BITNET__FN void bitnet__q8_dots_avx512(const bitnet__lm_head_q8 *h, int n_embd, 
             int tt;
             for (k = 0; k < n_embd; k += 64) {
                 __m512i wv = BITNET__LOAD512(row + k);
-                c0 = _mm512_dpbusd_epi32(c0, _mm512_xor_si512(BITNET__LOAD512(x0 + k), bias), wv);
+                _mm_prefetch((const char *)row + k + BITNET__PREFETCH, _MM_HINT_T0);
+                BITNET__DPBUSD(c0, _mm512_xor_si512(BITNET__LOAD512(x0 + k), bias), wv);
                 if (n_tok == 1) continue;
-                c1 = _mm512_dpbusd_epi32(c1, _mm512_xor_si512(BITNET__LOAD512(x1 + k), bias), wv);
-                c2 = _mm512_dpbusd_epi32(c2, _mm512_xor_si512(BITNET__LOAD512(x2 + k), bias), wv);
-                c3 = _mm512_dpbusd_epi32(c3, _mm512_xor_si512(BITNET__LOAD512(x3 + k), bias), wv);
+                BITNET__DPBUSD(c1, _mm512_xor_si512(BITNET__LOAD512(x1 + k), bias), wv);
+                BITNET__DPBUSD(c2, _mm512_xor_si512(BITNET__LOAD512(x2 + k), bias), wv);
+                BITNET__DPBUSD(c3, _mm512_xor_si512(BITNET__LOAD512(x3 + k), bias), wv);
             }
             _mm_storeu_si128((__m128i *)out, _mm_sub_epi32(bitnet__hsum4_avx512(c0, c1, c2, c3),
                                                            _mm_set1_epi32(128 * h->sum[r])));
@@ -2383,10 +2531,10 @@ BITNET__FN void bitnet__lm_head_q8_rows(bitnet__lm_head_q8 *h, const void *head,
         int32_t sum = 0;
         int8_t *q = h->q + (size_t)r * n_embd;
         bitnet__row_to_f32(head, type, r, n_embd, tmp);
-        for (k = 0; k < n_embd; k++) amax = fmaxf(amax, fabsf(tmp[k]));
+        for (k = 0; k < n_embd; k++) amax = fabsf(tmp[k]) > amax ? fabsf(tmp[k]) : amax;
         s = amax > 0.0f ? 127.0f / amax : 0.0f;
         for (k = 0; k < n_embd; k++) {
-            int8_t v = (int8_t)fminf(fmaxf(rintf(tmp[k] * s), -127.0f), 127.0f);
+            int8_t v = (int8_t)bitnet__clamp(rintf(tmp[k] * s), -127.0f, 127.0f);
             q[bitnet__deinterleaved(k)] = v;
             sum += v;
         }
@@ -2479,8 +2627,12 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
         if (n_tok == 1) {
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (k = 0; k < n; k += 64) {
-                __m512 w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
-                __m512 w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
+                __m512 w0, w1, w2, w3;
+                size_t line;
+                for (line = 0; line < row_bytes / (size_t)n; line++)  /* 64 elements: 2 or 4 cache lines */
+                    _mm_prefetch((const char *)row + (size_t)k * (row_bytes / (size_t)n) + BITNET__PREFETCH + 64 * line, _MM_HINT_T0);
+                w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
+                w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
                 BITNET__HEAD_CHAINS_AVX512(a, x);
             }
             out[r - r0] = BITNET__HEAD_SUM_AVX512(a);
@@ -2604,7 +2756,7 @@ BITNET__FN void bitnet__attend(const float *q, const float *keys, const float *v
     int p;
     for (p = 0; p < n; p++) {
         scores[p] = bitnet__dot_f32(q, keys + (size_t)p * head_dim, head_dim) * scale;
-        max_score = fmaxf(max_score, scores[p]);
+        max_score = scores[p] > max_score ? scores[p] : max_score;
     }
     for (p = 0; p < n; p++) {
         scores[p] = expf(scores[p] - max_score);
@@ -2963,9 +3115,16 @@ BITNET__FN void bitnet__ffn_item(void *p, int t, int thread) {
     int n = m->hp.n_ff, i;
     const float *g = ctx->gate + (size_t)t * n, *u = ctx->up + (size_t)t * n;
     float *f = ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len;
-    if (m->act == BITNET__ACT_RELU2)
-        for (i = 0; i < n; i++) f[i] = (g[i] > 0.0f ? g[i] * g[i] : 0.0f) * u[i];
-    else
+    if (m->act == BITNET__ACT_RELU2) {
+        i = 0;
+#ifdef BITNET__AVX512
+        for (; i + 16 <= n; i += 16) {  /* max(g, 0) is 0 for a NaN g, as the comparison below */
+            __m512 r = _mm512_max_ps(_mm512_loadu_ps(g + i), _mm512_setzero_ps());
+            _mm512_storeu_ps(f + i, _mm512_mul_ps(_mm512_mul_ps(r, r), _mm512_loadu_ps(u + i)));
+        }
+#endif
+        for (; i < n; i++) f[i] = (g[i] > 0.0f ? g[i] * g[i] : 0.0f) * u[i];
+    } else
         for (i = 0; i < n; i++) f[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     bitnet__rmsnorm(f, m->layers[job->layer].ffn_sub_norm, n, m->hp.rms_eps, f);
     bitnet__quantize(f, n, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t], &ctx->acts.sum[t]);

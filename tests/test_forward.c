@@ -166,32 +166,43 @@ static void ref_forward(const bitnet_model *m, const bitnet_token *tokens, int n
 }
 
 /* Tolerance.  Without quantization the two sides would differ by float32
-   rounding only: about 1e-6 of the logits' RMS (the test prints the largest
-   ratio it saw).  But both quantize every BitLinear input to int8, and where a
-   scaled activation lies within float rounding (~1e-5 steps) of a .5 boundary,
-   float32 and double may round it apart.  Such a flip changes that layer's
-   output by one weight times one step, which flips more elements in later
-   quantizations: forcing flips moved the logits by 2e-4 to 1e-1 of their RMS.
-   Real mistakes (a dropped norm, RoPE on the wrong pairs, a wrong KV head or
-   position, 126 quantization levels instead of 127) moved them by 0.1 to 10.
-   So: |ours - ref| <= 1e-4 * RMS(ref logits of that token).  The seeds below
-   give no flips; a failure report says whether a near-tie occurred at or
-   before that token (ref_margin), which would make a flip possible. */
-static double worst_ratio = 0;  /* largest |ours - ref| / RMS(ref) seen */
+   rounding only: about 1e-6 of the logits' RMS.  But both quantize every
+   BitLinear input to int8, and where a scaled activation lies within float
+   rounding of a .5 boundary, float32 and double may round it apart.  Such a
+   flip changes that layer's output by one weight times one step, which flips
+   more elements in later quantizations and, through the KV cache, in later
+   tokens: forcing flips moved the logits by 2e-4 to 0.1 of their RMS.  Real
+   mistakes (a dropped norm, RoPE on the wrong pairs, a wrong KV head or
+   position, ReLU for ReLU^2) moved them by 1 to 10; 126 quantization levels
+   instead of 127 by 0.13.  So the reference tracks, per token, the smallest
+   margin between a scaled activation and a rounding boundary in that token and
+   all earlier ones (ref_margin), and
+     margin >= 2e-4 steps (no flip is possible: our float32 error is ~1e-6
+       relative, 1.3e-4 steps at most):   |ours - ref| <= 1e-4 * RMS(ref)
+     otherwise (a flip may have happened): |ours - ref| <= 0.3 * RMS(ref).
+   The first token of every model must get the tight comparison, and the test
+   prints how many did. */
+#define TIE_MARGIN 2e-4
+static double worst_ratio = 0;  /* largest |ours - ref| / RMS(ref) among tight comparisons */
+static int n_tight, n_loose;
 
 static int matches_ref(const float *ours, const double *ref, int n_vocab, int token) {
-    double ss = 0, worst = 0, rms;
-    int j;
+    double ss = 0, worst = 0, rms, tol;
+    int j, tight = ref_margin[token] >= TIE_MARGIN;
     for (j = 0; j < n_vocab; j++) {
         double d = fabs(ours[j] - ref[j]);
         ss += ref[j] * ref[j];
         if (!(d <= worst)) worst = d;  /* NaN counts as worst */
     }
     rms = sqrt(ss / n_vocab);
-    if (!(worst / rms <= worst_ratio)) worst_ratio = worst / rms;
-    if (worst <= 1e-4 * rms) return 1;
-    printf("  token %d: |ours - ref| = %.3g of the RMS; smallest rounding margin up to here %.2g steps%s\n", token,
-           worst / rms, ref_margin[token], ref_margin[token] < 1e-4 ? " (a flip is possible)" : "");
+    tol = (tight ? 1e-4 : 0.3) * rms;
+    if (tight) {
+        n_tight++;
+        if (!(worst / rms <= worst_ratio)) worst_ratio = worst / rms;
+    } else n_loose++;
+    if (worst <= tol) return 1;
+    printf("  token %d: |ours - ref| = %.3g of the RMS, allowed %g (smallest rounding margin up to here: %.2g steps)\n",
+           token, worst / rms, tol / rms, ref_margin[token]);
     return 0;
 }
 
@@ -304,6 +315,7 @@ static void test_model(const char *what, bitnet_model *m, int n, int silu) {
         for (i = 0; i < n * V; i++) batch[i] = NAN;
         CHECK(ctx && eval_batch(ctx, tokens, n, batch));
         for (i = 0; i < n; i++) CHECKF(matches_ref(batch + (size_t)i * V, ref + (size_t)i * V, V, i), "position %d", i);
+        CHECKF(ref_margin[0] >= TIE_MARGIN, "the first token has a rounding near-tie (margin %g): pick another seed", ref_margin[0]);
         bitnet_context_free(ctx);
     }
     snprintf(name, sizeof name, "%s: token by token equals the batch bit for bit, for 1 to 3 threads", what);
@@ -374,30 +386,31 @@ static void test_model(const char *what, bitnet_model *m, int n, int silu) {
 }
 
 static void test_reference_models(void) {
-    bitnet_model *m;
-    /* GQA (4 query heads on 2 KV heads), tied BF16 embeddings, ReLU^2 */
-    if ((m = make_model(128, 192, 4, 2, 2, 300, 96, 1, 1))) {
-        test_model("gqa relu2 tied", m, 24, 0);
-        bitnet_model_free(m);
-    } else CHECK(!"model");
-    /* untied LM head, one KV head per query head, SiLU */
-    if ((m = make_model(64, 128, 2, 2, 1, 200, 96, 0, 2))) {
-        test_model("mha silu untied", m, 17, 1);
-        bitnet_model_free(m);
-    } else CHECK(!"model");
-    /* a prompt longer than one micro-batch (BITNET__UBATCH tokens) */
-    if ((m = make_model(64, 64, 2, 1, 1, 100, 256, 1, 3))) {
-        test_model("long prompt", m, BITNET__UBATCH * 2 + 9, 0);
-        bitnet_model_free(m);
-    } else CHECK(!"model");
-    printf("largest |ours - reference| / RMS(reference logits): %.2e (tolerance 1e-4)\n", worst_ratio);
+    bitnet_model *m[3] = {NULL, NULL, NULL};
+    /* GQA (4 query heads on 2 KV heads), tied BF16 embeddings, ReLU^2; untied
+       LM head, one KV head per query head, SiLU; a prompt longer than one
+       micro-batch (BITNET__UBATCH tokens) */
+    TEST("random model files for the reference tests") {
+        m[0] = make_model(128, 192, 4, 2, 2, 300, 96, 1, 1);
+        m[1] = make_model(64, 128, 2, 2, 1, 280, 96, 0, 2);
+        m[2] = make_model(64, 64, 2, 1, 1, 270, 256, 1, 3);
+        CHECK(m[0] && m[1] && m[2]);
+    }
+    if (m[0]) test_model("gqa relu2 tied", m[0], 24, 0);
+    if (m[1]) test_model("mha silu untied", m[1], 17, 1);
+    if (m[2]) test_model("long prompt", m[2], BITNET__UBATCH * 2 + 9, 0);
+    bitnet_model_free(m[0]);
+    bitnet_model_free(m[1]);
+    bitnet_model_free(m[2]);
+    printf("reference comparisons: %d tight (largest |ours - ref| / RMS %.2e, allowed 1e-4), %d loose (after a near-tie)\n",
+           n_tight, worst_ratio, n_loose);
 }
 
 /* Embedding tables of other types give the same values, so the same logits. */
 static void test_embedding_types(void) {
-    bitnet_model *m = make_model(64, 128, 2, 1, 1, 150, 64, 1, 4);
+    bitnet_model *m = make_model(64, 128, 2, 1, 1, 270, 64, 1, 4);
     TEST("F32 and F16 embedding tables give the logits of the same values in BF16") {
-        int V = 150, D = 64, n = 9, i;
+        int V = 270, D = 64, n = 9, i;
         bitnet_token tokens[9];
         float *want = (float *)malloc(sizeof(float) * n * V), *got = (float *)malloc(sizeof(float) * n * V);
         float *f32 = (float *)malloc(sizeof(float) * V * D), *f16_as_f32 = (float *)malloc(sizeof(float) * V * D);
@@ -479,10 +492,10 @@ static void test_int8_head(void) {
 }
 
 static void test_parallel_contexts(void) {
-    bitnet_model *m = make_model(64, 128, 2, 1, 2, 120, 64, 1, 6);
+    bitnet_model *m = make_model(64, 128, 2, 1, 2, 280, 64, 1, 6);
     TEST("three contexts on one model in parallel threads give their sequential logits") {
         enum { N_CTX = 3, LEN = 20 };
-        int V = 120, i;
+        int V = 280, i;
         bitnet_token tokens[N_CTX][LEN];
         parallel_run runs[N_CTX];
         pthread_t threads[N_CTX];
@@ -509,12 +522,12 @@ static void test_parallel_contexts(void) {
 }
 
 static void test_errors(void) {
-    bitnet_model *m = make_model(64, 64, 2, 1, 1, 50, 32, 1, 7);
+    bitnet_model *m = make_model(64, 64, 2, 1, 1, 260, 32, 1, 7);
     TEST("context full: an error with a message, and the context is unchanged") {
         bitnet_context *ctx = m ? make_ctx(m, 16, 2, 0) : NULL;
         bitnet_token t[20];
         bitnet_error err;
-        float before[50];
+        float before[260];
         int i;
         for (i = 0; i < 20; i++) t[i] = i;
         CHECK(ctx && bitnet_n_ctx(ctx) == 16);
@@ -565,7 +578,7 @@ static void test_errors(void) {
     TEST("misuse is an error, never a crash") {
         bitnet_context *ctx = m ? make_ctx(m, 0, 1, 0) : NULL;
         bitnet_error err;
-        bitnet_token t[2] = {1, 2}, bad[2] = {3, 50}, neg = -1, next = 0;
+        bitnet_token t[2] = {1, 2}, bad[2] = {3, 260}, neg = -1, next = 0;
         bitnet_sampler *s = bitnet_sampler_create(NULL, NULL);
         CHECK(ctx != NULL);
         CHECK(bitnet_eval(NULL, t, 1, 0, &err) == BITNET_E_ARG);
@@ -573,7 +586,7 @@ static void test_errors(void) {
         CHECK(bitnet_eval(ctx, t, 0, 0, &err) == BITNET_E_ARG);
         CHECK(bitnet_eval(ctx, t, -3, 0, &err) == BITNET_E_ARG);
         CHECK(bitnet_eval(ctx, t, 1, 0x100, &err) == BITNET_E_ARG);
-        CHECK(bitnet_eval(ctx, bad, 2, 0, &err) == BITNET_E_ARG && strstr(err.message, "50"));
+        CHECK(bitnet_eval(ctx, bad, 2, 0, &err) == BITNET_E_ARG && strstr(err.message, "260"));
         CHECK(bitnet_eval(ctx, &neg, 1, 0, &err) == BITNET_E_ARG);
         CHECK(bitnet_n_past(ctx) == 0);
         CHECK(bitnet_logits(ctx, -1) == NULL);
@@ -587,7 +600,7 @@ static void test_errors(void) {
         CHECK(bitnet_eval_sample(ctx, 1, NULL, &next, &err) == BITNET_E_ARG);
         CHECK(bitnet_eval_sample(ctx, 1, s, NULL, &err) == BITNET_E_ARG);
         CHECK(bitnet_eval_sample(NULL, 1, s, &next, &err) == BITNET_E_ARG);
-        CHECK(bitnet_eval_sample(ctx, 77, s, &next, &err) == BITNET_E_ARG);
+        CHECK(bitnet_eval_sample(ctx, 260, s, &next, &err) == BITNET_E_ARG);
         CHECK(bitnet_n_past(ctx) == 2);
         CHECK(bitnet_n_ctx(NULL) == 0 && bitnet_n_past(NULL) == 0);
         bitnet_context_reset(NULL);
@@ -611,7 +624,7 @@ static void test_errors(void) {
             l = bitnet_logits(ctx, -1);
             CHECK(l != NULL);
             want = 0;
-            for (j = 1; l && j < 50; j++) if (l[j] > l[want]) want = j;
+            for (j = 1; l && j < 260; j++) if (l[j] > l[want]) want = j;
             CHECK(next == want);
         }
         bitnet_sampler_free(s);
