@@ -50,6 +50,11 @@ build/asan/%: tests/%.c tests/test.h bitnet.h
 	@mkdir -p build/asan
 	$(CC) $(SAN) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
 
+# Benchmarks: programs that print tables (make build/bench_tokenizer).
+build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
+
 # The header must compile warning-free as C99 and C++, with gcc and clang, in
 # every configuration.
 HEADER_CHECK = tests/header_check.c

@@ -2448,6 +2448,16 @@ BITNET__FN __m512 bitnet__load16_avx512(const uint8_t *row, uint32_t type, int k
     return _mm512_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
 }
 
+/* Four chains over 16-element slices, added as (c0 + c1) + (c2 + c3): the
+   decode and the prompt paths sum every token in this same order, so a
+   prompt's logits equal those of its tokens evaluated one at a time. */
+#define BITNET__HEAD_CHAINS_AVX512(c, xt)                                                        \
+    c##0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps((xt) + k), c##0);                                 \
+    c##1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps((xt) + k + 16), c##1);                            \
+    c##2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps((xt) + k + 32), c##2);                            \
+    c##3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps((xt) + k + 48), c##3)
+#define BITNET__HEAD_SUM_AVX512(c) _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c##0, c##1), _mm512_add_ps(c##2, c##3)))
+
 /* n is a multiple of 64 (the embedding length of every model this loads). */
 BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
                                          int n_tok, float *out, size_t out_stride) {
@@ -2456,41 +2466,45 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
     for (r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
         if (n_tok == 1) {
-            /* decode: four independent chains hide the FMA latency */
-            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (k = 0; k < n; k += 64) {
-                c0 = _mm512_fmadd_ps(bitnet__load16_avx512(row, type, k), _mm512_loadu_ps(x + k), c0);
-                c1 = _mm512_fmadd_ps(bitnet__load16_avx512(row, type, k + 16), _mm512_loadu_ps(x + k + 16), c1);
-                c2 = _mm512_fmadd_ps(bitnet__load16_avx512(row, type, k + 32), _mm512_loadu_ps(x + k + 32), c2);
-                c3 = _mm512_fmadd_ps(bitnet__load16_avx512(row, type, k + 48), _mm512_loadu_ps(x + k + 48), c3);
+                __m512 w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
+                __m512 w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
+                BITNET__HEAD_CHAINS_AVX512(a, x);
             }
-            out[r - r0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)));
+            out[r - r0] = BITNET__HEAD_SUM_AVX512(a);
             continue;
         }
-        for (t = 0; t < n_tok; t += 4) {  /* each converted row chunk serves four tokens */
+        for (t = 0; t < n_tok; t += 4) {  /* each converted row slice serves four tokens */
             const float *x0 = x + (size_t)t * n;
             const float *x1 = t + 1 < n_tok ? x0 + n : x0;
             const float *x2 = t + 2 < n_tok ? x1 + n : x1;
             const float *x3 = t + 3 < n_tok ? x2 + n : x2;
-            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            __m512 c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
             float sums[4];
             int tt;
-            for (k = 0; k < n; k += 16) {
-                __m512 wv = bitnet__load16_avx512(row, type, k);
-                c0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x0 + k), c0);
-                c1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x1 + k), c1);
-                c2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x2 + k), c2);
-                c3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x3 + k), c3);
+            for (k = 0; k < n; k += 64) {
+                __m512 w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
+                __m512 w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
+                BITNET__HEAD_CHAINS_AVX512(a, x0);
+                BITNET__HEAD_CHAINS_AVX512(b, x1);
+                BITNET__HEAD_CHAINS_AVX512(c, x2);
+                BITNET__HEAD_CHAINS_AVX512(d, x3);
             }
-            sums[0] = _mm512_reduce_add_ps(c0);
-            sums[1] = _mm512_reduce_add_ps(c1);
-            sums[2] = _mm512_reduce_add_ps(c2);
-            sums[3] = _mm512_reduce_add_ps(c3);
+            sums[0] = BITNET__HEAD_SUM_AVX512(a);
+            sums[1] = BITNET__HEAD_SUM_AVX512(b);
+            sums[2] = BITNET__HEAD_SUM_AVX512(c);
+            sums[3] = BITNET__HEAD_SUM_AVX512(d);
             for (tt = 0; tt < 4 && t + tt < n_tok; tt++) out[(size_t)(t + tt) * out_stride + (r - r0)] = sums[tt];
         }
     }
 }
-#elif defined(BITNET__AVX2)
+#undef BITNET__HEAD_CHAINS_AVX512
+#undef BITNET__HEAD_SUM_AVX512
+#endif
+
+#ifdef BITNET__AVX2
 BITNET__FN __m256 bitnet__load8_avx2(const uint8_t *row, uint32_t type, int k) {
     if (type == BITNET__TYPE_BF16)
         return _mm256_castsi256_ps(_mm256_slli_epi32(
@@ -2499,46 +2513,36 @@ BITNET__FN __m256 bitnet__load8_avx2(const uint8_t *row, uint32_t type, int k) {
     return _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
 }
 
+/* As for AVX-512: four chains per token, the same order for one token or two. */
+#define BITNET__HEAD_CHAINS_AVX2(c, xt)                                                          \
+    c##0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps((xt) + k), c##0);                                 \
+    c##1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps((xt) + k + 8), c##1);                             \
+    c##2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps((xt) + k + 16), c##2);                            \
+    c##3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps((xt) + k + 24), c##3)
+#define BITNET__HEAD_SUM_AVX2(c) bitnet__hsum_ps_avx2(_mm256_add_ps(_mm256_add_ps(c##0, c##1), _mm256_add_ps(c##2, c##3)))
+
 BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
                                        int n_tok, float *out, size_t out_stride) {
     const size_t row_bytes = (size_t)n * (type == BITNET__TYPE_F32 ? 4 : 2);
     int r, t, k;
     for (r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
-        if (n_tok == 1) {
-            __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        for (t = 0; t < n_tok; t += 2) {  /* each converted row slice serves two tokens */
+            const float *x0 = x + (size_t)t * n, *x1 = t + 1 < n_tok ? x0 + n : x0;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             for (k = 0; k < n; k += 32) {
-                c0 = _mm256_fmadd_ps(bitnet__load8_avx2(row, type, k), _mm256_loadu_ps(x + k), c0);
-                c1 = _mm256_fmadd_ps(bitnet__load8_avx2(row, type, k + 8), _mm256_loadu_ps(x + k + 8), c1);
-                c2 = _mm256_fmadd_ps(bitnet__load8_avx2(row, type, k + 16), _mm256_loadu_ps(x + k + 16), c2);
-                c3 = _mm256_fmadd_ps(bitnet__load8_avx2(row, type, k + 24), _mm256_loadu_ps(x + k + 24), c3);
+                __m256 w0 = bitnet__load8_avx2(row, type, k), w1 = bitnet__load8_avx2(row, type, k + 8);
+                __m256 w2 = bitnet__load8_avx2(row, type, k + 16), w3 = bitnet__load8_avx2(row, type, k + 24);
+                BITNET__HEAD_CHAINS_AVX2(a, x0);
+                if (n_tok > 1) { BITNET__HEAD_CHAINS_AVX2(b, x1); }
             }
-            out[r - r0] = bitnet__hsum_ps_avx2(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
-            continue;
-        }
-        for (t = 0; t < n_tok; t += 4) {
-            const float *x0 = x + (size_t)t * n;
-            const float *x1 = t + 1 < n_tok ? x0 + n : x0;
-            const float *x2 = t + 2 < n_tok ? x1 + n : x1;
-            const float *x3 = t + 3 < n_tok ? x2 + n : x2;
-            __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-            float sums[4];
-            int tt;
-            for (k = 0; k < n; k += 8) {
-                __m256 wv = bitnet__load8_avx2(row, type, k);
-                c0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + k), c0);
-                c1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + k), c1);
-                c2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x2 + k), c2);
-                c3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x3 + k), c3);
-            }
-            sums[0] = bitnet__hsum_ps_avx2(c0);
-            sums[1] = bitnet__hsum_ps_avx2(c1);
-            sums[2] = bitnet__hsum_ps_avx2(c2);
-            sums[3] = bitnet__hsum_ps_avx2(c3);
-            for (tt = 0; tt < 4 && t + tt < n_tok; tt++) out[(size_t)(t + tt) * out_stride + (r - r0)] = sums[tt];
+            out[(size_t)t * out_stride + (r - r0)] = BITNET__HEAD_SUM_AVX2(a);
+            if (t + 1 < n_tok) out[(size_t)(t + 1) * out_stride + (r - r0)] = BITNET__HEAD_SUM_AVX2(b);
         }
     }
 }
+#undef BITNET__HEAD_CHAINS_AVX2
+#undef BITNET__HEAD_SUM_AVX2
 #endif
 
 BITNET__FN void bitnet__head_dots(const void *head, uint32_t type, int n, int r0, int r1, const float *x, int n_tok,
@@ -3361,6 +3365,19 @@ BITNET_API void bitnet_context_reset(bitnet_context *ctx) {
    its own that is neither a letter, a number nor a space (so it groups like
    punctuation), and its byte is encoded by its byte token like any other.
    Decoding gives back exactly the bytes that were encoded, valid or not.
+
+   Unicode: the letter / number / space classes are Unicode 16.0 (the table below is
+   generated from the UCD by tests/gen_unicode_tables.py), as in Hugging Face
+   tokenizers 0.23, whose split of every code point tests/test_tokenizer.c checks.
+   \s is the White_Space property (U+0085 is a space, U+FEFF is not), as in the
+   Rust regex engines (Oniguruma in tokenizers, fancy-regex in tiktoken).  The
+   JavaScript peers differ there (JavaScript's \s has U+FEFF and lacks U+0085) and
+   in the version (node 20 has Unicode 17.0: letters added in 17.0 are letters
+   there and "other" here).  Tables from older Unicode data (Debian 12's UCD is
+   15.0) make the ~5000 letters and digits added in 15.1 and 16.0 "other".
+
+   Decoding is exact: the bytes that were encoded.  (transformers' decode also
+   applies clean_up_tokenization_spaces, which removes spaces before punctuation.)
 
    Token strings in tokenizer.json and in the model file are in the byte-level
    alphabet: byte b is written as the code point b where b is printable
@@ -4413,7 +4430,7 @@ struct bitnet__tokenizer {
     /* added tokens, matched in the text before pre-tokenization */
     bitnet__strmap specials;  /* by text */
     int n_specials;
-    size_t special_lens[64];  /* the distinct lengths, longest first */
+    size_t special_lens[256]; /* the distinct lengths, longest first */
     int n_special_lens;
     uint8_t special_start[8192]; /* bit (s[0] << 8 | s[1]) set: some special text starts so */
     uint8_t special_byte[32]; /* bit s[0] set: a one-byte special text */
@@ -4422,10 +4439,12 @@ struct bitnet__tokenizer {
     bitnet_token bos;
     const char *chat_template;
     size_t chat_template_len;
+    void *owned_file;         /* the model-file bytes, when the tokenizer owns them */
 };
 
 BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *t) {
     if (!t) return;
+    BITNET_FREE(t->owned_file);
     BITNET_FREE((void *)t->text);
     BITNET_FREE(t->text_len);
     BITNET_FREE((void *)t->piece);
@@ -4655,6 +4674,38 @@ fail:
 
 BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
     return bitnet__tokenizer_build(&model->gguf, model->hp.n_vocab, &model->tokenizer, err);
+}
+
+/* Builds a tokenizer straight from a vocabulary, through its model-file form so
+   that it is checked exactly as a loaded one (for tools and tests). */
+BITNET__FN int bitnet__tokenizer_from_vocab(const bitnet__vocab *v, bitnet__tokenizer **out, bitnet_error *err) {
+    bitnet__gguf_writer w;
+    bitnet__gguf g;
+    uint8_t *file;
+    size_t size;
+    int rc, i;
+    *out = NULL;
+    memset(&w, 0, sizeof w);
+    bitnet__vocab_write_gguf(&w, v);
+    size = 24 + w.kv_len;
+    file = w.failed ? NULL : (uint8_t *)BITNET_MALLOC(size);
+    if (!file) {
+        bitnet__gguf_writer_free(&w);
+        return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    }
+    memcpy(file, "GGUF", 4);
+    for (i = 0; i < 4; i++) file[4 + i] = (uint8_t)(3u >> (8 * i));
+    for (i = 0; i < 8; i++) file[8 + i] = 0; /* no tensors */
+    for (i = 0; i < 8; i++) file[16 + i] = (uint8_t)(w.n_kv >> (8 * i));
+    memcpy(file + 24, w.kv, w.kv_len);
+    bitnet__gguf_writer_free(&w);
+    rc = bitnet__gguf_parse(&g, file, size, err);
+    if (rc == BITNET_OK) rc = bitnet__tokenizer_build(&g, v->n_tokens, out, err);
+    bitnet__gguf_free(&g);
+    if (rc == BITNET_OK && !*out) rc = bitnet__fail(err, BITNET_E_FORMAT, "the vocabulary is empty");
+    if (rc) BITNET_FREE(file);
+    else (*out)->owned_file = file;
+    return rc;
 }
 
 /* ---- BPE on one piece ---- */
