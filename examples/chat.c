@@ -232,7 +232,7 @@ static reply_end reply(chat *c, const char *message, FILE *out, FILE *info) {
         return FAILED;
     }
     if ((rc = evaluate_pending(c)) <= 0) {
-        if (rc == 0) fprintf(info, "[interrupted]\n");
+        if (rc == 0) fprintf(info, "\n[interrupted]\n");
         undo_last_turn(c);
         return rc == 0 ? INTERRUPTED : FAILED;
     }

@@ -134,8 +134,12 @@ int main(int argc, char **argv) {
 
     /* both open at the same time, each on its own thread and context */
     if (status == 0) {
-        for (k = 0; k < 2; k++) pthread_create(&threads[k], NULL, speak, &chars[k]);
-        for (k = 0; k < 2; k++) pthread_join(threads[k], NULL);
+        int started[2];
+        for (k = 0; k < 2; k++) started[k] = pthread_create(&threads[k], NULL, speak, &chars[k]) == 0;
+        for (k = 0; k < 2; k++) {
+            if (started[k]) pthread_join(threads[k], NULL);
+            else speak(&chars[k]); /* no thread to be had: one after the other then */
+        }
         for (k = 0; k < 2; k++) if (!chars[k].failed && !chars[k].out_of_room) say(&chars[k]);
     }
     /* then they take turns: each answers the other's last line */

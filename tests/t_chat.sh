@@ -190,6 +190,36 @@ if interrupt_reply c3; then
 fi
 end
 
+begin "chat: Ctrl-C while a long message is evaluated takes the message back"
+start c5 "build/chat -m $work/slow.gguf -n 8 --seed 3 -t 1"
+wait_for c5 'Type a message' 30 || fail "no greeting"
+type_line c5 "hello"
+wait_count c5 '^\[prompt ' 1 || fail "no first reply"
+read -r _ _ ctx1 _ <<<"$(stats c5 1)"
+# about 2400 tokens (more than a second to evaluate), typed as lines of 600
+# characters joined by backslashes (a terminal line holds at most 4095)
+word="lorem ipsum dolor sit amet "
+line=$(printf "$word%.0s" $(seq 22))
+for k in 1 2 3 4 5 6; do type_line c5 "$line\\"; done
+type_line c5 "the end"
+sleep 0.3
+press c5 C-c
+wait_for c5 '^\[interrupted\]$' 20 || fail "no [interrupted] notice"
+wait_prompt c5 || fail "no prompt"
+check "no reply to the message" test "$(count c5 '^\[prompt ')" -eq 1
+type_line c5 "hello"
+wait_count c5 '^\[prompt ' 2 30 || fail "no reply after the interrupted message"
+read -r p2 r2 ctx2 _ <<<"$(stats c5 2)"
+read -r p1 _ _ _ <<<"$(stats c5 1)"
+if [ -n "${p2:-}" ]; then
+    # the cache holds turn 1, its closing <|eot_id|> (evaluated with the first batch
+    # of the interrupted message, or now), and the new turn: nothing of the long one
+    check "the interrupted message left nothing behind: $ctx1 + 1 + $p1 + $r2 = $ctx2" \
+        test $((ctx1 + 1 + p1 + r2)) -eq "$ctx2"
+    check "the new message costs what the first did, or one more: $p2" test "$p2" -ge "$p1" -a "$p2" -le $((p1 + 1))
+fi
+end
+
 begin "chat: a full context drops the oldest turns, keeps the system prompt, and says so"
 start c4 "build/chat -m $work/tiny.gguf -c 64 -n 12 --seed 2 -t 1 -s 'Be brief.'"
 wait_for c4 'Type a message' || fail "no greeting"

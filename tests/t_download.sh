@@ -137,6 +137,26 @@ check "exit status 1 (got $rc)" test $rc -eq 1
 check_contains "names what is missing" "$out" "has no tokenizer.json"
 end
 
+begin "download then convert: a model file that loads and answers"
+fixture=tests/fixtures/packed_bitlinear_tied   # a tiny checkpoint in 2B4T's layout
+if [ -x build/convert ] && [ -x build/chat ] && [ -f "$fixture/model.safetensors" ]; then
+    fx=$hub/microsoft/tiny-bitnet
+    mkdir -p "$fx"
+    cp "$fixture/config.json" "$fixture/model.safetensors" "$fixture/tokenizer.json" "$fixture/tokenizer_config.json" "$fx/"
+    out=$(BITNET_HF_REPO=microsoft/tiny-bitnet examples/download_model.sh --dir "$work/fx" --out "$work/fx.gguf" 2>&1); rc=$?
+    check "exit status 0: $out" test $rc -eq 0
+    check "the model file is written" test -s "$work/fx.gguf"
+    check_contains "says how to chat" "$out" "build/chat -m $work/fx.gguf"
+    reply=$(build/chat -m "$work/fx.gguf" -p "Hello" -n 8 --seed 1 </dev/null 2>&1); rc=$?
+    check "chat answers with it (exit status $rc): $reply" test $rc -eq 0
+    out=$(BITNET_HF_REPO=microsoft/tiny-bitnet examples/download_model.sh --dir "$work/fx" --out "$work/fx.gguf" 2>&1); rc=$?
+    check "a second run: exit status 0" test $rc -eq 0
+    check_contains "a second run converts nothing" "$out" "is up to date"
+else
+    skip "needs build/convert, build/chat and $fixture"
+fi
+end
+
 begin "download: bad flags"
 out=$(examples/download_model.sh --frobnicate 2>&1); rc=$?
 check "exit status 2 (got $rc)" test $rc -eq 2

