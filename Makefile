@@ -44,9 +44,10 @@ build/%: examples/%.c bitnet.h $(wildcard examples/*.h) $(CUDA_OBJ)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) $(CUDA_DEFS) -I. $< $(CUDA_OBJ) -o $@ $(CUDA_LIBS) $(LDLIBS)
 
-build/bench_%: tests/bench_%.c bitnet.h
+# Benchmarks: programs that print tables (make bench).
+build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(WARN) -I. $< -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
 
 bench: $(BENCHES)
 
@@ -57,11 +58,6 @@ build/tests/%: tests/%.c tests/test.h bitnet.h
 build/asan/%: tests/%.c tests/test.h bitnet.h
 	@mkdir -p build/asan
 	$(CC) $(SAN) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
-
-# Benchmarks: programs that print tables (make build/bench_tokenizer).
-build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h
-	@mkdir -p build
-	$(CC) $(CFLAGS) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
 
 # The header must compile warning-free as C99 and C++, with gcc and clang, in
 # every configuration.
