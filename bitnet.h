@@ -5546,8 +5546,22 @@ BITNET__FN int bitnet__ranks_before(const float *v, int a, int b) {
     return x > y || (x == y && a < b);
 }
 
-/* Puts the c best of ids[0..n) first, in rank order (quickselect, then insertion
-   sort of the head: c is small in practice). */
+/* Puts the c best of ids[0..n) first, in rank order: quickselect, then a heap sort
+   of the head (O(n + c log c), so a flat distribution over a large vocabulary
+   stays fast). */
+BITNET__FN void bitnet__sift_down(const float *v, int *ids, int root, int end) {
+    for (;;) {
+        int child = 2 * root + 1, t;
+        if (child >= end) return;
+        /* a min-heap in rank order: the root ranks last, so popping it fills the
+           array from the back in rank order */
+        if (child + 1 < end && bitnet__ranks_before(v, ids[child], ids[child + 1])) child++;
+        if (!bitnet__ranks_before(v, ids[root], ids[child])) return;
+        t = ids[root]; ids[root] = ids[child]; ids[child] = t;
+        root = child;
+    }
+}
+
 BITNET__FN void bitnet__select_top(const float *v, int *ids, int n, int c) {
     int lo = 0, hi = n - 1, i;
     if (c > n) c = n;
@@ -5561,11 +5575,10 @@ BITNET__FN void bitnet__select_top(const float *v, int *ids, int n, int c) {
         if (a == c - 1 || a == c) break;
         if (a < c) lo = a + 1; else hi = a - 1;
     }
-    /* heap-free sort of the head: merge-insertion is fine for c up to a few thousand */
-    for (i = 1; i < c; i++) {
-        int x = ids[i], j = i - 1;
-        while (j >= 0 && bitnet__ranks_before(v, x, ids[j])) { ids[j + 1] = ids[j]; j--; }
-        ids[j + 1] = x;
+    for (i = c / 2 - 1; i >= 0; i--) bitnet__sift_down(v, ids, i, c);
+    for (i = c - 1; i > 0; i--) {
+        int t = ids[0]; ids[0] = ids[i]; ids[i] = t;
+        bitnet__sift_down(v, ids, 0, i);
     }
 }
 
