@@ -205,10 +205,13 @@ newest_input=$(ls -t "$dir"/* | head -n 1)
 if [ -f "$out" ] && [ "$out" -nt "$newest_input" ]; then
     echo "$out is up to date."
 else
-    echo "Building the converter"
-    make -s -C "$root" build/convert || die "building build/convert failed"
+    tool=$root/build/convert
+    if [ ! -x "$tool" ] || [ "$root/bitnet.h" -nt "$tool" ] || [ "$root/examples/convert.c" -nt "$tool" ]; then
+        echo "Building the converter"
+        make -s -C "$root" build/convert || die "building build/convert failed"
+    fi
     mkdir -p "$(dirname "$out")"
-    "$root/build/convert" "$dir" "$out" || die "converting $dir failed"
+    "$tool" "$dir" "$out" || die "converting $dir failed"
 fi
 echo
 echo "Chat with it:  build/chat -m ${out#"$root"/}"
