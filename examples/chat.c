@@ -38,7 +38,8 @@ static void help(void) {
            "  -c, --ctx-size N     context length in tokens (default: the model's, at most 4096)\n"
            "  -t, --threads N      CPU threads (default: all cores)\n"
            "  --device D           cpu, cuda or auto (default auto: CUDA when built with it and a GPU is there)\n"
-           "  --no-mmap            read the model into memory instead of mapping it\n");
+           "  --no-mmap            read the model into memory instead of mapping it\n"
+           "  --lm-head-int8       int8 LM head: faster, logits within int8 rounding of the exact ones\n");
     print_sampling_help(stdout);
     printf("  -h, --help           this help\n\nCommands during the chat:\n%s"
            "\nCtrl-C stops a reply.  After each reply a line shows the tokens evaluated for the\n"

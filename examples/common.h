@@ -23,6 +23,7 @@ typedef struct options {
     int n_ctx;                   /* -c: 0 = the library's default */
     int n_threads;               /* -t: 0 = all cores */
     int use_mmap;
+    int lm_head_int8;            /* --lm-head-int8: faster, approximate logits */
     bitnet_backend backend;
     bitnet_sampler_params sampling;
 } options;
@@ -129,6 +130,7 @@ static int parse_common_flag(const char *prog, int argc, char **argv, int *i, op
     char msg[160];
     int ok = 1;
     if (!strcmp(flag, "--no-mmap")) { o->use_mmap = 0; return 1; }
+    if (!strcmp(flag, "--lm-head-int8")) { o->lm_head_int8 = 1; return 1; }
     if (!(flag[0] == '-' && flag[1])) return 0;
     if (!strcmp(flag, "-m") || !strcmp(flag, "--model") || !strcmp(flag, "-p") || !strcmp(flag, "--prompt") ||
         !strcmp(flag, "-n") || !strcmp(flag, "--n-predict") || !strcmp(flag, "-c") || !strcmp(flag, "--ctx-size") ||
@@ -180,6 +182,7 @@ static int open_model(const char *prog, const options *o, bitnet_model **model, 
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->n_threads;
     cp.backend = o->backend;
+    cp.lm_head_int8 = o->lm_head_int8;
     if (!(*ctx = bitnet_context_create(*model, &cp, &err)) || !(*sampler = bitnet_sampler_create(&o->sampling, &err))) {
         fprintf(stderr, "%s: %s\n", prog, err.message);
         bitnet_context_free(*ctx);

@@ -83,12 +83,13 @@ explain_curl_failure() {
 # ---------------------------------------------------------------------------
 listing_url="$endpoint/api/models/$repo/tree/$revision"
 echo "Listing $repo ($revision) on $endpoint"
+listing_file=${TMPDIR:-/tmp}/bitnet-listing.$$
 status=0
-http=$(curl -sS --fail "${curl_common[@]}" ${auth[@]+"${auth[@]}"} -w '%{http_code}' \
-            -o "${TMPDIR:-/tmp}/bitnet-listing.$$" "$listing_url") || status=$?
-listing_json=$(tr -d ' \t\r\n' < "${TMPDIR:-/tmp}/bitnet-listing.$$" 2>/dev/null || true)
-rm -f "${TMPDIR:-/tmp}/bitnet-listing.$$"
-[ "$status" -eq 0 ] || die "$(explain_curl_failure "$status" "$http")"
+http=$(curl --silent --fail "${curl_common[@]}" ${auth[@]+"${auth[@]}"} -w '%{http_code}' \
+            -o "$listing_file" "$listing_url") || status=$?
+[ "$status" -eq 0 ] || { rm -f "$listing_file"; die "$(explain_curl_failure "$status" "$http")"; }
+listing_json=$(tr -d ' \t\r\n' < "$listing_file")
+rm -f "$listing_file"
 
 wanted_file() {
     case $1 in
@@ -205,10 +206,13 @@ newest_input=$(ls -t "$dir"/* | head -n 1)
 if [ -f "$out" ] && [ "$out" -nt "$newest_input" ]; then
     echo "$out is up to date."
 else
-    echo "Building the converter"
-    make -s -C "$root" build/convert || die "building build/convert failed"
+    tool=$root/build/convert
+    if [ ! -x "$tool" ] || [ "$root/bitnet.h" -nt "$tool" ] || [ "$root/examples/convert.c" -nt "$tool" ]; then
+        echo "Building the converter"
+        make -s -C "$root" build/convert || die "building build/convert failed"
+    fi
     mkdir -p "$(dirname "$out")"
-    "$root/build/convert" "$dir" "$out" || die "converting $dir failed"
+    "$tool" "$dir" "$out" || die "converting $dir failed"
 fi
 echo
 echo "Chat with it:  build/chat -m ${out#"$root"/}"

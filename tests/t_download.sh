@@ -117,6 +117,7 @@ out=$(HF_ENDPOINT=http://127.0.0.1:9 examples/download_model.sh --no-convert --d
 check "exit status 1 (got $rc)" test $rc -eq 1
 check_contains "says it cannot reach the hub" "$out" "cannot reach http://127.0.0.1:9"
 check_contains "says how to resume" "$out" "run this again to resume"
+check "nothing but that message: $out" test "$(printf '%s\n' "$out" | grep -vc '^Listing ')" -eq 1
 out=$(HF_ENDPOINT=https://huggingface.invalid examples/download_model.sh --no-convert --dir "$work/off" 2>&1); rc=$?
 check "unknown host: exit status 1 (got $rc)" test $rc -eq 1
 check_contains "unknown host: says it cannot reach the hub" "$out" "cannot reach https://huggingface.invalid"

@@ -109,7 +109,8 @@ end
 begin "chat -h: the flags and the commands"
 out=$(build/chat -h); rc=$?
 check "exit status 0" test $rc -eq 0
-for word in --temp --top-k --top-p --min-p --repeat-penalty --seed --device -c -n -t -s -p /reset /stats /set; do
+for word in --temp --top-k --top-p --min-p --repeat-penalty --seed --device --no-mmap --lm-head-int8 -c -n -t -s -p \
+    /reset /stats /set; do
     check_contains "mentions $word" "$out" "$word"
 done
 end
@@ -132,6 +133,9 @@ check "-f -" test "$(head -c 10 "$work/out")" = "From stdin"
 build/generate -m "$tiny" -p "Same seed" -n 24 --seed 9 >"$work/a" 2>/dev/null
 build/generate -m "$tiny" -p "Same seed" -n 24 --seed 9 >"$work/b" 2>/dev/null
 check "the same seed, the same text" cmp -s "$work/a" "$work/b"
+build/generate -m "$tiny" -p "Int8 head" -n 8 --seed 9 --lm-head-int8 --no-mmap >"$work/out" 2>"$work/err"; rc=$?
+check "--lm-head-int8 --no-mmap: exit status 0 (got $rc)" test $rc -eq 0
+check_contains "--lm-head-int8 --no-mmap: a timing line" "$(cat "$work/err")" "generated "
 end
 
 begin "minimal: continues a prompt"
