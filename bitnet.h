@@ -1993,6 +1993,7 @@ BITNET_API int bitnet_model_describe(const bitnet_model *m, char *buf, size_t si
 #if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #else
@@ -2305,16 +2306,22 @@ BITNET__FN __m128i bitnet__hsum4_avx512(__m512i a, __m512i b, __m512i c, __m512i
                               bitnet__fold_avx512(d));
 }
 
-/* The 16 code bytes at p broadcast to the four 128-bit lanes; lane p shifted
-   by 2p and masked: plane p, matching the de-interleaved activations. */
-#define BITNET__Q2_UNPACK_AVX512(p) \
-    _mm512_and_si512(_mm512_srlv_epi32(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p))), shift), three)
+/* The 16 code bytes at p broadcast to the four 128-bit lanes, lane p masked
+   to the bits of plane p: 4^p times the codes of plane p, matching the
+   de-interleaved activations.  Masking without shifting saves an instruction
+   per block; the products stay below 2^8 x 2^7 and each lane of an
+   accumulator holds a multiple of 4^p, which BITNET__Q2_SCALE_AVX512 divides
+   out exactly at the end of a row. */
+#define BITNET__Q2_UNPACK_AVX512(p) _mm512_and_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p))), planes)
+#define BITNET__Q2_SCALE_AVX512(acc) _mm512_srav_epi32((acc), shift)
 #define BITNET__LOAD512(p) _mm512_loadu_si512((const void *)(p))
 
 BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
                                        int32_t *dots) {
     const __m512i shift = _mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0);
-    const __m512i three = _mm512_set1_epi8(3);
+    const __m512i planes = _mm512_set_epi32(-0x3f3f3f40, -0x3f3f3f40, -0x3f3f3f40, -0x3f3f3f40, 0x30303030, 0x30303030,
+                                            0x30303030, 0x30303030, 0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c,
+                                            0x03030303, 0x03030303, 0x03030303, 0x03030303);
     const int n_blocks = w->cols / BITNET__QK2_0, n_rows = r1 - r0;
     const size_t rb = w->row_bytes;
     int r = r0, t, b;
@@ -2342,7 +2349,7 @@ BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1,
                 for (; b < n_blocks; b++)
                     BITNET__DPBUSD(s0, BITNET__Q2_UNPACK_AVX512(row + (size_t)b * BITNET__Q2_0_BYTES),
                                              BITNET__LOAD512(a->q + (size_t)b * BITNET__QK2_0));
-                c[k] = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+                c[k] = BITNET__Q2_SCALE_AVX512(_mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)));
             }
             _mm_storeu_si128((__m128i *)(dots + (r - r0)),
                              _mm_sub_epi32(bitnet__hsum4_avx512(c[0], c[1], c[2], c[3]), _mm_set1_epi32(a->sum[0])));
@@ -2389,10 +2396,13 @@ BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1,
                     BITNET__DPBUSD(c03, q0, x); BITNET__DPBUSD(c13, q1, x);
                     BITNET__DPBUSD(c23, q2, x); BITNET__DPBUSD(c33, q3, x);
                 }
-                s[0] = bitnet__hsum4_avx512(c00, c10, c20, c30);
-                s[1] = bitnet__hsum4_avx512(c01, c11, c21, c31);
-                s[2] = bitnet__hsum4_avx512(c02, c12, c22, c32);
-                s[3] = bitnet__hsum4_avx512(c03, c13, c23, c33);
+#define BITNET__S(a, b, c, d) \
+    bitnet__hsum4_avx512(BITNET__Q2_SCALE_AVX512(a), BITNET__Q2_SCALE_AVX512(b), BITNET__Q2_SCALE_AVX512(c), BITNET__Q2_SCALE_AVX512(d))
+                s[0] = BITNET__S(c00, c10, c20, c30);
+                s[1] = BITNET__S(c01, c11, c21, c31);
+                s[2] = BITNET__S(c02, c12, c22, c32);
+                s[3] = BITNET__S(c03, c13, c23, c33);
+#undef BITNET__S
                 for (tt = 0; tt < 4 && t + tt < n_tok; tt++)
                     _mm_storeu_si128((__m128i *)(dots + (size_t)(t + tt) * n_rows + (r - r0)),
                                      _mm_sub_epi32(s[tt], _mm_set1_epi32(a->sum[t + tt])));
@@ -2408,11 +2418,12 @@ BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1,
             for (b = 0; b < n_blocks; b++)
                 BITNET__DPBUSD(c, BITNET__Q2_UNPACK_AVX512(w0 + (size_t)b * BITNET__Q2_0_BYTES),
                                         BITNET__LOAD512(x + (size_t)b * BITNET__QK2_0));
-            dots[(size_t)t * n_rows + (r - r0)] = _mm512_reduce_add_epi32(c) - a->sum[t];
+            dots[(size_t)t * n_rows + (r - r0)] = _mm512_reduce_add_epi32(BITNET__Q2_SCALE_AVX512(c)) - a->sum[t];
         }
     }
 }
 #undef BITNET__Q2_UNPACK_AVX512
+#undef BITNET__Q2_SCALE_AVX512
 #endif /* BITNET__AVX512 */
 
 BITNET__FN void bitnet__q2_dots(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
@@ -2597,42 +2608,81 @@ BITNET__FN void bitnet__head_dots_scalar(const void *head, uint32_t type, int n,
     }
 }
 
-#ifdef BITNET__AVX512
-/* 16 elements of a BF16/F16/F32 row as floats. */
-BITNET__FN __m512 bitnet__load16_avx512(const uint8_t *row, uint32_t type, int k) {
-    if (type == BITNET__TYPE_BF16)
-        return _mm512_castsi512_ps(_mm512_slli_epi32(
-            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k))), 16));
-    if (type == BITNET__TYPE_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k)));
-    return _mm512_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+/* A BF16 value is the top half of a float, so 32 of them (64 bytes) become two
+   vectors of floats with one shift and one mask of their 32-bit lanes: the
+   even-indexed values and the odd-indexed ones.  That is half the work of
+   widening each value, which matters in a kernel that must keep up with the
+   memory.  The SIMD kernels therefore read the hidden state reordered to
+   match, per 32 values: the 16 even-indexed, then the 16 odd-indexed ones
+   (bitnet__head_prepare does it once per token). */
+BITNET__FN void bitnet__head_permute(float *x, int n) {
+    float chunk[32];
+    int c, i;
+    for (c = 0; c + 32 <= n; c += 32) {
+        memcpy(chunk, x + c, sizeof chunk);
+        for (i = 0; i < 16; i++) {
+            x[c + i] = chunk[2 * i];
+            x[c + 16 + i] = chunk[2 * i + 1];
+        }
+    }
 }
 
-/* Four chains over 16-element slices, added as (c0 + c1) + (c2 + c3): the
-   decode and the prompt paths sum every token in this same order, so a
-   prompt's logits equal those of its tokens evaluated one at a time. */
+/* Puts n hidden-state values into the order bitnet__head_dots reads for this type. */
+BITNET__FN void bitnet__head_prepare(uint32_t type, float *x, int n) {
+#ifdef BITNET__AVX2
+    if (type == BITNET__TYPE_BF16) bitnet__head_permute(x, n);
+#else
+    (void)type;
+    (void)x;
+    (void)n;
+#endif
+}
+
+#ifdef BITNET__AVX512
+/* Values k .. k+63 of a row as four vectors of floats, w[j] to be multiplied
+   with x[k + 16j ..] (BF16: in the reordered x). */
+BITNET__FN void bitnet__load64_avx512(const uint8_t *row, uint32_t type, int k, __m512 *w) {
+    if (type == BITNET__TYPE_BF16) {
+        const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+        __m512i v0 = BITNET__LOAD512(row + 2 * (size_t)k), v1 = BITNET__LOAD512(row + 2 * (size_t)k + 64);
+        w[0] = _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16));
+        w[1] = _mm512_castsi512_ps(_mm512_and_si512(v0, high));
+        w[2] = _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16));
+        w[3] = _mm512_castsi512_ps(_mm512_and_si512(v1, high));
+    } else if (type == BITNET__TYPE_F16) {
+        int j;
+        for (j = 0; j < 4; j++) w[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)(k + 16 * j))));
+    } else {
+        int j;
+        for (j = 0; j < 4; j++) w[j] = _mm512_loadu_ps((const float *)(const void *)(row + 4 * (size_t)(k + 16 * j)));
+    }
+}
+
+/* Four chains, added as (c0 + c1) + (c2 + c3): the decode and the prompt
+   paths sum every token in this same order, so a prompt's logits equal those
+   of its tokens evaluated one at a time. */
 #define BITNET__HEAD_CHAINS_AVX512(c, xt)                                                        \
-    c##0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps((xt) + k), c##0);                                 \
-    c##1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps((xt) + k + 16), c##1);                            \
-    c##2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps((xt) + k + 32), c##2);                            \
-    c##3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps((xt) + k + 48), c##3)
+    c##0 = _mm512_fmadd_ps(w[0], _mm512_loadu_ps((xt) + k), c##0);                               \
+    c##1 = _mm512_fmadd_ps(w[1], _mm512_loadu_ps((xt) + k + 16), c##1);                          \
+    c##2 = _mm512_fmadd_ps(w[2], _mm512_loadu_ps((xt) + k + 32), c##2);                          \
+    c##3 = _mm512_fmadd_ps(w[3], _mm512_loadu_ps((xt) + k + 48), c##3)
 #define BITNET__HEAD_SUM_AVX512(c) _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c##0, c##1), _mm512_add_ps(c##2, c##3)))
 
 /* n is a multiple of 64 (the embedding length of every model this loads). */
 BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
                                          int n_tok, float *out, size_t out_stride) {
-    const size_t row_bytes = (size_t)n * (type == BITNET__TYPE_F32 ? 4 : 2);
+    const size_t es = type == BITNET__TYPE_F32 ? 4 : 2, row_bytes = (size_t)n * es;
     int r, t, k;
     for (r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
+        __m512 w[4];
         if (n_tok == 1) {
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (k = 0; k < n; k += 64) {
-                __m512 w0, w1, w2, w3;
                 size_t line;
-                for (line = 0; line < row_bytes / (size_t)n; line++)  /* 64 elements: 2 or 4 cache lines */
-                    _mm_prefetch((const char *)row + (size_t)k * (row_bytes / (size_t)n) + BITNET__PREFETCH + 64 * line, _MM_HINT_T0);
-                w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
-                w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
+                for (line = 0; line < es; line++)  /* 64 values: 2 or 4 cache lines */
+                    _mm_prefetch((const char *)row + (size_t)k * es + BITNET__PREFETCH + 64 * line, _MM_HINT_T0);
+                bitnet__load64_avx512(row, type, k, w);
                 BITNET__HEAD_CHAINS_AVX512(a, x);
             }
             out[r - r0] = BITNET__HEAD_SUM_AVX512(a);
@@ -2648,8 +2698,7 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
             float sums[4];
             int tt;
             for (k = 0; k < n; k += 64) {
-                __m512 w0 = bitnet__load16_avx512(row, type, k), w1 = bitnet__load16_avx512(row, type, k + 16);
-                __m512 w2 = bitnet__load16_avx512(row, type, k + 32), w3 = bitnet__load16_avx512(row, type, k + 48);
+                bitnet__load64_avx512(row, type, k, w);
                 BITNET__HEAD_CHAINS_AVX512(a, x0);
                 BITNET__HEAD_CHAINS_AVX512(b, x1);
                 BITNET__HEAD_CHAINS_AVX512(c, x2);
@@ -2668,20 +2717,32 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
 #endif
 
 #ifdef BITNET__AVX2
-BITNET__FN __m256 bitnet__load8_avx2(const uint8_t *row, uint32_t type, int k) {
-    if (type == BITNET__TYPE_BF16)
-        return _mm256_castsi256_ps(_mm256_slli_epi32(
-            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)k))), 16));
-    if (type == BITNET__TYPE_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)k)));
-    return _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+/* Values k .. k+31 of a row as four vectors of floats, w[j] to be multiplied
+   with x[k + 8j ..] (BF16: in the reordered x). */
+BITNET__FN void bitnet__load32_avx2(const uint8_t *row, uint32_t type, int k, __m256 *w) {
+    if (type == BITNET__TYPE_BF16) {
+        const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k));
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k + 32));
+        w[0] = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16));
+        w[1] = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));
+        w[2] = _mm256_castsi256_ps(_mm256_and_si256(v0, high));
+        w[3] = _mm256_castsi256_ps(_mm256_and_si256(v1, high));
+    } else if (type == BITNET__TYPE_F16) {
+        int j;
+        for (j = 0; j < 4; j++) w[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)(k + 8 * j))));
+    } else {
+        int j;
+        for (j = 0; j < 4; j++) w[j] = _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)(k + 8 * j)));
+    }
 }
 
 /* As for AVX-512: four chains per token, the same order for one token or two. */
 #define BITNET__HEAD_CHAINS_AVX2(c, xt)                                                          \
-    c##0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps((xt) + k), c##0);                                 \
-    c##1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps((xt) + k + 8), c##1);                             \
-    c##2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps((xt) + k + 16), c##2);                            \
-    c##3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps((xt) + k + 24), c##3)
+    c##0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps((xt) + k), c##0);                               \
+    c##1 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps((xt) + k + 8), c##1);                           \
+    c##2 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps((xt) + k + 16), c##2);                          \
+    c##3 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps((xt) + k + 24), c##3)
 #define BITNET__HEAD_SUM_AVX2(c) bitnet__hsum_ps_avx2(_mm256_add_ps(_mm256_add_ps(c##0, c##1), _mm256_add_ps(c##2, c##3)))
 
 BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
@@ -2692,10 +2753,9 @@ BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, i
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
         for (t = 0; t < n_tok; t += 2) {  /* each converted row slice serves two tokens */
             const float *x0 = x + (size_t)t * n, *x1 = t + 1 < n_tok ? x0 + n : x0;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, w[4];
             for (k = 0; k < n; k += 32) {
-                __m256 w0 = bitnet__load8_avx2(row, type, k), w1 = bitnet__load8_avx2(row, type, k + 8);
-                __m256 w2 = bitnet__load8_avx2(row, type, k + 16), w3 = bitnet__load8_avx2(row, type, k + 24);
+                bitnet__load32_avx2(row, type, k, w);
                 BITNET__HEAD_CHAINS_AVX2(a, x0);
                 if (n_tok > 1) { BITNET__HEAD_CHAINS_AVX2(b, x1); }
             }
@@ -2782,9 +2842,13 @@ BITNET__FN void bitnet__attend(const float *q, const float *keys, const float *v
 
 /* ---- thread pool ----
    Workers spin briefly between jobs (a decode step posts ~150 jobs, too many
-   for a sleep and wake-up each), then sleep on a condition variable.  Needs
-   the GCC/Clang atomic builtins; elsewhere, and with BITNET_NO_THREADS, every
-   job runs on the calling thread. */
+   for a sleep and wake-up each), then sleep on a condition variable.  The
+   caller, once it has no items left, spins a little for the workers to finish
+   theirs and then sleeps too: when other processes take cores, a worker may be
+   waiting for one, and a spinning caller would hold it (this made decoding
+   10x slower on a busy 2-core machine).  Spinners also yield now and then.
+   Needs the GCC/Clang atomic builtins; elsewhere, and with BITNET_NO_THREADS,
+   every job runs on the calling thread. */
 #if !defined(BITNET_NO_THREADS) && (defined(__GNUC__) || defined(__clang__))
 #define BITNET__THREADS 1
 #include <sched.h>
@@ -2796,7 +2860,9 @@ BITNET__FN void bitnet__attend(const float *q, const float *keys, const float *v
 #else
 #define BITNET__PAUSE() ((void)0)
 #endif
-#define BITNET__SPINS (1 << 16)  /* pauses before an idle worker sleeps (about a millisecond) */
+#define BITNET__SPINS (1 << 16)      /* pauses before an idle worker sleeps (~2 ms at 27 ns a pause) */
+#define BITNET__WAIT_SPINS (1 << 11) /* pauses before the caller sleeps until the workers finish (~50 us) */
+#define BITNET__YIELD_EVERY 1024     /* pauses between sched_yield calls while spinning */
 #endif
 
 typedef void (*bitnet__job_fn)(void *job, int item, int thread);
@@ -2812,15 +2878,16 @@ struct bitnet__pool {
 #ifdef BITNET__THREADS
     pthread_t *threads;
     bitnet__worker *workers;
-    int sync_ready;          /* lock and wake are initialized */
+    int sync_ready;          /* lock, wake and done are initialized */
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake;     /* workers wait here for a job */
+    pthread_cond_t done;     /* the caller waits here for the workers to finish */
     /* the current job: written by the caller before it bumps `generation` */
     bitnet__job_fn fn;
     void *job;
     int n_items;
     /* touched by several threads: only through the atomic builtins */
-    int next_item, n_finished, n_sleeping, quit;
+    int next_item, n_finished, n_sleeping, caller_sleeping, quit;
     unsigned generation;
 #endif
 };
@@ -2838,7 +2905,11 @@ BITNET__FN void *bitnet__worker_main(void *arg) {
     for (;;) {
         int spins = 0;
         while ((generation = BITNET__ATOMIC_LOAD(&pool->generation)) == seen) {
-            if (++spins < BITNET__SPINS) { BITNET__PAUSE(); continue; }
+            if (++spins < BITNET__SPINS) {
+                if (spins % BITNET__YIELD_EVERY == 0) sched_yield();
+                else BITNET__PAUSE();
+                continue;
+            }
             /* Sleep.  The caller bumps `generation` before it reads `n_sleeping`,
                and we count ourselves in before we re-read `generation`, so one
                of us sees the other and no wake-up is lost. */
@@ -2852,7 +2923,14 @@ BITNET__FN void *bitnet__worker_main(void *arg) {
         seen = generation;
         if (BITNET__ATOMIC_LOAD(&pool->quit)) return NULL;
         bitnet__pool_take_items(pool, self->index);
-        BITNET__ATOMIC_ADD(&pool->n_finished, 1);
+        /* the last one to finish wakes the caller if it sleeps (the same
+           two-sided handshake as above, on n_finished and caller_sleeping) */
+        if (BITNET__ATOMIC_ADD(&pool->n_finished, 1) + 1 == pool->n_threads - 1 &&
+            BITNET__ATOMIC_LOAD(&pool->caller_sleeping)) {
+            pthread_mutex_lock(&pool->lock);
+            pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->lock);
+        }
     }
 }
 #endif
@@ -2869,6 +2947,7 @@ BITNET__FN void bitnet__pool_stop(bitnet__pool *pool) {
         for (i = 0; i < pool->n_threads - 1; i++) pthread_join(pool->threads[i], NULL);
     }
     if (pool->sync_ready) {
+        pthread_cond_destroy(&pool->done);
         pthread_cond_destroy(&pool->wake);
         pthread_mutex_destroy(&pool->lock);
     }
@@ -2895,6 +2974,12 @@ BITNET__FN int bitnet__pool_start(bitnet__pool *pool, int n_threads, bitnet_erro
             return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a mutex for the thread pool");
         }
         if (pthread_cond_init(&pool->wake, NULL) != 0) {
+            pthread_mutex_destroy(&pool->lock);
+            bitnet__pool_stop(pool);
+            return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a condition variable for the thread pool");
+        }
+        if (pthread_cond_init(&pool->done, NULL) != 0) {
+            pthread_cond_destroy(&pool->wake);
             pthread_mutex_destroy(&pool->lock);
             bitnet__pool_stop(pool);
             return bitnet__fail(err, BITNET_E_NOMEM, "cannot create a condition variable for the thread pool");
@@ -2936,10 +3021,18 @@ BITNET__FN void bitnet__pool_run(bitnet__pool *pool, bitnet__job_fn fn, void *jo
             pthread_mutex_unlock(&pool->lock);
         }
         bitnet__pool_take_items(pool, 0);
-        /* yield now and then: with more threads than cores a worker may need ours */
-        while (BITNET__ATOMIC_LOAD(&pool->n_finished) < pool->n_threads - 1)
-            if (++spins % 1024 == 0) sched_yield();
-            else BITNET__PAUSE();
+        while (BITNET__ATOMIC_LOAD(&pool->n_finished) < pool->n_threads - 1) {
+            if (++spins < BITNET__WAIT_SPINS) {
+                if (spins % BITNET__YIELD_EVERY == 0) sched_yield();
+                else BITNET__PAUSE();
+                continue;
+            }
+            pthread_mutex_lock(&pool->lock);
+            BITNET__ATOMIC_STORE(&pool->caller_sleeping, 1);
+            while (BITNET__ATOMIC_LOAD(&pool->n_finished) < pool->n_threads - 1) pthread_cond_wait(&pool->done, &pool->lock);
+            BITNET__ATOMIC_STORE(&pool->caller_sleeping, 0);
+            pthread_mutex_unlock(&pool->lock);
+        }
         return;
     }
 #else
@@ -3186,6 +3279,7 @@ BITNET__FN int bitnet__use_lm_head_q8(bitnet_context *ctx, bitnet_error *err) {
             h->scale = (float *)BITNET_MALLOC((size_t)m->hp.n_vocab * sizeof(float));
             h->sum = (int32_t *)BITNET_MALLOC((size_t)m->hp.n_vocab * sizeof(int32_t));
         }
+        if (h && h->q) bitnet__advise_huge_pages(h->q, (size_t)m->hp.n_vocab * m->hp.n_embd);
         if (!h || !h->q || !h->scale || !h->sum) {
             bitnet__lm_head_q8_free(h);
             rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory for the int8 LM head (%zu bytes)",
@@ -3269,6 +3363,8 @@ BITNET__FN void bitnet__forward(bitnet_context *ctx, const bitnet_token *tokens,
             if (ctx->head_q8)
                 bitnet__quantize(h, n_embd, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t],
                                  &ctx->acts.sum[t]);
+            else
+                bitnet__head_prepare(m->output_type, h, n_embd);
         }
         hj.ctx = ctx;
         hj.n_tok = n_out;
