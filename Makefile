@@ -1,7 +1,9 @@
 # bitnet.h - build the examples and tools, run the tests.
 #   make            build every example and tool into build/ (with CUDA when nvcc is found)
 #   make test       the whole CPU test suite (also an ASan+UBSan build of the tests)
+#   make bench      build the benchmarks (tests/bench_*.c) into build/
 #   make CUDA=0     build without CUDA even where nvcc exists
+#   make model      download microsoft/bitnet-b1.58-2B-4T from Hugging Face and convert it
 CC      ?= cc
 CXX     ?= c++
 OPT     ?= -O2 -march=native
@@ -37,15 +39,16 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
 ASAN_TESTS:= $(patsubst tests/%.c,build/asan/%,$(TEST_SRCS))
 TEST_SCRIPTS := $(wildcard tests/t_*.sh)
+BENCHES   := $(patsubst tests/%.c,build/%,$(wildcard tests/bench_*.c))
 
-.PHONY: all test check-headers clean gpu
+.PHONY: all test bench check-headers clean model gpu
 all: $(EXAMPLES)
 
 build/bitnet_cuda.o: bitnet_cuda.cu bitnet.h
 	@mkdir -p build
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-build/%: examples/%.c bitnet.h $(CUDA_OBJ)
+build/%: examples/%.c bitnet.h $(wildcard examples/*.h) $(CUDA_OBJ)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) $(CUDA_DEFS) -I. $< $(CUDA_OBJ) -o $@ $(CUDA_LIBS) $(LDLIBS)
 
@@ -65,6 +68,13 @@ build/gpu/gpu_model_kv32: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
 	@mkdir -p build/gpu
 	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -c bitnet_cuda.cu -o build/gpu/bitnet_cuda_kv32.o
 	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/bitnet_cuda_kv32.o -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+# Benchmarks: programs that print tables (make bench).
+build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
+
+bench: $(BENCHES)
 
 build/tests/%: tests/%.c tests/test.h bitnet.h
 	@mkdir -p build/tests
@@ -88,7 +98,10 @@ check-headers: $(HEADER_CHECK) bitnet.h
 	done
 
 test: $(TESTS) $(ASAN_TESTS) $(EXAMPLES) $(GPU_PROGS)
-	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(addprefix bash ,$(TEST_SCRIPTS))
+	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(foreach s,$(TEST_SCRIPTS),"bash $(s)")
+
+model:
+	examples/download_model.sh
 
 clean:
 	rm -rf build
