@@ -28,7 +28,7 @@ run() {  # run LOG NAME CMD...: append to $out/LOG, record the PASS/FAIL counts
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem --format=csv 2>&1 | tee "$out/gpu.txt"
-[ -x build/gpu/gpu_kernels ] && [ -x build/random_model ] || make -j8 all gpu >"$out/build.log" 2>&1 || { echo "build failed"; tail -30 "$out/build.log"; exit 1; }
+[ -x build/gpu/gpu_kernels ] && [ -x build/random_model ] && [ -x build/convert ] || make -j8 all gpu >"$out/build.log" 2>&1 || { echo "build failed"; tail -30 "$out/build.log"; exit 1; }
 # cuBLAS for the kernel benchmark: the toolkit's, else the one PyTorch ships
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
          $(python3 -c 'import nvidia.cublas as m; print(m.__path__[0] + "/lib")' 2>/dev/null); do
@@ -55,6 +55,14 @@ run tests.log kv32-tiny   build/gpu/gpu_model_kv32 "$tmp/tiny.gguf" 64 16 0.05 1
 run tests.log kv32-mid    build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.05 1e-5
 run tests.log kv32-wide1  build/gpu/gpu_model_kv32 "$tmp/wide1.gguf" 32 8 0.05 1e-5
 run tests.log kv32-2b4t   build/gpu/gpu_model_kv32 "$tmp/2b4t.gguf" 24 8 0.2
+# the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
+for d in tests/fixtures/*/; do
+  [ -e "$d/config.json" ] || continue
+  f=$tmp/fixture-$(basename "$d").gguf
+  build/convert -q "$d" "$f" >/dev/null 2>&1 || { echo "conversion of $d failed"; continue; }
+  run tests.log "fixture-$(basename "$d")" build/gpu/gpu_model "$f" 64 16 0.2
+  run tests.log "kv32-fixture-$(basename "$d")" build/gpu/gpu_model_kv32 "$f" 64 16 0.05 1e-5
+done
 if [ "$mode" != quick ]; then
   : >"$out/sanitizer.log"
   for tool in memcheck racecheck initcheck; do

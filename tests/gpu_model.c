@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
     cp.backend = BITNET_BACKEND_CUDA;
     gpu = bitnet_context_create(model, &cp, &err);
     if (!gpu) {
-        if (err.code == BITNET_E_BACKEND && strstr(err.message, "no CUDA device")) {
+        if ((err.code == BITNET_E_BACKEND && strstr(err.message, "no CUDA device")) || err.code == BITNET_E_UNSUPPORTED) {
             printf("SKIP gpu_model: %s\n", err.message);
             bitnet_model_free(model);
             return 0;
