@@ -345,6 +345,74 @@ BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hpar
 
 #endif /* BITNET_H */
 
+/* ---------------------------------------------------------------------------
+   Internal: the C ABI between this header and bitnet_cuda.cu (not for users).
+   The header packs the weights on the host ("Host-side packing for the GPU
+   kernels") and hands plain pointers to bitnet_cuda.cu, which uploads them and
+   runs the decode step.  Errors come back as BITNET_E_* codes, message in err.
+   ------------------------------------------------------------------------- */
+#if (defined(BITNET_CUDA) && defined(BITNET_IMPLEMENTATION)) || defined(BITNET_CUDA_SOURCE)
+#ifndef BITNET__CUDA_ABI_H
+#define BITNET__CUDA_ABI_H
+#ifdef __cplusplus
+#define BITNET__CUDA_FN extern "C"
+#else
+#define BITNET__CUDA_FN extern
+#endif
+
+typedef struct bitnet__cuda_shape {
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+    int relu2;                /* FFN activation: 1 ReLU^2, 0 SiLU */
+    int embd_f16;             /* element type of the embedding and LM head: 0 bf16, 1 f16 */
+    int tied;                 /* the LM head is the token embedding */
+    float rms_eps;
+} bitnet__cuda_shape;
+
+/* One layer in host memory, the matrices already in the GPU layout:
+     qkv      n_embd + 2 kv_dim rows: per head (q heads, k heads, v heads) and per
+              16-row tile j, dims 8j..8j+7 then their RoPE partners half + 8j..
+     gate_up  2 n_ff rows: per tile t, gate rows 8t..8t+7 then up rows 8t..8t+7 */
+typedef struct bitnet__cuda_layer {
+    const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
+    const uint8_t *qkv, *wo, *gate_up, *down;
+    float q_scale, k_scale, v_scale, o_scale, gate_scale, up_scale, down_scale;
+} bitnet__cuda_layer;
+
+/* Checks the shape and the device, uploads the embedding (and the untied LM head),
+   the final norm and the RoPE frequencies (head_dim / 2 floats); the layers follow
+   with bitnet__cuda_model_set_layer. */
+BITNET__CUDA_FN int bitnet__cuda_model_create(const bitnet__cuda_shape *shape, int device, const void *tok_embd,
+                                              const void *output, const float *output_norm, const float *rope_inv_freq,
+                                              void **out, bitnet_error *err);
+BITNET__CUDA_FN int bitnet__cuda_model_set_layer(void *model, int layer, const bitnet__cuda_layer *w, bitnet_error *err);
+BITNET__CUDA_FN void bitnet__cuda_model_free(void *model);
+/* Bytes of device memory the model holds; the device it is on. */
+BITNET__CUDA_FN size_t bitnet__cuda_model_bytes(const void *model);
+BITNET__CUDA_FN int bitnet__cuda_model_device(const void *model);
+/* Number of CUDA devices (0 when there is no driver or no device). */
+BITNET__CUDA_FN int bitnet__cuda_device_count(void);
+/* A context: KV cache for n_ctx positions, buffers, the captured decode step.  The
+   int8 LM head is built on the device the first time a context asks for it. */
+BITNET__CUDA_FN int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_int8, void **out, bitnet_error *err);
+BITNET__CUDA_FN void bitnet__cuda_context_free(void *ctx);
+BITNET__CUDA_FN size_t bitnet__cuda_context_bytes(const void *ctx);
+/* Runs one decode step: token at position pos (0 <= pos < n_ctx; the cache holds
+   positions 0 .. pos - 1).  token -1: the argmax of the step before (which must
+   have run at pos - 1), fed on the device.  next: where to store the argmax of the
+   logits, or NULL (then the call may return before the GPU is done). */
+BITNET__CUDA_FN int bitnet__cuda_decode(void *ctx, bitnet_token token, int pos, bitnet_token *next, bitnet_error *err);
+/* Copies the logits of the last step (n_vocab floats) to host memory. */
+BITNET__CUDA_FN int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error *err);
+/* Benchmark diagnostics: one step at pos, kernel by kernel, microseconds per kind
+   of kernel: QKV, attention, O, gate/up, down, LM head. */
+BITNET__CUDA_FN int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err);
+/* Benchmark diagnostics: recaptures the step with kernels overlapping in another
+   way (0 none, 1 early launch, 2 late launch; see bitnet_cuda.cu, bitnet__launch);
+   returns the mode in effect or an error. */
+BITNET__CUDA_FN int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err);
+#endif
+#endif
+
 /* ===========================================================================
    ===========================================================================
                                IMPLEMENTATION
@@ -1953,8 +2021,156 @@ BITNET_API int bitnet_model_describe(const bitnet_model *m, char *buf, size_t si
 
 /* ===========================================================================
    Host-side packing for the GPU kernels
-   =========================================================================== */
-/* (GPU layout section: owned by the CUDA work) */
+   ===========================================================================
+   GPU layout of an n x k ternary matrix (n % 16 == 0, k % 32 == 0), as the W2A8
+   GEMV of bitnet_cuda.cu reads it:
+
+     - Rows come in tiles of 16.  Tile t (rows 16t .. 16t+15) is one contiguous
+       run of 4k bytes, so a GEMV thread block fetches its whole tile with one
+       bulk copy (and any run of columns of it with one more).
+     - Inside a tile, columns come in chunks of 16.  Chunk c (columns 16c ..
+       16c+15) is 64 bytes: four 16-byte groups, group g holding rows 4g .. 4g+3
+       as four little-endian 32-bit words.  A thread that loads one group gets 4
+       rows x 16 columns and needs only one 16-byte load of activations for them.
+     - A word holds the 16 values of one row in that chunk as 2-bit codes
+       (code = value + 1, so -1, 0, 1 -> 0, 1, 2: the same codes as Q2_0) in the
+       seed kernel's interleaved order: value j sits at bits 2 * (4 * (j % 4) + j / 4).
+       Then (word >> 2s) & 0x03030303 is values 4s .. 4s+3 as four bytes, ready
+       for dp4a against four int8 activations; the GEMV subtracts the sum of the
+       activations once at the end to undo the +1.
+
+   Byte offset of the word of row r, chunk c:
+       ((r / 16) * (k / 16) + c) * 64 + (r % 16) / 4 * 16 + (r % 4) * 4
+
+   This differs from the seed's 16x32 blocks (which the kernel benchmark keeps as
+   its baseline) in two ways: a whole 16-row tile is one contiguous copy, and one
+   16-byte load carries 4 rows of the same columns (tests/PERF.md has the timings).
+*/
+
+/* Q2_0 keeps 16 consecutive codes of a row as a plain little-endian word (value e
+   at bits 2e); the GPU word wants value e at bits 2 * (4 * (e % 4) + e / 4).  Seen as
+   a 4 x 4 matrix of 2-bit fields (row = e / 4, column = e % 4) that is a transpose,
+   done with two delta swaps: the off-diagonal 2 x 2 blocks, then inside each block. */
+BITNET__FN uint32_t bitnet__gpu_interleave(uint32_t x) {
+    uint32_t t = ((x >> 12) ^ x) & 0x0000f0f0u;
+    x ^= t ^ (t << 12);
+    t = ((x >> 6) ^ x) & 0x00cc00ccu;
+    x ^= t ^ (t << 6);
+    return x;
+}
+
+BITNET_API size_t bitnet_gpu_packed_size(int n, int k) {
+    if (n <= 0 || k <= 0 || n % 16 || k % 32) return 0;
+    return (size_t)n * (size_t)k / 4;
+}
+
+BITNET__FN size_t bitnet__gpu_word_offset(int r, int c, int k) {
+    return ((size_t)(r / 16) * (size_t)(k / 16) + (size_t)c) * 64 + (size_t)(r % 16 / 4 * 16 + r % 4 * 4);
+}
+
+BITNET_API int bitnet_gpu_pack(const int8_t *w, int n, int k, uint8_t *packed) {
+    int r, c, j;
+    if (!w || !packed || !bitnet_gpu_packed_size(n, k)) return BITNET_E_ARG;
+    for (r = 0; r < n; r++)
+        for (c = 0; c < k / 16; c++) {
+            uint32_t nat = 0;
+            const int8_t *v = w + (size_t)r * (size_t)k + (size_t)c * 16;
+            uint8_t *dst = packed + bitnet__gpu_word_offset(r, c, k);
+            for (j = 0; j < 16; j++) {
+                if (v[j] < -1 || v[j] > 1) return BITNET_E_ARG;
+                nat |= (uint32_t)(v[j] + 1) << (2 * j);
+            }
+            nat = bitnet__gpu_interleave(nat);
+            for (j = 0; j < 4; j++) dst[j] = (uint8_t)(nat >> (8 * j));
+        }
+    return BITNET_OK;
+}
+
+BITNET_API int bitnet_gpu_unpack(const uint8_t *packed, int n, int k, int8_t *w) {
+    int r, c, j;
+    if (!w || !packed || !bitnet_gpu_packed_size(n, k)) return BITNET_E_ARG;
+    for (r = 0; r < n; r++)
+        for (c = 0; c < k / 16; c++) {
+            const uint8_t *src = packed + bitnet__gpu_word_offset(r, c, k);
+            uint32_t word = (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24;
+            uint32_t nat = bitnet__gpu_interleave(word); /* a transpose is its own inverse */
+            for (j = 0; j < 16; j++) w[(size_t)r * (size_t)k + (size_t)c * 16 + (size_t)j] = (int8_t)((int)(nat >> (2 * j) & 3) - 1);
+        }
+    return BITNET_OK;
+}
+
+/* Packs one 16-row tile straight from Q2_0 rows (the model file's bytes): rows[i]
+   is row i of the tile, k values long (k % 64 == 0).  The upload builds its fused
+   matrices (Q/K/V with RoPE pairs, gate/up interleaved) by choosing the rows. */
+BITNET__FN void bitnet__gpu_pack_tile_q2(uint8_t *tile, const uint8_t *const rows[16], int k) {
+    int i, c;
+    for (i = 0; i < 16; i++)
+        for (c = 0; c < k / 16; c++) {
+            const uint8_t *qs = rows[i] + (size_t)(c / 4) * BITNET__Q2_0_BYTES + 2 + (size_t)(c % 4) * 4;
+            uint32_t nat = (uint32_t)qs[0] | (uint32_t)qs[1] << 8 | (uint32_t)qs[2] << 16 | (uint32_t)qs[3] << 24;
+            uint32_t word = bitnet__gpu_interleave(nat);
+            uint8_t *dst = tile + (size_t)c * 64 + (size_t)(i / 4 * 16 + i % 4 * 4);
+            dst[0] = (uint8_t)word; dst[1] = (uint8_t)(word >> 8); dst[2] = (uint8_t)(word >> 16); dst[3] = (uint8_t)(word >> 24);
+        }
+}
+
+/* The decode step fuses matrices that read the same input, and orders their rows
+   so that each 16-row tile carries what its epilogue needs:
+     Q/K/V    per head (the q heads, then the k heads, then the v heads) and per
+              tile j of the head: dims 8j..8j+7, then their RoPE partners
+              head_dim/2 + 8j .. (a rotation never leaves its tile)
+     gate/up  tile t: gate rows 8t..8t+7, then up rows 8t..8t+7 (act(gate) * up
+              happens in the tile) */
+BITNET__FN void bitnet__gpu_pack_qkv(const bitnet_hparams *hp, const bitnet__layer *L, uint8_t *dst) {
+    const int hd = hp->head_dim, half = hd / 2, k = hp->n_embd;
+    int head, j, i;
+    for (head = 0; head < hp->n_head + 2 * hp->n_head_kv; head++) {
+        const bitnet__qweight *w = head < hp->n_head ? &L->wq : head < hp->n_head + hp->n_head_kv ? &L->wk : &L->wv;
+        int h = head < hp->n_head ? head : head < hp->n_head + hp->n_head_kv ? head - hp->n_head : head - hp->n_head - hp->n_head_kv;
+        for (j = 0; j < hd / 16; j++) {
+            const uint8_t *rows[16];
+            for (i = 0; i < 16; i++) {
+                int r = h * hd + (i < 8 ? 8 * j + i : half + 8 * j + i - 8);
+                rows[i] = w->q + (size_t)r * w->row_bytes;
+            }
+            bitnet__gpu_pack_tile_q2(dst, rows, k);
+            dst += (size_t)k * 4;
+        }
+    }
+}
+
+BITNET__FN void bitnet__gpu_pack_gate_up(const bitnet__layer *L, uint8_t *dst) {
+    const int k = L->gate.cols;
+    int t, i;
+    for (t = 0; t < L->gate.rows / 8; t++) {
+        const uint8_t *rows[16];
+        for (i = 0; i < 8; i++) {
+            rows[i] = L->gate.q + (size_t)(8 * t + i) * L->gate.row_bytes;
+            rows[8 + i] = L->up.q + (size_t)(8 * t + i) * L->up.row_bytes;
+        }
+        bitnet__gpu_pack_tile_q2(dst, rows, k);
+        dst += (size_t)k * 4;
+    }
+}
+
+/* A whole matrix in its own row order. */
+BITNET__FN void bitnet__gpu_pack_matrix(const bitnet__qweight *w, uint8_t *dst) {
+    int t, i;
+    for (t = 0; t < w->rows / 16; t++) {
+        const uint8_t *rows[16];
+        for (i = 0; i < 16; i++) rows[i] = w->q + (size_t)(16 * t + i) * w->row_bytes;
+        bitnet__gpu_pack_tile_q2(dst + (size_t)t * w->cols * 4, rows, w->cols);
+    }
+}
+
+/* The CUDA backend's hooks into the context API (defined in "CUDA backend glue";
+   without BITNET_CUDA they only say that the backend is not compiled in). */
+BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const bitnet_context_params *p, bitnet_error *err);
+BITNET__FN void bitnet__cuda_context_release(bitnet_context *ctx);
+BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits, bitnet_error *err);
+BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx);
+BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
+                                        bitnet_error *err);
 
 /* ===========================================================================
    Neural-net blocks on the CPU: quantization, ternary matvec, norms, RoPE
@@ -3398,7 +3614,7 @@ BITNET__FN int bitnet__online_cores(void) {
 
 BITNET_API void bitnet_context_free(bitnet_context *ctx) {
     if (!ctx) return;
-    /* CUDA backend: release ctx->cuda here. */
+    bitnet__cuda_context_release(ctx);
     bitnet__pool_stop(&ctx->pool);
     BITNET_FREE(ctx->k_cache);
     BITNET_FREE(ctx->v_cache);
@@ -3450,12 +3666,11 @@ BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitn
         bitnet__fail(err, BITNET_E_ARG, "unknown backend %d", (int)p.backend);
         return NULL;
     }
-    if (p.backend == BITNET_BACKEND_CUDA) {
-        /* CUDA backend: create the CUDA context here (BITNET_CUDA builds). */
-        bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in (define BITNET_CUDA and link bitnet_cuda.cu)");
-        return NULL;
+    if (p.backend != BITNET_BACKEND_CPU) {
+        /* CUDA, or AUTO where the CUDA backend is compiled in and a device works */
+        ctx = bitnet__cuda_context_new(model, &p, err);
+        if (ctx || p.backend == BITNET_BACKEND_CUDA) return ctx;
     }
-    /* BITNET_BACKEND_AUTO: the CPU (the CUDA backend claims AUTO where a device is present) */
 
     ctx = (bitnet_context *)bitnet__calloc(1, sizeof *ctx);
     if (!ctx) { bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); return NULL; }
@@ -3565,15 +3780,16 @@ BITNET_API int bitnet_eval(bitnet_context *ctx, const bitnet_token *tokens, int 
     if (n_tokens > ctx->n_ctx - ctx->n_past)
         return bitnet__fail(err, BITNET_E_CONTEXT_FULL, "%d tokens do not fit in the context: %d of %d positions are used",
                             n_tokens, ctx->n_past, ctx->n_ctx);
-    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval here. */
-    if ((rc = bitnet__cpu_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err)) != BITNET_OK) return rc;
+    if (ctx->cuda) rc = bitnet__cuda_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err);
+    else rc = bitnet__cpu_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err);
+    if (rc != BITNET_OK) return rc;
     bitnet__ok(err);
     return BITNET_OK;
 }
 
 BITNET_API const float *bitnet_logits(bitnet_context *ctx, int i) {
     if (!ctx || ctx->n_logits == 0) return NULL;
-    /* CUDA backend: copy the logits from the device here when they are not on the host yet. */
+    if (ctx->cuda && bitnet__cuda_logits_to_host(ctx) != BITNET_OK) return NULL;
     if (i == -1) i = ctx->n_batch - 1;
     if (i < ctx->n_batch - ctx->n_logits || i >= ctx->n_batch) return NULL;
     return ctx->logits + (size_t)(i - (ctx->n_batch - ctx->n_logits)) * ctx->model->hp.n_vocab;
@@ -3584,7 +3800,7 @@ BITNET_API int bitnet_eval_sample(bitnet_context *ctx, bitnet_token token, bitne
     int rc;
     if (!sampler || !next)
         return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval_sample: %s is NULL", sampler ? "next" : "sampler");
-    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval-and-sample here. */
+    if (ctx && ctx->cuda) return bitnet__cuda_eval_sample(ctx, token, sampler, next, err);
     if ((rc = bitnet_eval(ctx, &token, 1, 0, err)) != BITNET_OK) return rc;
     *next = bitnet_sampler_sample(sampler, bitnet_logits(ctx, -1), ctx->model->hp.n_vocab);
     return BITNET_OK;
@@ -7032,7 +7248,252 @@ fail:
 /* ===========================================================================
    CUDA backend glue (bitnet_cuda.cu)
    =========================================================================== */
-#ifndef BITNET_CUDA
+/* The header's half of the CUDA backend: it packs each layer's ternary matrices
+   into the GPU layout on the host (one layer at a time, so the host needs only one
+   layer's worth of scratch) and hands them to bitnet_cuda.cu, which keeps the
+   uploaded model in model->cuda for every CUDA context of the model. */
+#ifdef BITNET_CUDA
+
+BITNET__FN int bitnet__cuda_model_upload(bitnet_model *m, int device, bitnet_error *err) {
+    const bitnet_hparams *hp = &m->hp;
+    bitnet__cuda_shape shape;
+    float *inv_freq;
+    uint8_t *scratch;
+    size_t e = (size_t)hp->n_embd, f = (size_t)hp->n_ff, kv = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t qkv_bytes = (e + 2 * kv) * e / 4, wo_bytes = e * e / 4, gu_bytes = 2 * f * e / 4;
+    int i, l, rc;
+    void *cm = NULL;
+    if (m->tok_embd_type == BITNET__TYPE_F32 || m->output_type == BITNET__TYPE_F32 || m->tok_embd_type != m->output_type)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: the embedding and LM head must both be BF16 or both F16 (file has %s / %s)",
+                            bitnet__ggml_type_name(m->tok_embd_type), bitnet__ggml_type_name(m->output_type));
+    if (hp->head_dim % 16 || hp->n_ff % 16)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: head dimension %d and FFN size %d must be multiples of 16",
+                            hp->head_dim, hp->n_ff);
+    memset(&shape, 0, sizeof shape);
+    shape.n_layer = hp->n_layer;
+    shape.n_embd = hp->n_embd;
+    shape.n_ff = hp->n_ff;
+    shape.n_head = hp->n_head;
+    shape.n_head_kv = hp->n_head_kv;
+    shape.head_dim = hp->head_dim;
+    shape.n_vocab = hp->n_vocab;
+    shape.relu2 = m->act == BITNET__ACT_RELU2;
+    shape.embd_f16 = m->tok_embd_type == BITNET__TYPE_F16;
+    shape.tied = hp->tied_embeddings;
+    shape.rms_eps = hp->rms_eps;
+    inv_freq = (float *)bitnet__calloc((size_t)hp->head_dim / 2, sizeof(float));
+    scratch = (uint8_t *)BITNET_MALLOC(qkv_bytes + wo_bytes + 2 * gu_bytes);
+    if (!inv_freq || !scratch) {
+        BITNET_FREE(inv_freq);
+        BITNET_FREE(scratch);
+        return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for packing a layer for the GPU");
+    }
+    /* the CPU path's RoPE frequencies, bit for bit */
+    for (i = 0; i < hp->head_dim / 2; i++) inv_freq[i] = 1.0f / powf(hp->rope_theta, (float)(2 * i) / (float)hp->head_dim);
+    rc = bitnet__cuda_model_create(&shape, device, m->tok_embd, m->output, m->output_norm, inv_freq, &cm, err);
+    for (l = 0; rc == BITNET_OK && l < hp->n_layer; l++) {
+        const bitnet__layer *L = &m->layers[l];
+        bitnet__cuda_layer cl;
+        cl.attn_norm = L->attn_norm;
+        cl.attn_sub_norm = L->attn_sub_norm;
+        cl.ffn_norm = L->ffn_norm;
+        cl.ffn_sub_norm = L->ffn_sub_norm;
+        cl.qkv = scratch;
+        cl.wo = scratch + qkv_bytes;
+        cl.gate_up = scratch + qkv_bytes + wo_bytes;
+        cl.down = scratch + qkv_bytes + wo_bytes + gu_bytes;
+        bitnet__gpu_pack_qkv(hp, L, (uint8_t *)cl.qkv);
+        bitnet__gpu_pack_matrix(&L->wo, (uint8_t *)cl.wo);
+        bitnet__gpu_pack_gate_up(L, (uint8_t *)cl.gate_up);
+        bitnet__gpu_pack_matrix(&L->down, (uint8_t *)cl.down);
+        cl.q_scale = L->wq.scale;
+        cl.k_scale = L->wk.scale;
+        cl.v_scale = L->wv.scale;
+        cl.o_scale = L->wo.scale;
+        cl.gate_scale = L->gate.scale;
+        cl.up_scale = L->up.scale;
+        cl.down_scale = L->down.scale;
+        rc = bitnet__cuda_model_set_layer(cm, l, &cl, err);
+    }
+    BITNET_FREE(inv_freq);
+    BITNET_FREE(scratch);
+    if (rc != BITNET_OK) {
+        bitnet__cuda_model_free(cm);
+        return rc;
+    }
+    m->cuda = cm;
+    return BITNET_OK;
+}
+
+/* The model on `device`, uploaded by the first CUDA context that needs it.  Call
+   with model->cuda_lock held. */
+BITNET__FN int bitnet__cuda_model_get(bitnet_model *m, int device, bitnet_error *err) {
+    if (!m->cuda) return bitnet__cuda_model_upload(m, device, err);
+    if (bitnet__cuda_model_device(m->cuda) != device)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: the model is already on CUDA device %d; one model serves one device",
+                            bitnet__cuda_model_device(m->cuda));
+    return BITNET_OK;
+}
+
+BITNET__FN void bitnet__cuda_model_release(bitnet_model *model) {
+    if (model->cuda) bitnet__cuda_model_free(model->cuda);
+    model->cuda = NULL;
+}
+
+/* ctx->cuda of a CUDA context.  The context struct's host fields keep their
+   meaning (n_past, n_batch, n_logits, logits); the logits stay on the device
+   until bitnet_logits asks for them. */
+typedef struct bitnet__cuda_glue {
+    void *dev;              /* bitnet_cuda.cu's context */
+    int logits_on_host;     /* ctx->logits holds the last eval's logits */
+} bitnet__cuda_glue;
+
+BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const bitnet_context_params *p, bitnet_error *err) {
+    const bitnet_hparams *hp = &model->hp;
+    bitnet_context *ctx;
+    bitnet__cuda_glue *g;
+    int rc;
+    if (p->cuda_device < 0) {
+        if (p->backend == BITNET_BACKEND_CUDA) bitnet__fail(err, BITNET_E_ARG, "cuda_device %d is negative", p->cuda_device);
+        return NULL;
+    }
+    if (bitnet__cuda_device_count() <= p->cuda_device) {
+        if (p->backend == BITNET_BACKEND_CUDA)
+            bitnet__fail(err, bitnet__cuda_device_count() ? BITNET_E_ARG : BITNET_E_BACKEND,
+                         "CUDA backend: no CUDA device %d (%d found)", p->cuda_device, bitnet__cuda_device_count());
+        return NULL;
+    }
+    ctx = (bitnet_context *)bitnet__calloc(1, sizeof *ctx);
+    g = (bitnet__cuda_glue *)bitnet__calloc(1, sizeof *g);
+    if (ctx) ctx->logits = (float *)bitnet__calloc((size_t)hp->n_vocab, sizeof(float));
+    if (!ctx || !g || !ctx->logits) {
+        if (ctx) BITNET_FREE(ctx->logits);
+        BITNET_FREE(ctx);
+        BITNET_FREE(g);
+        bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    ctx->model = model;
+    ctx->backend = BITNET_BACKEND_CUDA;
+    ctx->n_ctx = p->n_ctx ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    ctx->n_threads = 1;
+    ctx->logits_cap = (size_t)hp->n_vocab;
+    ctx->cuda = g;
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_lock(&model->cuda_lock);
+#endif
+    rc = bitnet__cuda_model_get(model, p->cuda_device, err);
+    if (rc == BITNET_OK) rc = bitnet__cuda_context_create(model->cuda, ctx->n_ctx, p->lm_head_int8, &g->dev, err);
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_unlock(&model->cuda_lock);
+#endif
+    if (rc != BITNET_OK) {
+        bitnet_context_free(ctx);
+        return NULL;
+    }
+    bitnet__ok(err);
+    return ctx;
+}
+
+BITNET__FN void bitnet__cuda_context_release(bitnet_context *ctx) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    if (!g) return;
+    bitnet__cuda_context_free(g->dev);
+    BITNET_FREE(g);
+    ctx->cuda = NULL;
+}
+
+/* A prompt runs as one decode step per token (the graph), without waiting for the
+   GPU in between unless every token's logits are wanted. */
+BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits, bitnet_error *err) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    const size_t n_vocab = (size_t)ctx->model->hp.n_vocab;
+    int i, rc;
+    if (all_logits && (size_t)n_tokens * n_vocab > ctx->logits_cap) {
+        float *l = (size_t)n_tokens > SIZE_MAX / sizeof(float) / n_vocab
+                       ? NULL
+                       : (float *)BITNET_REALLOC(ctx->logits, (size_t)n_tokens * n_vocab * sizeof(float));
+        if (!l) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for the logits of %d tokens", n_tokens);
+        ctx->logits = l;
+        ctx->logits_cap = (size_t)n_tokens * n_vocab;
+    }
+    g->logits_on_host = 0;
+    ctx->n_logits = 0;
+    for (i = 0; i < n_tokens; i++) {
+        rc = bitnet__cuda_decode(g->dev, tokens[i], ctx->n_past + i, NULL, err);
+        if (rc == BITNET_OK && all_logits) rc = bitnet__cuda_get_logits(g->dev, ctx->logits + (size_t)i * n_vocab, err);
+        if (rc != BITNET_OK) return rc;
+    }
+    ctx->n_past += n_tokens;
+    ctx->n_batch = n_tokens;
+    ctx->n_logits = all_logits ? n_tokens : 1;
+    g->logits_on_host = all_logits;
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    if (g->logits_on_host) return BITNET_OK;
+    if (bitnet__cuda_get_logits(g->dev, ctx->logits, NULL) != BITNET_OK) return BITNET_E_BACKEND;
+    g->logits_on_host = 1;
+    return BITNET_OK;
+}
+
+/* Greedy sampling without a repetition penalty is the argmax the decode step
+   computes on the GPU: only the token id crosses to the host.  Anything else
+   samples on the host from the full logits (exact, one 4n_vocab-byte copy). */
+BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
+                                        bitnet_error *err) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    const int n_vocab = ctx->model->hp.n_vocab;
+    bitnet_token pen;
+    int rc;
+    if (token < 0 || token >= n_vocab)
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval_sample: token %d is outside the vocabulary of %d", (int)token, n_vocab);
+    if (ctx->n_past >= ctx->n_ctx)
+        return bitnet__fail(err, BITNET_E_CONTEXT_FULL, "1 token does not fit in the context: %d of %d positions are used", ctx->n_past,
+                            ctx->n_ctx);
+    ctx->n_logits = 0;
+    if (sampler->p.temperature <= 0 && bitnet__sampler_penalty_tokens(sampler, &pen, 1) == 0) {
+        if ((rc = bitnet__cuda_decode(g->dev, token, ctx->n_past, next, err)) != BITNET_OK) return rc;
+        g->logits_on_host = 0;
+        /* what bitnet_sampler_sample does for a greedy pick */
+        sampler->has_pending_u = 0;
+        bitnet__sampler_record(sampler, *next);
+    } else {
+        if ((rc = bitnet__cuda_decode(g->dev, token, ctx->n_past, NULL, err)) != BITNET_OK ||
+            (rc = bitnet__cuda_get_logits(g->dev, ctx->logits, err)) != BITNET_OK)
+            return rc;
+        g->logits_on_host = 1;
+        *next = bitnet_sampler_sample(sampler, ctx->logits, n_vocab);
+    }
+    ctx->n_past++;
+    ctx->n_batch = 1;
+    ctx->n_logits = 1;
+    bitnet__ok(err);
+    return BITNET_OK;
+}
+
+#else
+/* Without BITNET_CUDA no context ever has ctx->cuda set, so only the first of
+   these is ever reached. */
+BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const bitnet_context_params *p, bitnet_error *err) {
+    (void)model;
+    if (p->backend == BITNET_BACKEND_CUDA)
+        bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in (define BITNET_CUDA and link bitnet_cuda.cu)");
+    return NULL;
+}
+BITNET__FN void bitnet__cuda_context_release(bitnet_context *ctx) { (void)ctx; }
+BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits, bitnet_error *err) {
+    (void)ctx; (void)tokens; (void)n_tokens; (void)all_logits;
+    return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in");
+}
+BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx) { (void)ctx; return BITNET_E_UNSUPPORTED; }
+BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
+                                        bitnet_error *err) {
+    (void)ctx; (void)token; (void)sampler; (void)next;
+    return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in");
+}
 BITNET__FN void bitnet__cuda_model_release(bitnet_model *model) { (void)model; }
 #endif
 
