@@ -3,6 +3,7 @@
 #   make test       the whole CPU test suite (also an ASan+UBSan build of the tests)
 #   make bench      build the benchmarks (tests/bench_*.c) into build/
 #   make CUDA=0     build without CUDA even where nvcc exists
+#   make model      download microsoft/bitnet-b1.58-2B-4T from Hugging Face and convert it
 CC      ?= cc
 CXX     ?= c++
 OPT     ?= -O2 -march=native
@@ -26,26 +27,52 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcuda
 endif
 
 EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
+# GPU tests and benchmarks (tests/gpu_*): built wherever nvcc is, run by tests/gpu.sh
+# on a machine with a GPU; their host code targets a generic x86-64 with AVX2
+# because they run on another machine than the one that builds them.
+GPU_HOST_ARCH ?= -march=x86-64-v3
+ifeq ($(CUDA),1)
+GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
+             build/gpu/gpu_model_kv32
+endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
 ASAN_TESTS:= $(patsubst tests/%.c,build/asan/%,$(TEST_SRCS))
 TEST_SCRIPTS := $(wildcard tests/t_*.sh)
 BENCHES   := $(patsubst tests/%.c,build/%,$(wildcard tests/bench_*.c))
 
-.PHONY: all test bench check-headers clean
+.PHONY: all test bench check-headers clean model gpu
 all: $(EXAMPLES)
 
 build/bitnet_cuda.o: bitnet_cuda.cu bitnet.h
 	@mkdir -p build
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-build/%: examples/%.c bitnet.h $(CUDA_OBJ)
+build/%: examples/%.c bitnet.h $(wildcard examples/*.h) $(CUDA_OBJ)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) $(CUDA_DEFS) -I. $< $(CUDA_OBJ) -o $@ $(CUDA_LIBS) $(LDLIBS)
 
-build/bench_%: tests/bench_%.c bitnet.h
+gpu: $(GPU_PROGS)
+
+build/gpu/gpu_bench_gemv: GPU_LIBS := -lcublas
+build/gpu/%: tests/%.cu tests/test.h bitnet.h bitnet_cuda.cu
+	@mkdir -p build/gpu
+	$(NVCC) $(NVCCFLAGS) -Xcompiler $(GPU_HOST_ARCH) -I. -Itests $< -o $@ $(GPU_LIBS)
+
+build/gpu/%: tests/%.c tests/test.h bitnet.h $(CUDA_OBJ)
+	@mkdir -p build/gpu
+	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests -I$(CUDA_HOME)/include $< $(CUDA_OBJ) -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+# the whole-model test again with a float32 KV cache (BITNET_CUDA_KV_F32)
+build/gpu/gpu_model_kv32: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
+	@mkdir -p build/gpu
+	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -c bitnet_cuda.cu -o build/gpu/bitnet_cuda_kv32.o
+	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/bitnet_cuda_kv32.o -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+# Benchmarks: programs that print tables (make bench).
+build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(WARN) -I. $< -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(WARN) -I. -Itests $< -o $@ $(LDLIBS)
 
 bench: $(BENCHES)
 
@@ -70,8 +97,11 @@ check-headers: $(HEADER_CHECK) bitnet.h
 	  done; \
 	done
 
-test: $(TESTS) $(ASAN_TESTS) $(EXAMPLES)
-	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(addprefix bash ,$(TEST_SCRIPTS))
+test: $(TESTS) $(ASAN_TESTS) $(EXAMPLES) $(GPU_PROGS)
+	@tests/run.sh "$(MAKE) -s check-headers" $(TESTS) $(ASAN_TESTS) $(foreach s,$(TEST_SCRIPTS),"bash $(s)")
+
+model:
+	examples/download_model.sh
 
 clean:
 	rm -rf build

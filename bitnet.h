@@ -322,6 +322,17 @@ typedef struct bitnet_convert_params {
     void *progress_user;
 } bitnet_convert_params;
 
+/* Converts a Hugging Face BitNet b1.58 checkpoint directory (config.json,
+   model.safetensors or model-0000N-of-0000M.safetensors with
+   model.safetensors.index.json, tokenizer.json, tokenizer_config.json) into a model
+   file: bf16/f16/f32 master weights are ternarized as transformers does, packed
+   weights are unpacked (linear_class bitlinear and autobitlinear).  Everything is
+   checked before the output is created; anything this library would run
+   differently from transformers is an error naming the field or tensor.  Memory
+   stays near the size of the largest projection; the file is written as
+   out_path + ".tmp" and renamed when complete (removed on failure).  params may be
+   NULL.  Returns BITNET_OK or a BITNET_E_* code (BITNET_E_CANCELLED when progress
+   asked to stop). */
 BITNET_API int bitnet_convert_hf(const char *hf_dir, const char *out_path,
                                  const bitnet_convert_params *params, bitnet_error *err);
 
@@ -333,6 +344,74 @@ BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hpar
                                          bitnet_error *err);
 
 #endif /* BITNET_H */
+
+/* ---------------------------------------------------------------------------
+   Internal: the C ABI between this header and bitnet_cuda.cu (not for users).
+   The header packs the weights on the host ("Host-side packing for the GPU
+   kernels") and hands plain pointers to bitnet_cuda.cu, which uploads them and
+   runs the decode step.  Errors come back as BITNET_E_* codes, message in err.
+   ------------------------------------------------------------------------- */
+#if (defined(BITNET_CUDA) && defined(BITNET_IMPLEMENTATION)) || defined(BITNET_CUDA_SOURCE)
+#ifndef BITNET__CUDA_ABI_H
+#define BITNET__CUDA_ABI_H
+#ifdef __cplusplus
+#define BITNET__CUDA_FN extern "C"
+#else
+#define BITNET__CUDA_FN extern
+#endif
+
+typedef struct bitnet__cuda_shape {
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+    int relu2;                /* FFN activation: 1 ReLU^2, 0 SiLU */
+    int embd_f16;             /* element type of the embedding and LM head: 0 bf16, 1 f16 */
+    int tied;                 /* the LM head is the token embedding */
+    float rms_eps;
+} bitnet__cuda_shape;
+
+/* One layer in host memory, the matrices already in the GPU layout:
+     qkv      n_embd + 2 kv_dim rows: per head (q heads, k heads, v heads) and per
+              16-row tile j, dims 8j..8j+7 then their RoPE partners half + 8j..
+     gate_up  2 n_ff rows: per tile t, gate rows 8t..8t+7 then up rows 8t..8t+7 */
+typedef struct bitnet__cuda_layer {
+    const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
+    const uint8_t *qkv, *wo, *gate_up, *down;
+    float q_scale, k_scale, v_scale, o_scale, gate_scale, up_scale, down_scale;
+} bitnet__cuda_layer;
+
+/* Checks the shape and the device, uploads the embedding (and the untied LM head),
+   the final norm and the RoPE frequencies (head_dim / 2 floats); the layers follow
+   with bitnet__cuda_model_set_layer. */
+BITNET__CUDA_FN int bitnet__cuda_model_create(const bitnet__cuda_shape *shape, int device, const void *tok_embd,
+                                              const void *output, const float *output_norm, const float *rope_inv_freq,
+                                              void **out, bitnet_error *err);
+BITNET__CUDA_FN int bitnet__cuda_model_set_layer(void *model, int layer, const bitnet__cuda_layer *w, bitnet_error *err);
+BITNET__CUDA_FN void bitnet__cuda_model_free(void *model);
+/* Bytes of device memory the model holds; the device it is on. */
+BITNET__CUDA_FN size_t bitnet__cuda_model_bytes(const void *model);
+BITNET__CUDA_FN int bitnet__cuda_model_device(const void *model);
+/* Number of CUDA devices (0 when there is no driver or no device). */
+BITNET__CUDA_FN int bitnet__cuda_device_count(void);
+/* A context: KV cache for n_ctx positions, buffers, the captured decode step.  The
+   int8 LM head is built on the device the first time a context asks for it. */
+BITNET__CUDA_FN int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_int8, void **out, bitnet_error *err);
+BITNET__CUDA_FN void bitnet__cuda_context_free(void *ctx);
+BITNET__CUDA_FN size_t bitnet__cuda_context_bytes(const void *ctx);
+/* Runs one decode step: token at position pos (0 <= pos < n_ctx; the cache holds
+   positions 0 .. pos - 1).  token -1: the argmax of the step before (which must
+   have run at pos - 1), fed on the device.  next: where to store the argmax of the
+   logits, or NULL (then the call may return before the GPU is done). */
+BITNET__CUDA_FN int bitnet__cuda_decode(void *ctx, bitnet_token token, int pos, bitnet_token *next, bitnet_error *err);
+/* Copies the logits of the last step (n_vocab floats) to host memory. */
+BITNET__CUDA_FN int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error *err);
+/* Benchmark diagnostics: one step at pos, kernel by kernel, microseconds per kind
+   of kernel: QKV, attention, O, gate/up, down, LM head. */
+BITNET__CUDA_FN int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err);
+/* Benchmark diagnostics: recaptures the step with kernels overlapping in another
+   way (0 none, 1 early launch, 2 late launch; see bitnet_cuda.cu, bitnet__launch);
+   returns the mode in effect or an error. */
+BITNET__CUDA_FN int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err);
+#endif
+#endif
 
 /* ===========================================================================
    ===========================================================================
@@ -1943,8 +2022,156 @@ BITNET_API int bitnet_model_describe(const bitnet_model *m, char *buf, size_t si
 
 /* ===========================================================================
    Host-side packing for the GPU kernels
-   =========================================================================== */
-/* (GPU layout section: owned by the CUDA work) */
+   ===========================================================================
+   GPU layout of an n x k ternary matrix (n % 16 == 0, k % 32 == 0), as the W2A8
+   GEMV of bitnet_cuda.cu reads it:
+
+     - Rows come in tiles of 16.  Tile t (rows 16t .. 16t+15) is one contiguous
+       run of 4k bytes, so a GEMV thread block fetches its whole tile with one
+       bulk copy (and any run of columns of it with one more).
+     - Inside a tile, columns come in chunks of 16.  Chunk c (columns 16c ..
+       16c+15) is 64 bytes: four 16-byte groups, group g holding rows 4g .. 4g+3
+       as four little-endian 32-bit words.  A thread that loads one group gets 4
+       rows x 16 columns and needs only one 16-byte load of activations for them.
+     - A word holds the 16 values of one row in that chunk as 2-bit codes
+       (code = value + 1, so -1, 0, 1 -> 0, 1, 2: the same codes as Q2_0) in the
+       seed kernel's interleaved order: value j sits at bits 2 * (4 * (j % 4) + j / 4).
+       Then (word >> 2s) & 0x03030303 is values 4s .. 4s+3 as four bytes, ready
+       for dp4a against four int8 activations; the GEMV subtracts the sum of the
+       activations once at the end to undo the +1.
+
+   Byte offset of the word of row r, chunk c:
+       ((r / 16) * (k / 16) + c) * 64 + (r % 16) / 4 * 16 + (r % 4) * 4
+
+   This differs from the seed's 16x32 blocks (which the kernel benchmark keeps as
+   its baseline) in two ways: a whole 16-row tile is one contiguous copy, and one
+   16-byte load carries 4 rows of the same columns (tests/PERF.md has the timings).
+*/
+
+/* Q2_0 keeps 16 consecutive codes of a row as a plain little-endian word (value e
+   at bits 2e); the GPU word wants value e at bits 2 * (4 * (e % 4) + e / 4).  Seen as
+   a 4 x 4 matrix of 2-bit fields (row = e / 4, column = e % 4) that is a transpose,
+   done with two delta swaps: the off-diagonal 2 x 2 blocks, then inside each block. */
+BITNET__FN uint32_t bitnet__gpu_interleave(uint32_t x) {
+    uint32_t t = ((x >> 12) ^ x) & 0x0000f0f0u;
+    x ^= t ^ (t << 12);
+    t = ((x >> 6) ^ x) & 0x00cc00ccu;
+    x ^= t ^ (t << 6);
+    return x;
+}
+
+BITNET_API size_t bitnet_gpu_packed_size(int n, int k) {
+    if (n <= 0 || k <= 0 || n % 16 || k % 32) return 0;
+    return (size_t)n * (size_t)k / 4;
+}
+
+BITNET__FN size_t bitnet__gpu_word_offset(int r, int c, int k) {
+    return ((size_t)(r / 16) * (size_t)(k / 16) + (size_t)c) * 64 + (size_t)(r % 16 / 4 * 16 + r % 4 * 4);
+}
+
+BITNET_API int bitnet_gpu_pack(const int8_t *w, int n, int k, uint8_t *packed) {
+    int r, c, j;
+    if (!w || !packed || !bitnet_gpu_packed_size(n, k)) return BITNET_E_ARG;
+    for (r = 0; r < n; r++)
+        for (c = 0; c < k / 16; c++) {
+            uint32_t nat = 0;
+            const int8_t *v = w + (size_t)r * (size_t)k + (size_t)c * 16;
+            uint8_t *dst = packed + bitnet__gpu_word_offset(r, c, k);
+            for (j = 0; j < 16; j++) {
+                if (v[j] < -1 || v[j] > 1) return BITNET_E_ARG;
+                nat |= (uint32_t)(v[j] + 1) << (2 * j);
+            }
+            nat = bitnet__gpu_interleave(nat);
+            for (j = 0; j < 4; j++) dst[j] = (uint8_t)(nat >> (8 * j));
+        }
+    return BITNET_OK;
+}
+
+BITNET_API int bitnet_gpu_unpack(const uint8_t *packed, int n, int k, int8_t *w) {
+    int r, c, j;
+    if (!w || !packed || !bitnet_gpu_packed_size(n, k)) return BITNET_E_ARG;
+    for (r = 0; r < n; r++)
+        for (c = 0; c < k / 16; c++) {
+            const uint8_t *src = packed + bitnet__gpu_word_offset(r, c, k);
+            uint32_t word = (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24;
+            uint32_t nat = bitnet__gpu_interleave(word); /* a transpose is its own inverse */
+            for (j = 0; j < 16; j++) w[(size_t)r * (size_t)k + (size_t)c * 16 + (size_t)j] = (int8_t)((int)(nat >> (2 * j) & 3) - 1);
+        }
+    return BITNET_OK;
+}
+
+/* Packs one 16-row tile straight from Q2_0 rows (the model file's bytes): rows[i]
+   is row i of the tile, k values long (k % 64 == 0).  The upload builds its fused
+   matrices (Q/K/V with RoPE pairs, gate/up interleaved) by choosing the rows. */
+BITNET__FN void bitnet__gpu_pack_tile_q2(uint8_t *tile, const uint8_t *const rows[16], int k) {
+    int i, c;
+    for (i = 0; i < 16; i++)
+        for (c = 0; c < k / 16; c++) {
+            const uint8_t *qs = rows[i] + (size_t)(c / 4) * BITNET__Q2_0_BYTES + 2 + (size_t)(c % 4) * 4;
+            uint32_t nat = (uint32_t)qs[0] | (uint32_t)qs[1] << 8 | (uint32_t)qs[2] << 16 | (uint32_t)qs[3] << 24;
+            uint32_t word = bitnet__gpu_interleave(nat);
+            uint8_t *dst = tile + (size_t)c * 64 + (size_t)(i / 4 * 16 + i % 4 * 4);
+            dst[0] = (uint8_t)word; dst[1] = (uint8_t)(word >> 8); dst[2] = (uint8_t)(word >> 16); dst[3] = (uint8_t)(word >> 24);
+        }
+}
+
+/* The decode step fuses matrices that read the same input, and orders their rows
+   so that each 16-row tile carries what its epilogue needs:
+     Q/K/V    per head (the q heads, then the k heads, then the v heads) and per
+              tile j of the head: dims 8j..8j+7, then their RoPE partners
+              head_dim/2 + 8j .. (a rotation never leaves its tile)
+     gate/up  tile t: gate rows 8t..8t+7, then up rows 8t..8t+7 (act(gate) * up
+              happens in the tile) */
+BITNET__FN void bitnet__gpu_pack_qkv(const bitnet_hparams *hp, const bitnet__layer *L, uint8_t *dst) {
+    const int hd = hp->head_dim, half = hd / 2, k = hp->n_embd;
+    int head, j, i;
+    for (head = 0; head < hp->n_head + 2 * hp->n_head_kv; head++) {
+        const bitnet__qweight *w = head < hp->n_head ? &L->wq : head < hp->n_head + hp->n_head_kv ? &L->wk : &L->wv;
+        int h = head < hp->n_head ? head : head < hp->n_head + hp->n_head_kv ? head - hp->n_head : head - hp->n_head - hp->n_head_kv;
+        for (j = 0; j < hd / 16; j++) {
+            const uint8_t *rows[16];
+            for (i = 0; i < 16; i++) {
+                int r = h * hd + (i < 8 ? 8 * j + i : half + 8 * j + i - 8);
+                rows[i] = w->q + (size_t)r * w->row_bytes;
+            }
+            bitnet__gpu_pack_tile_q2(dst, rows, k);
+            dst += (size_t)k * 4;
+        }
+    }
+}
+
+BITNET__FN void bitnet__gpu_pack_gate_up(const bitnet__layer *L, uint8_t *dst) {
+    const int k = L->gate.cols;
+    int t, i;
+    for (t = 0; t < L->gate.rows / 8; t++) {
+        const uint8_t *rows[16];
+        for (i = 0; i < 8; i++) {
+            rows[i] = L->gate.q + (size_t)(8 * t + i) * L->gate.row_bytes;
+            rows[8 + i] = L->up.q + (size_t)(8 * t + i) * L->up.row_bytes;
+        }
+        bitnet__gpu_pack_tile_q2(dst, rows, k);
+        dst += (size_t)k * 4;
+    }
+}
+
+/* A whole matrix in its own row order. */
+BITNET__FN void bitnet__gpu_pack_matrix(const bitnet__qweight *w, uint8_t *dst) {
+    int t, i;
+    for (t = 0; t < w->rows / 16; t++) {
+        const uint8_t *rows[16];
+        for (i = 0; i < 16; i++) rows[i] = w->q + (size_t)(16 * t + i) * w->row_bytes;
+        bitnet__gpu_pack_tile_q2(dst + (size_t)t * w->cols * 4, rows, w->cols);
+    }
+}
+
+/* The CUDA backend's hooks into the context API (defined in "CUDA backend glue";
+   without BITNET_CUDA they only say that the backend is not compiled in). */
+BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const bitnet_context_params *p, bitnet_error *err);
+BITNET__FN void bitnet__cuda_context_release(bitnet_context *ctx);
+BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits, bitnet_error *err);
+BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx);
+BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
+                                        bitnet_error *err);
 
 /* ===========================================================================
    Neural-net blocks on the CPU: quantization, ternary matvec, norms, RoPE
@@ -3434,7 +3661,7 @@ BITNET__FN int bitnet__online_cores(void) {
 
 BITNET_API void bitnet_context_free(bitnet_context *ctx) {
     if (!ctx) return;
-    /* CUDA backend: release ctx->cuda here. */
+    bitnet__cuda_context_release(ctx);
     bitnet__pool_stop(&ctx->pool);
     BITNET_FREE(ctx->arena);
     BITNET_FREE(ctx->logits);
@@ -3464,12 +3691,11 @@ BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitn
         bitnet__fail(err, BITNET_E_ARG, "unknown backend %d", (int)p.backend);
         return NULL;
     }
-    if (p.backend == BITNET_BACKEND_CUDA) {
-        /* CUDA backend: create the CUDA context here (BITNET_CUDA builds). */
-        bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in (define BITNET_CUDA and link bitnet_cuda.cu)");
-        return NULL;
+    if (p.backend != BITNET_BACKEND_CPU) {
+        /* CUDA, or AUTO where the CUDA backend is compiled in and a device works */
+        ctx = bitnet__cuda_context_new(model, &p, err);
+        if (ctx || p.backend == BITNET_BACKEND_CUDA) return ctx;
     }
-    /* BITNET_BACKEND_AUTO: the CPU (the CUDA backend claims AUTO where a device is present) */
 
     ctx = (bitnet_context *)bitnet__calloc(1, sizeof *ctx);
     if (!ctx) { bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); return NULL; }
@@ -3605,15 +3831,16 @@ BITNET_API int bitnet_eval(bitnet_context *ctx, const bitnet_token *tokens, int 
     if (n_tokens > ctx->n_ctx - ctx->n_past)
         return bitnet__fail(err, BITNET_E_CONTEXT_FULL, "%d tokens do not fit in the context: %d of %d positions are used",
                             n_tokens, ctx->n_past, ctx->n_ctx);
-    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval here. */
-    if ((rc = bitnet__cpu_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err)) != BITNET_OK) return rc;
+    if (ctx->cuda) rc = bitnet__cuda_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err);
+    else rc = bitnet__cpu_eval(ctx, tokens, n_tokens, flags & BITNET_EVAL_ALL_LOGITS, err);
+    if (rc != BITNET_OK) return rc;
     bitnet__ok(err);
     return BITNET_OK;
 }
 
 BITNET_API const float *bitnet_logits(bitnet_context *ctx, int i) {
     if (!ctx || ctx->n_logits == 0) return NULL;
-    /* CUDA backend: copy the logits from the device here when they are not on the host yet. */
+    if (ctx->cuda && bitnet__cuda_logits_to_host(ctx) != BITNET_OK) return NULL;
     if (i == -1) i = ctx->n_batch - 1;
     if (i < ctx->n_batch - ctx->n_logits || i >= ctx->n_batch) return NULL;
     return ctx->logits + (size_t)(i - (ctx->n_batch - ctx->n_logits)) * ctx->model->hp.n_vocab;
@@ -3624,7 +3851,7 @@ BITNET_API int bitnet_eval_sample(bitnet_context *ctx, bitnet_token token, bitne
     int rc;
     if (!sampler || !next)
         return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval_sample: %s is NULL", sampler ? "next" : "sampler");
-    /* CUDA backend: if (ctx->backend == BITNET_BACKEND_CUDA) return its eval-and-sample here. */
+    if (ctx && ctx->cuda) return bitnet__cuda_eval_sample(ctx, token, sampler, next, err);
     if ((rc = bitnet_eval(ctx, &token, 1, 0, err)) != BITNET_OK) return rc;
     *next = bitnet_sampler_sample(sampler, bitnet_logits(ctx, -1), ctx->model->hp.n_vocab);
     return BITNET_OK;
@@ -3671,6 +3898,19 @@ BITNET_API void bitnet_context_reset(bitnet_context *ctx) {
    its own that is neither a letter, a number nor a space (so it groups like
    punctuation), and its byte is encoded by its byte token like any other.
    Decoding gives back exactly the bytes that were encoded, valid or not.
+
+   Unicode: the letter / number / space classes are Unicode 16.0 (the table below is
+   generated from the UCD by tests/gen_unicode_tables.py), as in Hugging Face
+   tokenizers 0.23, whose split of every code point tests/test_tokenizer.c checks.
+   \s is the White_Space property (U+0085 is a space, U+FEFF is not), as in the
+   Rust regex engines (Oniguruma in tokenizers, fancy-regex in tiktoken).  The
+   JavaScript peers differ there (JavaScript's \s has U+FEFF and lacks U+0085) and
+   in the version (node 20 has Unicode 17.0: letters added in 17.0 are letters
+   there and "other" here).  Tables from older Unicode data (Debian 12's UCD is
+   15.0) make the ~5000 letters and digits added in 15.1 and 16.0 "other".
+
+   Decoding is exact: the bytes that were encoded.  (transformers' decode also
+   applies clean_up_tokenization_spaces, which removes spaces before punctuation.)
 
    Token strings in tokenizer.json and in the model file are in the byte-level
    alphabet: byte b is written as the code point b where b is printable
@@ -4723,7 +4963,7 @@ struct bitnet__tokenizer {
     /* added tokens, matched in the text before pre-tokenization */
     bitnet__strmap specials;  /* by text */
     int n_specials;
-    size_t special_lens[64];  /* the distinct lengths, longest first */
+    size_t special_lens[256]; /* the distinct lengths, longest first */
     int n_special_lens;
     uint8_t special_start[8192]; /* bit (s[0] << 8 | s[1]) set: some special text starts so */
     uint8_t special_byte[32]; /* bit s[0] set: a one-byte special text */
@@ -4732,10 +4972,12 @@ struct bitnet__tokenizer {
     bitnet_token bos;
     const char *chat_template;
     size_t chat_template_len;
+    void *owned_file;         /* the model-file bytes, when the tokenizer owns them */
 };
 
 BITNET__FN void bitnet__tokenizer_free(bitnet__tokenizer *t) {
     if (!t) return;
+    BITNET_FREE(t->owned_file);
     BITNET_FREE((void *)t->text);
     BITNET_FREE(t->text_len);
     BITNET_FREE((void *)t->piece);
@@ -4965,6 +5207,38 @@ fail:
 
 BITNET__FN int bitnet__tokenizer_load(bitnet_model *model, bitnet_error *err) {
     return bitnet__tokenizer_build(&model->gguf, model->hp.n_vocab, &model->tokenizer, err);
+}
+
+/* Builds a tokenizer straight from a vocabulary, through its model-file form so
+   that it is checked exactly as a loaded one (for tools and tests). */
+BITNET__FN int bitnet__tokenizer_from_vocab(const bitnet__vocab *v, bitnet__tokenizer **out, bitnet_error *err) {
+    bitnet__gguf_writer w;
+    bitnet__gguf g;
+    uint8_t *file;
+    size_t size;
+    int rc, i;
+    *out = NULL;
+    memset(&w, 0, sizeof w);
+    bitnet__vocab_write_gguf(&w, v);
+    size = 24 + w.kv_len;
+    file = w.failed ? NULL : (uint8_t *)BITNET_MALLOC(size);
+    if (!file) {
+        bitnet__gguf_writer_free(&w);
+        return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    }
+    memcpy(file, "GGUF", 4);
+    for (i = 0; i < 4; i++) file[4 + i] = (uint8_t)(3u >> (8 * i));
+    for (i = 0; i < 8; i++) file[8 + i] = 0; /* no tensors */
+    for (i = 0; i < 8; i++) file[16 + i] = (uint8_t)(w.n_kv >> (8 * i));
+    memcpy(file + 24, w.kv, w.kv_len);
+    bitnet__gguf_writer_free(&w);
+    rc = bitnet__gguf_parse(&g, file, size, err);
+    if (rc == BITNET_OK) rc = bitnet__tokenizer_build(&g, v->n_tokens, out, err);
+    bitnet__gguf_free(&g);
+    if (rc == BITNET_OK && !*out) rc = bitnet__fail(err, BITNET_E_FORMAT, "the vocabulary is empty");
+    if (rc) BITNET_FREE(file);
+    else (*out)->owned_file = file;
+    return rc;
 }
 
 /* ---- BPE on one piece ---- */
@@ -5635,8 +5909,22 @@ BITNET__FN int bitnet__ranks_before(const float *v, int a, int b) {
     return x > y || (x == y && a < b);
 }
 
-/* Puts the c best of ids[0..n) first, in rank order (quickselect, then insertion
-   sort of the head: c is small in practice). */
+/* Puts the c best of ids[0..n) first, in rank order: quickselect, then a heap sort
+   of the head (O(n + c log c), so a flat distribution over a large vocabulary
+   stays fast). */
+BITNET__FN void bitnet__sift_down(const float *v, int *ids, int root, int end) {
+    for (;;) {
+        int child = 2 * root + 1, t;
+        if (child >= end) return;
+        /* a min-heap in rank order: the root ranks last, so popping it fills the
+           array from the back in rank order */
+        if (child + 1 < end && bitnet__ranks_before(v, ids[child], ids[child + 1])) child++;
+        if (!bitnet__ranks_before(v, ids[root], ids[child])) return;
+        t = ids[root]; ids[root] = ids[child]; ids[child] = t;
+        root = child;
+    }
+}
+
 BITNET__FN void bitnet__select_top(const float *v, int *ids, int n, int c) {
     int lo = 0, hi = n - 1, i;
     if (c > n) c = n;
@@ -5650,11 +5938,10 @@ BITNET__FN void bitnet__select_top(const float *v, int *ids, int n, int c) {
         if (a == c - 1 || a == c) break;
         if (a < c) lo = a + 1; else hi = a - 1;
     }
-    /* heap-free sort of the head: merge-insertion is fine for c up to a few thousand */
-    for (i = 1; i < c; i++) {
-        int x = ids[i], j = i - 1;
-        while (j >= 0 && bitnet__ranks_before(v, x, ids[j])) { ids[j + 1] = ids[j]; j--; }
-        ids[j + 1] = x;
+    for (i = c / 2 - 1; i >= 0; i--) bitnet__sift_down(v, ids, i, c);
+    for (i = c - 1; i > 0; i--) {
+        int t = ids[0]; ids[0] = ids[i]; ids[i] = t;
+        bitnet__sift_down(v, ids, 0, i);
     }
 }
 
@@ -5813,7 +6100,993 @@ BITNET__FN int bitnet__sampler_finish(bitnet_sampler *s, const bitnet_token *ids
 /* ===========================================================================
    Converter: JSON, safetensors, Hugging Face checkpoint -> model file
    =========================================================================== */
-/* (converter section) */
+/* Turns a Hugging Face BitNet b1.58 checkpoint directory into one model file.
+
+   Input: config.json, model.safetensors (or model-0000N-of-0000M.safetensors with
+   model.safetensors.index.json), tokenizer.json and tokenizer_config.json.  The
+   layouts of the official releases, as transformers (integrations/bitnet.py,
+   models/bitnet) reads them, all work:
+
+     quantization_config                  projection weights      what a layer computes
+     autobitlinear, online (the *-bf16    float [out][in]         x . ternary(W) / s, with
+       master weights)                                            s = 1/mean|W| (WeightQuant)
+     bitlinear (the packed release;       uint8 [out/4][in] and   x . T / weight_scale
+       default when fields are absent)    weight_scale [1]
+     autobitlinear, offline               uint8 [out/4][in] and   x . T * weight_scale
+                                          weight_scale [1]
+
+   Packed weights hold 4 ternary values per byte along the output dimension: value
+   (i * out/4 + r, c) is bits 2i..2i+1 of byte (r, c), stored as value + 1.  Online
+   ternarization follows WeightQuant exactly: float32 throughout, the absmean clamped
+   to at least 1e-5, t = round(w * s) with round-half-even, clamped to [-1, 1] (so
+   t = 1 exactly when w * s > 1/2).  Each projection becomes a Q2_0 tensor with d = 1
+   and a .scale tensor with its multiplier (1/s, 1/weight_scale or weight_scale) as
+   a float32, the one rounding of the whole conversion.
+
+   HF tensor                                   model file tensor
+   model.embed_tokens.weight                   token_embd.weight (dtype kept)
+   lm_head.weight (when not tied)              output.weight (dtype kept)
+   model.norm.weight                           output_norm.weight (F32)
+   model.layers.N.input_layernorm.weight       blk.N.attn_norm.weight (F32)
+   model.layers.N.self_attn.{q,k,v,o}_proj     blk.N.attn_{q,k,v,output}.{weight,scale}
+   model.layers.N.self_attn.attn_sub_norm      blk.N.attn_sub_norm.weight (F32)
+   model.layers.N.post_attention_layernorm     blk.N.ffn_norm.weight (F32)
+   model.layers.N.mlp.{gate,up,down}_proj      blk.N.ffn_{gate,up,down}.{weight,scale}
+   model.layers.N.mlp.ffn_sub_norm             blk.N.ffn_sub_norm.weight (F32)
+
+   Q and K rows keep the Hugging Face order (RoPE rotates the two halves of each
+   head).  Tensors the model does not use (rotary inv_freq buffers, lm_head.weight
+   of a tied model, which transformers replaces by the embedding) are skipped.
+   Everything is validated before the output is created; weights are streamed, so
+   memory stays around the size of the largest projection (35 MB for 2B4T in bf16),
+   and the file is written under OUT.tmp and renamed at the end. */
+
+/* ---- safetensors ----
+   A file is a u64 (little-endian) header length n, n bytes of JSON
+   {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, ...,
+   "__metadata__": {...}}, then the data; offsets count from the end of the header. */
+
+enum { BITNET__ST_F32, BITNET__ST_F16, BITNET__ST_BF16, BITNET__ST_U8, BITNET__ST_OTHER };
+
+typedef struct bitnet__st_tensor {
+    const char *name;
+    int dtype;                 /* BITNET__ST_* */
+    const char *dtype_name;    /* as the file says */
+    int n_dims;
+    uint64_t shape[8];
+    uint64_t numel;
+    uint64_t offset, nbytes;   /* offset from the start of its file */
+    int file;
+} bitnet__st_tensor;
+
+typedef struct bitnet__checkpoint {
+    FILE **files;
+    const char **file_names;
+    int n_files;
+    bitnet__st_tensor *tensors;
+    size_t n_tensors, cap;
+    bitnet__arena arena;       /* names */
+} bitnet__checkpoint;
+
+#define BITNET__ST_MAX_HEADER ((uint64_t)100 << 20)
+
+BITNET__FN void bitnet__checkpoint_close(bitnet__checkpoint *ck) {
+    int i;
+    for (i = 0; i < ck->n_files; i++)
+        if (ck->files[i]) fclose(ck->files[i]);
+    BITNET_FREE((void *)ck->files);
+    BITNET_FREE((void *)ck->file_names);
+    BITNET_FREE(ck->tensors);
+    bitnet__arena_free(&ck->arena);
+    memset(ck, 0, sizeof *ck);
+}
+
+BITNET__FN const bitnet__st_tensor *bitnet__checkpoint_find(const bitnet__checkpoint *ck, const char *name) {
+    size_t i;
+    for (i = 0; i < ck->n_tensors; i++)
+        if (strcmp(ck->tensors[i].name, name) == 0) return &ck->tensors[i];
+    return NULL;
+}
+
+/* A JSON number that is a whole number in [0, 2^53]. */
+BITNET__FN int bitnet__json_uint(const bitnet__json *j, uint64_t *v) {
+    if (!j || j->type != BITNET__JSON_NUMBER || !(j->num >= 0) || j->num > 9007199254740992.0 || j->num != floor(j->num))
+        return 0;
+    *v = (uint64_t)j->num;
+    return 1;
+}
+
+BITNET__FN int bitnet__st_dtype(const char *s, int *dtype, uint32_t *size) {
+    static const struct { const char *name; int dtype; uint32_t size; } t[] = {
+        {"F32", BITNET__ST_F32, 4}, {"F16", BITNET__ST_F16, 2}, {"BF16", BITNET__ST_BF16, 2}, {"U8", BITNET__ST_U8, 1},
+        {"F64", BITNET__ST_OTHER, 8}, {"I64", BITNET__ST_OTHER, 8}, {"U64", BITNET__ST_OTHER, 8},
+        {"I32", BITNET__ST_OTHER, 4}, {"U32", BITNET__ST_OTHER, 4}, {"I16", BITNET__ST_OTHER, 2},
+        {"U16", BITNET__ST_OTHER, 2}, {"I8", BITNET__ST_OTHER, 1}, {"BOOL", BITNET__ST_OTHER, 1},
+        {"F8_E4M3", BITNET__ST_OTHER, 1}, {"F8_E5M2", BITNET__ST_OTHER, 1}};
+    size_t i;
+    for (i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(s, t[i].name) == 0) { *dtype = t[i].dtype; *size = t[i].size; return 1; }
+    return 0;
+}
+
+BITNET__FN int bitnet__st_cmp_offsets(const void *a, const void *b) {
+    const bitnet__st_tensor *x = *(const bitnet__st_tensor *const *)a, *y = *(const bitnet__st_tensor *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Opens one safetensors file and adds its tensors, validating the whole header
+   against the file size: dtypes, shapes against byte ranges, overlaps. */
+BITNET__FN int bitnet__st_open(bitnet__checkpoint *ck, const char *path, bitnet_error *err) {
+    FILE *fp = NULL, **nf;
+    const char **nn;
+    uint8_t len8[8];
+    uint64_t hlen, data_size, i;
+    long long size;
+    char *text = NULL;
+    bitnet__arena tmp;
+    bitnet__json root;
+    const bitnet__st_tensor **sorted = NULL;
+    size_t first = ck->n_tensors, k;
+    int rc = BITNET_OK, file = ck->n_files;
+
+    memset(&tmp, 0, sizeof tmp);
+    nf = (FILE **)BITNET_REALLOC((void *)ck->files, (size_t)(file + 1) * sizeof *nf);
+    if (nf) ck->files = nf;
+    nn = nf ? (const char **)BITNET_REALLOC((void *)ck->file_names, (size_t)(file + 1) * sizeof *nn) : NULL;
+    if (!nn) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    ck->file_names = nn;
+    ck->files[file] = NULL;
+    ck->file_names[file] = (const char *)bitnet__arena_alloc(&ck->arena, strlen(path) + 1);
+    if (!ck->file_names[file]) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+    strcpy((char *)ck->file_names[file], path);
+    ck->n_files++;
+
+    fp = fopen(path, "rb");
+    if (!fp) return bitnet__fail(err, BITNET_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    ck->files[file] = fp;
+    if (fseek(fp, 0, SEEK_END) != 0 || (size = (long long)ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) != 0)
+        return bitnet__fail(err, BITNET_E_IO, "cannot read '%s'", path);
+    if (size < 8 || fread(len8, 1, 8, fp) != 8)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: too short for a safetensors file (%lld bytes)", path, size);
+    hlen = bitnet__rd(len8, 8);
+    if (hlen > (uint64_t)size - 8)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: header length %llu runs past the end of the file (%lld bytes)", path,
+                            (unsigned long long)hlen, size);
+    if (hlen > BITNET__ST_MAX_HEADER)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: header of %llu bytes is larger than the 100 MB limit", path,
+                            (unsigned long long)hlen);
+    data_size = (uint64_t)size - 8 - hlen;
+    text = (char *)BITNET_MALLOC((size_t)hlen + 1);
+    if (!text) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory reading the header of '%s'", path);
+    if (fread(text, 1, (size_t)hlen, fp) != (size_t)hlen) {
+        rc = bitnet__fail(err, BITNET_E_IO, "%s: short read of the header", path);
+        goto done;
+    }
+    text[hlen] = 0;
+    if ((rc = bitnet__json_parse(text, (size_t)hlen, path, &tmp, &root, err))) goto done;
+    if (root.type != BITNET__JSON_OBJECT) {
+        rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: the header is not a JSON object", path);
+        goto done;
+    }
+    for (i = 0; i < root.len; i++) {
+        const char *name = root.keys[i];
+        const bitnet__json *v = &root.items[i], *dt = bitnet__json_get(v, "dtype"), *shape = bitnet__json_get(v, "shape"),
+                           *offs = bitnet__json_get(v, "data_offsets");
+        bitnet__st_tensor *t;
+        uint64_t begin, end, numel = 1, d;
+        uint32_t esize;
+        if (strcmp(name, "__metadata__") == 0) continue;
+        if (strlen(name) != root.key_lens[i] || root.key_lens[i] == 0 || root.key_lens[i] > 255) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor %llu has an empty, overlong or NUL-containing name", path,
+                              (unsigned long long)i);
+            goto done;
+        }
+        if (bitnet__checkpoint_find(ck, name)) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' appears twice in the checkpoint", path, name);
+            goto done;
+        }
+        if (v->type != BITNET__JSON_OBJECT || !dt || dt->type != BITNET__JSON_STRING || !shape ||
+            shape->type != BITNET__JSON_ARRAY || !offs || offs->type != BITNET__JSON_ARRAY || offs->len != 2) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' needs a dtype, a shape and two data_offsets", path, name);
+            goto done;
+        }
+        if (ck->n_tensors == ck->cap) {
+            size_t nc = ck->cap ? ck->cap * 2 : 64;
+            bitnet__st_tensor *nt = (bitnet__st_tensor *)BITNET_REALLOC(ck->tensors, nc * sizeof *nt);
+            if (!nt) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+            ck->tensors = nt;
+            ck->cap = nc;
+        }
+        t = &ck->tensors[ck->n_tensors];
+        memset(t, 0, sizeof *t);
+        if (!bitnet__st_dtype(dt->str, &t->dtype, &esize)) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' has the unknown dtype '%.16s'", path, name, dt->str);
+            goto done;
+        }
+        if (shape->len > 8) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' has %zu dimensions", path, name, shape->len);
+            goto done;
+        }
+        t->n_dims = (int)shape->len;
+        for (d = 0; d < shape->len; d++) {
+            if (!bitnet__json_uint(&shape->items[d], &t->shape[d])) {
+                rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' has a shape entry that is not a whole number", path, name);
+                goto done;
+            }
+            if (t->shape[d] && numel > ((uint64_t)1 << 62) / t->shape[d]) {
+                rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' is impossibly large", path, name);
+                goto done;
+            }
+            numel *= t->shape[d];
+        }
+        if (!bitnet__json_uint(&offs->items[0], &begin) || !bitnet__json_uint(&offs->items[1], &end) || begin > end) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' has invalid data_offsets", path, name);
+            goto done;
+        }
+        if (end - begin != numel * esize) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' (%s, %llu values) needs %llu bytes but data_offsets give %llu",
+                              path, name, dt->str, (unsigned long long)numel, (unsigned long long)(numel * esize),
+                              (unsigned long long)(end - begin));
+            goto done;
+        }
+        if (end > data_size) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensor '%s' ends at byte %llu of a %llu-byte data section", path, name,
+                              (unsigned long long)end, (unsigned long long)data_size);
+            goto done;
+        }
+        t->name = (const char *)bitnet__arena_alloc(&ck->arena, root.key_lens[i] + 1);
+        t->dtype_name = (const char *)bitnet__arena_alloc(&ck->arena, dt->len + 1);
+        if (!t->name || !t->dtype_name) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+        memcpy((char *)t->name, name, root.key_lens[i] + 1);
+        memcpy((char *)t->dtype_name, dt->str, dt->len + 1);
+        t->numel = numel;
+        t->offset = 8 + hlen + begin;
+        t->nbytes = end - begin;
+        t->file = file;
+        ck->n_tensors++;
+    }
+    /* no two tensors of this file may share bytes */
+    if (ck->n_tensors - first > 1) {
+        sorted = (const bitnet__st_tensor **)BITNET_MALLOC((ck->n_tensors - first) * sizeof *sorted);
+        if (!sorted) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+        for (k = first; k < ck->n_tensors; k++) sorted[k - first] = &ck->tensors[k];
+        qsort((void *)sorted, ck->n_tensors - first, sizeof *sorted, bitnet__st_cmp_offsets);
+        for (k = 1; k < ck->n_tensors - first; k++)
+            if (sorted[k - 1]->offset + sorted[k - 1]->nbytes > sorted[k]->offset) {
+                rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: tensors '%s' and '%s' overlap", path, sorted[k - 1]->name, sorted[k]->name);
+                goto done;
+            }
+    }
+done:
+    BITNET_FREE((void *)sorted);
+    BITNET_FREE(text);
+    bitnet__arena_free(&tmp);
+    return rc;
+}
+
+/* Reads n bytes at byte `at` of tensor t. */
+BITNET__FN int bitnet__st_read(const bitnet__checkpoint *ck, const bitnet__st_tensor *t, uint64_t at, void *dst, size_t n,
+                               bitnet_error *err) {
+    FILE *fp = ck->files[t->file];
+    uint64_t pos = t->offset + at;
+    if (at > t->nbytes || n > t->nbytes - at)
+        return bitnet__fail(err, BITNET_E_ARG, "internal: read past the end of tensor '%s'", t->name);
+    if (pos > (uint64_t)LONG_MAX)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: offsets past 2 GB are not supported on this platform",
+                            ck->file_names[t->file]);
+    if (fseek(fp, (long)pos, SEEK_SET) != 0 || fread(dst, 1, n, fp) != n)
+        return bitnet__fail(err, BITNET_E_IO, "%s: cannot read tensor '%s'", ck->file_names[t->file], t->name);
+    return BITNET_OK;
+}
+
+/* Value i of a float tensor's raw little-endian bytes. */
+BITNET__FN float bitnet__st_float(const uint8_t *raw, int dtype, size_t i) {
+    uint32_t u;
+    float f;
+    switch (dtype) {
+    case BITNET__ST_BF16: return bitnet__bf16_to_f32((uint16_t)bitnet__rd(raw + 2 * i, 2));
+    case BITNET__ST_F16: return bitnet__f16_to_f32((uint16_t)bitnet__rd(raw + 2 * i, 2));
+    default:
+        u = (uint32_t)bitnet__rd(raw + 4 * i, 4);
+        memcpy(&f, &u, 4);
+        return f;
+    }
+}
+
+BITNET__FN int bitnet__st_is_float(const bitnet__st_tensor *t) {
+    return t->dtype == BITNET__ST_F32 || t->dtype == BITNET__ST_F16 || t->dtype == BITNET__ST_BF16;
+}
+
+/* Joins a directory and a file name. */
+BITNET__FN int bitnet__path_join(char *out, size_t size, const char *dir, const char *name, bitnet_error *err) {
+    size_t n = strlen(dir);
+    int w = snprintf(out, size, "%s%s%s", dir, !n || dir[n - 1] == '/' ? "" : "/", name);
+    if (w < 0 || (size_t)w >= size) return bitnet__fail(err, BITNET_E_ARG, "path too long: '%s/%s'", dir, name);
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+/* Opens model.safetensors, or every shard model.safetensors.index.json names. */
+BITNET__FN int bitnet__checkpoint_open(bitnet__checkpoint *ck, const char *dir, bitnet_error *err) {
+    char path[4096], index[4096];
+    char *text = NULL;
+    size_t len, i;
+    bitnet__arena tmp;
+    bitnet__json root;
+    const bitnet__json *map;
+    bitnet_error e;
+    int rc;
+
+    memset(ck, 0, sizeof *ck);
+    memset(&tmp, 0, sizeof tmp);
+    if ((rc = bitnet__path_join(path, sizeof path, dir, "model.safetensors", err))) return rc;
+    if (bitnet__file_exists(path)) return bitnet__st_open(ck, path, err);
+    if ((rc = bitnet__path_join(index, sizeof index, dir, "model.safetensors.index.json", err))) return rc;
+    if (!bitnet__file_exists(index))
+        return bitnet__fail(err, BITNET_E_IO, "'%s' has neither model.safetensors nor model.safetensors.index.json", dir);
+    if (!(text = bitnet__read_text_file(index, &len, &e))) return bitnet__fail(err, e.code, "%s", e.message);
+    if ((rc = bitnet__json_parse(text, len, index, &tmp, &root, err))) goto done;
+    map = bitnet__json_get(&root, "weight_map");
+    if (!map || map->type != BITNET__JSON_OBJECT || map->len == 0) {
+        rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: needs a non-empty \"weight_map\" object", index);
+        goto done;
+    }
+    /* open each shard once, in the order the map first names it */
+    for (i = 0; i < map->len; i++) {
+        const bitnet__json *f = &map->items[i];
+        size_t j;
+        int seen = 0;
+        if (f->type != BITNET__JSON_STRING || f->len == 0 || strlen(f->str) != f->len || strchr(f->str, '/') ||
+            strchr(f->str, '\\') || strcmp(f->str, "..") == 0) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: weight_map['%s'] must be a file name in the same directory", index,
+                              map->keys[i]);
+            goto done;
+        }
+        for (j = 0; j < i && !seen; j++) seen = strcmp(map->items[j].str, f->str) == 0;
+        if (seen) continue;
+        if ((rc = bitnet__path_join(path, sizeof path, dir, f->str, err)) || (rc = bitnet__st_open(ck, path, err))) goto done;
+    }
+    /* the map must agree with what the shards hold */
+    for (i = 0; i < map->len; i++) {
+        const bitnet__st_tensor *t = bitnet__checkpoint_find(ck, map->keys[i]);
+        const char *file = t ? ck->file_names[t->file] : NULL, *base = file ? strrchr(file, '/') : NULL;
+        base = base ? base + 1 : file;
+        if (!t || strcmp(base, map->items[i].str) != 0) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "%s: weight_map puts '%s' in %s, which does not hold it", index, map->keys[i],
+                              map->items[i].str);
+            goto done;
+        }
+    }
+done:
+    bitnet__arena_free(&tmp);
+    BITNET_FREE(text);
+    return rc;
+}
+
+/* ---- config.json ---- */
+
+typedef struct bitnet__hf_config {
+    int n_embd, n_ff, n_layer, n_head, n_head_kv, n_vocab, n_ctx, head_dim;
+    float rope_theta, rms_eps;
+    int act;                   /* BITNET__ACT_* */
+    int tied;
+    int bitlinear;             /* linear_class bitlinear: packed weights, divide by weight_scale */
+    int online;                /* autobitlinear, quantization_mode online: ternarize float weights */
+    int bos, eos;              /* config.json's ids, -1 when absent */
+} bitnet__hf_config;
+
+/* Reads an integer field; absent or null gives dflt (or an error when dflt < lo). */
+BITNET__FN int bitnet__cfg_int(const bitnet__json *cfg, const char *key, long long dflt, long long lo, long long hi, int *out,
+                               const char *path, bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(cfg, key);
+    if (!j || j->type == BITNET__JSON_NULL) {
+        if (dflt < lo) return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' is missing", path, key);
+        *out = (int)dflt;
+        return BITNET_OK;
+    }
+    if (j->type != BITNET__JSON_NUMBER || j->num != floor(j->num) || j->num < (double)lo || j->num > (double)hi)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be a whole number in [%lld, %lld]", path, key, lo, hi);
+    *out = (int)j->num;
+    return BITNET_OK;
+}
+
+/* A token id field: a number, or a list whose first entry counts; -1 when absent. */
+BITNET__FN int bitnet__cfg_token(const bitnet__json *cfg, const char *key, int *out, const char *path, bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(cfg, key);
+    if (j && j->type == BITNET__JSON_ARRAY) j = j->len ? &j->items[0] : NULL;
+    *out = -1;
+    if (!j || j->type == BITNET__JSON_NULL) return BITNET_OK;
+    if (j->type != BITNET__JSON_NUMBER || j->num != floor(j->num) || j->num < 0 || j->num >= (1 << 24))
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be a token id", path, key);
+    *out = (int)j->num;
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__cfg_float(const bitnet__json *j, const char *key, double dflt, float *out, const char *path,
+                                 bitnet_error *err) {
+    if (!j || j->type == BITNET__JSON_NULL) {
+        *out = (float)dflt;
+        return BITNET_OK;
+    }
+    if (j->type != BITNET__JSON_NUMBER || !(j->num > 0) || j->num > 1e30)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be a positive number", path, key);
+    *out = (float)j->num;
+    return BITNET_OK;
+}
+
+/* A boolean field that must be false (or absent) for us to run the model. */
+BITNET__FN int bitnet__cfg_false(const bitnet__json *cfg, const char *key, const char *path, bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(cfg, key);
+    if (!j || j->type == BITNET__JSON_NULL || j->type == BITNET__JSON_FALSE) return BITNET_OK;
+    if (j->type == BITNET__JSON_TRUE) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: '%s' = true is not supported", path, key);
+    return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be true or false", path, key);
+}
+
+BITNET__FN int bitnet__cfg_bool(const bitnet__json *cfg, const char *key, int dflt, int *out, const char *path, bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(cfg, key);
+    if (!j || j->type == BITNET__JSON_NULL) *out = dflt;
+    else if (j->type == BITNET__JSON_TRUE || j->type == BITNET__JSON_FALSE) *out = j->type == BITNET__JSON_TRUE;
+    else return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be true or false", path, key);
+    return BITNET_OK;
+}
+
+/* A string field; absent or null gives dflt. */
+BITNET__FN int bitnet__cfg_str(const bitnet__json *obj, const char *key, const char *dflt, const char **out, const char *path,
+                               bitnet_error *err) {
+    const bitnet__json *j = bitnet__json_get(obj, key);
+    if (!j || j->type == BITNET__JSON_NULL) *out = dflt;
+    else if (j->type == BITNET__JSON_STRING) *out = j->str;
+    else return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be a string", path, key);
+    return BITNET_OK;
+}
+
+/* Reads and checks config.json: anything this library would run differently from
+   transformers is an error naming the field.  Defaults are BitNetConfig's. */
+BITNET__FN int bitnet__hf_read_config(const bitnet__json *cfg, const char *path, bitnet__hf_config *c, bitnet_error *err) {
+    const bitnet__json *j, *q, *rp;
+    const char *s = NULL;
+    int rc, head_dim;
+    size_t i;
+
+    if (cfg->type != BITNET__JSON_OBJECT) return bitnet__fail(err, BITNET_E_FORMAT, "%s is not a JSON object", path);
+    if ((rc = bitnet__cfg_str(cfg, "model_type", NULL, &s, path, err))) return rc;
+    if (s && strcmp(s, "bitnet") != 0)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: model_type '%.64s' is not supported (need 'bitnet')", path, s);
+    j = bitnet__json_get(cfg, "architectures");
+    if (j && j->type != BITNET__JSON_NULL) {
+        int found = 0;
+        if (j->type != BITNET__JSON_ARRAY) return bitnet__fail(err, BITNET_E_FORMAT, "%s: 'architectures' must be a list", path);
+        for (i = 0; i < j->len; i++) found |= bitnet__json_is(&j->items[i], "BitNetForCausalLM");
+        if (!found)
+            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: 'architectures' does not list BitNetForCausalLM (architecture '%.64s')",
+                                path, j->len && j->items[0].type == BITNET__JSON_STRING ? j->items[0].str : "?");
+    } else if (!s)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: neither model_type nor architectures says this is a BitNet model", path);
+
+    if ((rc = bitnet__cfg_int(cfg, "hidden_size", -1, 1, 1 << 16, &c->n_embd, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "intermediate_size", -1, 1, 1 << 18, &c->n_ff, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "num_hidden_layers", -1, 1, 1024, &c->n_layer, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "num_attention_heads", -1, 1, 1024, &c->n_head, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "num_key_value_heads", c->n_head, 1, 1024, &c->n_head_kv, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "vocab_size", -1, 1, 1 << 24, &c->n_vocab, path, err)) ||
+        (rc = bitnet__cfg_int(cfg, "max_position_embeddings", 2048, 1, 1 << 24, &c->n_ctx, path, err)) ||
+        (rc = bitnet__cfg_token(cfg, "bos_token_id", &c->bos, path, err)) ||
+        (rc = bitnet__cfg_token(cfg, "eos_token_id", &c->eos, path, err)))
+        return rc;
+    if (c->n_embd % c->n_head)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->n_embd, c->n_head);
+    c->head_dim = c->n_embd / c->n_head;
+    if ((rc = bitnet__cfg_int(cfg, "head_dim", c->head_dim, 1, 1 << 16, &head_dim, path, err))) return rc;
+    if (head_dim != c->head_dim)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: head_dim %d differs from hidden_size / num_attention_heads = %d", path,
+                            head_dim, c->head_dim);
+    if (c->head_dim % 2) return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: the head dimension %d is odd", path, c->head_dim);
+    if (c->n_head % c->n_head_kv)
+        return bitnet__fail(err, BITNET_E_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
+                            c->n_head, c->n_head_kv);
+    if (c->n_embd % 64 || c->n_ff % 64)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: hidden_size %d and intermediate_size %d must be multiples of 64 (Q2_0 rows)",
+                            path, c->n_embd, c->n_ff);
+    if ((c->n_head_kv * c->head_dim) % 4)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: num_key_value_heads * head_dim must be a multiple of 4", path);
+
+    if ((rc = bitnet__cfg_str(cfg, "hidden_act", "relu2", &s, path, err))) return rc;
+    if (strcmp(s, "relu2") == 0) c->act = BITNET__ACT_RELU2;
+    else if (strcmp(s, "silu") == 0) c->act = BITNET__ACT_SILU;
+    else return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: hidden_act '%.64s' is not supported (relu2 or silu)", path, s);
+    if ((rc = bitnet__cfg_false(cfg, "attention_bias", path, err)) || (rc = bitnet__cfg_false(cfg, "mlp_bias", path, err)))
+        return rc;
+    if ((rc = bitnet__cfg_bool(cfg, "tie_word_embeddings", 0, &c->tied, path, err))) return rc;
+    if ((rc = bitnet__cfg_float(bitnet__json_get(cfg, "rms_norm_eps"), "rms_norm_eps", 1e-5, &c->rms_eps, path, err))) return rc;
+    if (!(c->rms_eps < 1)) return bitnet__fail(err, BITNET_E_FORMAT, "%s: 'rms_norm_eps' must be below 1", path);
+
+    /* RoPE: plain rotation only.  transformers 4 writes rope_theta and rope_scaling
+       (null, or {"type"/"rope_type": ...}); transformers 5 writes rope_parameters
+       {rope_type, rope_theta}.  Either dict may only say "default". */
+    if ((rc = bitnet__cfg_float(bitnet__json_get(cfg, "rope_theta"), "rope_theta", 500000.0, &c->rope_theta, path, err))) return rc;
+    for (i = 0; i < 2; i++) {
+        const char *key = i ? "rope_parameters" : "rope_scaling";
+        rp = bitnet__json_get(cfg, key);
+        if (!rp || rp->type == BITNET__JSON_NULL) continue;
+        if (rp->type != BITNET__JSON_OBJECT) return bitnet__fail(err, BITNET_E_FORMAT, "%s: '%s' must be an object", path, key);
+        if ((rc = bitnet__cfg_str(rp, "rope_type", NULL, &s, path, err))) return rc;
+        if (!s && (rc = bitnet__cfg_str(rp, "type", NULL, &s, path, err))) return rc;
+        if (!s || strcmp(s, "default") != 0)
+            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: %s.rope_type '%.64s' is not supported (only 'default' RoPE)", path, key,
+                                s ? s : "(missing)");
+        if ((j = bitnet__json_get(rp, "partial_rotary_factor")) && !(j->type == BITNET__JSON_NUMBER && j->num == 1))
+            return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: %s.partial_rotary_factor must be 1", path, key);
+        if ((j = bitnet__json_get(rp, "rope_theta")) && (rc = bitnet__cfg_float(j, "rope_theta", 0, &c->rope_theta, path, err)))
+            return rc;
+    }
+    if ((j = bitnet__json_get(cfg, "partial_rotary_factor")) && !(j->type == BITNET__JSON_NUMBER && j->num == 1))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: 'partial_rotary_factor' must be 1", path);
+
+    /* quantization_config: BitNetQuantConfig's fields and defaults */
+    q = bitnet__json_get(cfg, "quantization_config");
+    if (!q || q->type != BITNET__JSON_OBJECT)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: no 'quantization_config' object: not a BitNet b1.58 checkpoint (need quant_method 'bitnet')", path);
+    if ((rc = bitnet__cfg_str(q, "quant_method", NULL, &s, path, err))) return rc;
+    if (!s || strcmp(s, "bitnet") != 0)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "%s: quantization_config.quant_method '%.64s' is not supported (need 'bitnet')",
+                            path, s ? s : "(missing)");
+    if ((rc = bitnet__cfg_str(q, "linear_class", "bitlinear", &s, path, err))) return rc;
+    if (strcmp(s, "bitlinear") && strcmp(s, "autobitlinear"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: quantization_config.linear_class '%.64s' is not supported (bitlinear or autobitlinear)", path, s);
+    c->bitlinear = strcmp(s, "bitlinear") == 0;
+    if ((rc = bitnet__cfg_str(q, "quantization_mode", "offline", &s, path, err))) return rc;
+    if (strcmp(s, "online") && strcmp(s, "offline"))
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                            "%s: quantization_config.quantization_mode '%.64s' is not supported (online or offline)", path, s);
+    /* transformers' BitLinear reads packed weights whatever the mode says */
+    c->online = !c->bitlinear && strcmp(s, "online") == 0;
+    if ((rc = bitnet__cfg_false(q, "use_rms_norm", path, err))) return rc;
+    /* modules transformers keeps in full precision: only ones we do not quantize anyway */
+    j = bitnet__json_get(q, "modules_to_not_convert");
+    if (j && j->type != BITNET__JSON_NULL) {
+        static const char *const proj[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        if (j->type != BITNET__JSON_ARRAY)
+            return bitnet__fail(err, BITNET_E_FORMAT, "%s: quantization_config.modules_to_not_convert must be a list", path);
+        for (i = 0; i < j->len; i++) {
+            int l, p;
+            if (j->items[i].type != BITNET__JSON_STRING)
+                return bitnet__fail(err, BITNET_E_FORMAT, "%s: quantization_config.modules_to_not_convert must list strings", path);
+            for (l = 0; l < c->n_layer; l++)
+                for (p = 0; p < 7; p++) {
+                    char name[96];
+                    snprintf(name, sizeof name, "model.layers.%d.%s", l, proj[p]);
+                    if (strstr(name, j->items[i].str))
+                        return bitnet__fail(err, BITNET_E_UNSUPPORTED,
+                                            "%s: quantization_config.modules_to_not_convert keeps '%s' in full precision; not supported",
+                                            path, name);
+                }
+        }
+    }
+    return BITNET_OK;
+}
+
+/* ---- the conversion ---- */
+
+typedef struct bitnet__converter {
+    const bitnet__hf_config *cfg;
+    bitnet__checkpoint ck;
+    bitnet__gguf_writer w;
+    const bitnet_convert_params *params;
+    uint64_t total, done;      /* bytes of checkpoint tensors to read, read so far */
+    bitnet_error *err;
+} bitnet__converter;
+
+BITNET__FN int bitnet__convert_progress(bitnet__converter *cv, uint64_t bytes, const char *what) {
+    cv->done += bytes;
+    if (cv->params && cv->params->progress &&
+        cv->params->progress(cv->total ? (float)((double)cv->done / (double)cv->total) : 1.0f, what, cv->params->progress_user))
+        return bitnet__fail(cv->err, BITNET_E_CANCELLED, "conversion cancelled");
+    return BITNET_OK;
+}
+
+/* Finds a tensor and checks its shape (ne1 = 0: one dimension) and that it is float. */
+BITNET__FN const bitnet__st_tensor *bitnet__hf_tensor(bitnet__converter *cv, const char *name, uint64_t ne0, uint64_t ne1,
+                                                     int *rc) {
+    const bitnet__st_tensor *t = bitnet__checkpoint_find(&cv->ck, name);
+    *rc = BITNET_OK;
+    if (!t) {
+        *rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "the checkpoint lacks the tensor '%s'", name);
+        return NULL;
+    }
+    if (!bitnet__st_is_float(t)) {
+        *rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' is %s; expected F32, F16 or BF16", name, t->dtype_name);
+        return NULL;
+    }
+    if (ne1 ? t->n_dims != 2 || t->shape[0] != ne0 || t->shape[1] != ne1 : t->n_dims != 1 || t->shape[0] != ne0) {
+        if (ne1)
+            *rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' has shape [%llu, %llu] (%d dims), expected [%llu, %llu]", name,
+                               (unsigned long long)t->shape[0], (unsigned long long)(t->n_dims > 1 ? t->shape[1] : 0), t->n_dims,
+                               (unsigned long long)ne0, (unsigned long long)ne1);
+        else
+            *rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' has %d dims (first %llu), expected [%llu]", name, t->n_dims,
+                               (unsigned long long)(t->n_dims ? t->shape[0] : 0), (unsigned long long)ne0);
+        return NULL;
+    }
+    return t;
+}
+
+/* What one BitLinear projection is stored as. */
+typedef struct bitnet__hf_proj {
+    const bitnet__st_tensor *weight, *scale;  /* scale: weight_scale, NULL for online */
+    int packed;
+} bitnet__hf_proj;
+
+BITNET__FN int bitnet__hf_find_proj(bitnet__converter *cv, const char *base, int rows, int cols, bitnet__hf_proj *p) {
+    char name[160];
+    const bitnet__hf_config *c = cv->cfg;
+    const bitnet__st_tensor *t;
+    snprintf(name, sizeof name, "%s.weight", base);
+    memset(p, 0, sizeof *p);
+    t = p->weight = bitnet__checkpoint_find(&cv->ck, name);
+    if (!t) return bitnet__fail(cv->err, BITNET_E_FORMAT, "the checkpoint lacks the tensor '%s'", name);
+    p->packed = t->dtype == BITNET__ST_U8;
+    if (!p->packed && !bitnet__st_is_float(t))
+        return bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' is %s; expected packed U8 or F32/F16/BF16 weights", name, t->dtype_name);
+    if (p->packed && c->online)
+        return bitnet__fail(cv->err, BITNET_E_FORMAT,
+                            "tensor '%s' holds packed uint8 weights but quantization_config.quantization_mode is 'online'", name);
+    if (!p->packed && c->bitlinear)
+        return bitnet__fail(cv->err, BITNET_E_FORMAT,
+                            "tensor '%s' is %s but quantization_config.linear_class 'bitlinear' reads packed uint8 weights", name,
+                            t->dtype_name);
+    if (t->n_dims != 2 || t->shape[0] != (uint64_t)(p->packed ? rows / 4 : rows) || t->shape[1] != (uint64_t)cols)
+        return bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' has shape [%llu, %llu] (%d dims), expected [%d, %d]%s", name,
+                            (unsigned long long)(t->n_dims > 0 ? t->shape[0] : 0), (unsigned long long)(t->n_dims > 1 ? t->shape[1] : 0),
+                            t->n_dims, p->packed ? rows / 4 : rows, cols, p->packed ? " (4 values per byte along the rows)" : "");
+    if (c->online) return BITNET_OK;
+    snprintf(name, sizeof name, "%s.weight_scale", base);
+    p->scale = bitnet__checkpoint_find(&cv->ck, name);
+    if (!p->scale) return bitnet__fail(cv->err, BITNET_E_FORMAT, "the checkpoint lacks the tensor '%s'", name);
+    if (!bitnet__st_is_float(p->scale) || p->scale->numel != 1 || p->scale->n_dims > 1)
+        return bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' must be one float (shape [1] or []), not %s with %llu values", name,
+                            p->scale->dtype_name, (unsigned long long)p->scale->numel);
+    return BITNET_OK;
+}
+
+/* Q2_0 row from ternary values: blocks of 64, d = 1.0, value j at bits 2(j%4) of byte j/4. */
+BITNET__FN void bitnet__q2_0_row(const int8_t *t, int cols, uint8_t *out) {
+    int b, j;
+    for (b = 0; b < cols / BITNET__QK2_0; b++, out += BITNET__Q2_0_BYTES, t += BITNET__QK2_0) {
+        out[0] = 0x00;
+        out[1] = 0x3C;
+        memset(out + 2, 0, 16);
+        for (j = 0; j < BITNET__QK2_0; j++) out[2 + j / 4] |= (uint8_t)((t[j] + 1) << (2 * (j % 4)));
+    }
+}
+
+/* Converts one projection: ternary values as Q2_0, then the multiplier as .scale. */
+BITNET__FN int bitnet__convert_proj(bitnet__converter *cv, const bitnet__hf_proj *p, const char *gg_base, int rows, int cols) {
+    const bitnet__hf_config *c = cv->cfg;
+    const bitnet__st_tensor *t = p->weight;
+    size_t row_bytes = (size_t)cols / BITNET__QK2_0 * BITNET__Q2_0_BYTES, n = (size_t)rows * (size_t)cols, i;
+    int rows_per_chunk = (int)(((size_t)1 << 20) / row_bytes) + 1, r, rc;
+    uint8_t *raw = (uint8_t *)BITNET_MALLOC((size_t)t->nbytes ? (size_t)t->nbytes : 1);
+    uint8_t *q = (uint8_t *)BITNET_MALLOC((size_t)rows_per_chunk * row_bytes);
+    int8_t *tern = (int8_t *)BITNET_MALLOC((size_t)cols);
+    float mult = 1.0f, s = 1.0f;
+    uint8_t le[4];
+    uint32_t u;
+    char what[160];
+
+    if (!raw || !q || !tern) { rc = bitnet__fail(cv->err, BITNET_E_NOMEM, "out of memory converting '%s'", t->name); goto done; }
+    if ((rc = bitnet__st_read(&cv->ck, t, 0, raw, (size_t)t->nbytes, cv->err))) goto done;
+    if (p->scale) {
+        uint8_t sb[4];
+        float ws;
+        if ((rc = bitnet__st_read(&cv->ck, p->scale, 0, sb, (size_t)p->scale->nbytes, cv->err))) goto done;
+        ws = bitnet__st_float(sb, p->scale->dtype, 0);
+        if (!(ws == ws) || ws == 0 || fabsf(ws) > 1e30f || (c->bitlinear && fabsf(1.0f / ws) > 1e30f)) {
+            rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' = %g is not a usable scale", p->scale->name, (double)ws);
+            goto done;
+        }
+        /* bitlinear: y = x.T / weight_scale; autobitlinear: y = x.T * weight_scale */
+        mult = c->bitlinear ? 1.0f / ws : ws;
+    }
+    if (p->packed) {
+        for (i = 0; i < (size_t)t->nbytes; i++)
+            if ((raw[i] & 0x03) == 3 || (raw[i] & 0x0c) == 0x0c || (raw[i] & 0x30) == 0x30 || (raw[i] & 0xc0) == 0xc0) {
+                rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' holds the 2-bit code 3 at byte %zu, which is no ternary value",
+                                  t->name, i);
+                goto done;
+            }
+    } else if (c->online) {
+        /* WeightQuant: s = 1 / max(mean|w|, 1e-5) in float32.  The sum runs in double:
+           the float32 mean is then correctly rounded (torch's own float32 sum may
+           differ from it by an ulp). */
+        double sum = 0;
+        float mean;
+        for (i = 0; i < n; i++) sum += fabs((double)bitnet__st_float(raw, t->dtype, i));
+        if (!(sum <= 1e300)) {
+            rc = bitnet__fail(cv->err, BITNET_E_FORMAT, "tensor '%s' holds a value that is not finite", t->name);
+            goto done;
+        }
+        mean = (float)(sum / (double)n);
+        if (mean < 1e-5f) mean = 1e-5f;
+        s = 1.0f / mean;
+        mult = 1.0f / s;
+    }
+    for (r = 0; r < rows && rc == BITNET_OK;) {
+        int k, chunk = rows - r < rows_per_chunk ? rows - r : rows_per_chunk;
+        for (k = 0; k < chunk; k++, r++) {
+            int col;
+            if (p->packed) { /* row r: byte row r mod rows/4, bits 2 (r div rows/4) */
+                const uint8_t *src = raw + (size_t)(r % (rows / 4)) * (size_t)cols;
+                int shift = 2 * (r / (rows / 4));
+                for (col = 0; col < cols; col++) tern[col] = (int8_t)(((src[col] >> shift) & 3) - 1);
+            } else {
+                for (col = 0; col < cols; col++) {
+                    float w = bitnet__st_float(raw, t->dtype, (size_t)r * (size_t)cols + (size_t)col);
+                    if (c->online) {
+                        /* round(w*s) clamped to [-1, 1], with ties to even: 1 exactly when w*s > 1/2 */
+                        float v = w * s;
+                        tern[col] = (int8_t)(v > 0.5f ? 1 : v < -0.5f ? -1 : 0);
+                    } else if (w == 1.0f || w == -1.0f || w == 0.0f) {
+                        tern[col] = (int8_t)w;
+                    } else {
+                        rc = bitnet__fail(cv->err, BITNET_E_FORMAT,
+                                          "tensor '%s' holds %g at row %d, column %d: offline float weights must be -1, 0 or 1",
+                                          t->name, (double)w, r, col);
+                        goto done;
+                    }
+                }
+            }
+            bitnet__q2_0_row(tern, cols, q + (size_t)k * row_bytes);
+        }
+        rc = bitnet__gguf_write_data(&cv->w, q, (size_t)chunk * row_bytes, cv->err);
+    }
+    if (rc) goto done;
+    memcpy(&u, &mult, 4);
+    le[0] = (uint8_t)u; le[1] = (uint8_t)(u >> 8); le[2] = (uint8_t)(u >> 16); le[3] = (uint8_t)(u >> 24);
+    if ((rc = bitnet__gguf_write_data(&cv->w, le, 4, cv->err))) goto done;
+    snprintf(what, sizeof what, "%s.weight", gg_base);
+    rc = bitnet__convert_progress(cv, t->nbytes, what);
+done:
+    BITNET_FREE(raw);
+    BITNET_FREE(q);
+    BITNET_FREE(tern);
+    return rc;
+}
+
+/* Copies a float tensor as F32 (norms). */
+BITNET__FN int bitnet__convert_f32(bitnet__converter *cv, const bitnet__st_tensor *t, const char *what) {
+    uint8_t *raw = (uint8_t *)BITNET_MALLOC((size_t)t->nbytes), *out = (uint8_t *)BITNET_MALLOC((size_t)t->numel * 4);
+    size_t i;
+    int rc;
+    if (!raw || !out) rc = bitnet__fail(cv->err, BITNET_E_NOMEM, "out of memory");
+    else if (!(rc = bitnet__st_read(&cv->ck, t, 0, raw, (size_t)t->nbytes, cv->err))) {
+        for (i = 0; i < (size_t)t->numel; i++) {
+            float f = bitnet__st_float(raw, t->dtype, i);
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            out[4 * i] = (uint8_t)u; out[4 * i + 1] = (uint8_t)(u >> 8); out[4 * i + 2] = (uint8_t)(u >> 16); out[4 * i + 3] = (uint8_t)(u >> 24);
+        }
+        if (!(rc = bitnet__gguf_write_data(&cv->w, out, (size_t)t->numel * 4, cv->err))) rc = bitnet__convert_progress(cv, t->nbytes, what);
+    }
+    BITNET_FREE(raw);
+    BITNET_FREE(out);
+    return rc;
+}
+
+/* Copies a tensor's bytes unchanged, a few MB at a time (embeddings). */
+BITNET__FN int bitnet__convert_copy(bitnet__converter *cv, const bitnet__st_tensor *t, const char *what) {
+    size_t chunk = (size_t)4 << 20;
+    uint8_t *buf = (uint8_t *)BITNET_MALLOC(chunk);
+    uint64_t at;
+    int rc = BITNET_OK;
+    if (!buf) return bitnet__fail(cv->err, BITNET_E_NOMEM, "out of memory");
+    for (at = 0; at < t->nbytes && rc == BITNET_OK; at += chunk) {
+        size_t n = t->nbytes - at < chunk ? (size_t)(t->nbytes - at) : chunk;
+        if (!(rc = bitnet__st_read(&cv->ck, t, at, buf, n, cv->err)) && !(rc = bitnet__gguf_write_data(&cv->w, buf, n, cv->err)))
+            rc = bitnet__convert_progress(cv, n, what);
+    }
+    BITNET_FREE(buf);
+    return rc;
+}
+
+BITNET__FN uint32_t bitnet__ggml_type_of(const bitnet__st_tensor *t) {
+    return t->dtype == BITNET__ST_BF16 ? BITNET__TYPE_BF16 : t->dtype == BITNET__ST_F16 ? BITNET__TYPE_F16 : BITNET__TYPE_F32;
+}
+
+/* The seven projections of a layer: HF name, model file name, which size is rows / cols. */
+static const struct { const char *hf, *gg; int rows, cols; } bitnet__hf_projs[7] = {
+    {"self_attn.q_proj", "attn_q", 0, 0}, {"self_attn.k_proj", "attn_k", 1, 0}, {"self_attn.v_proj", "attn_v", 1, 0},
+    {"self_attn.o_proj", "attn_output", 0, 0}, {"mlp.gate_proj", "ffn_gate", 2, 0}, {"mlp.up_proj", "ffn_up", 2, 0},
+    {"mlp.down_proj", "ffn_down", 0, 2}};
+/* ... and its four norms */
+static const struct { const char *hf, *gg; int ff; } bitnet__hf_norms[4] = {
+    {"input_layernorm", "attn_norm", 0}, {"self_attn.attn_sub_norm", "attn_sub_norm", 0},
+    {"post_attention_layernorm", "ffn_norm", 0}, {"mlp.ffn_sub_norm", "ffn_sub_norm", 1}};
+
+BITNET__FN int bitnet__hf_dim(const bitnet__hf_config *c, int which) {
+    return which == 0 ? c->n_embd : which == 1 ? c->n_head_kv * c->head_dim : c->n_ff;
+}
+
+BITNET_API int bitnet_convert_hf(const char *hf_dir, const char *out_path, const bitnet_convert_params *params,
+                                 bitnet_error *err) {
+    bitnet__converter cv;
+    bitnet__hf_config cfg;
+    bitnet__vocab vocab;
+    bitnet__hf_proj *projs = NULL;
+    const bitnet__st_tensor *embd, *head = NULL, *onorm, **norms = NULL;
+    bitnet__arena tmp;
+    bitnet__json root;
+    char path[4096], tpath[4096], tmp_path[4096], name[128];
+    char *text = NULL;
+    const char *dir_name;
+    size_t len, i;
+    int rc, l, k, have_vocab = 0, header_written = 0;
+    uint64_t ne[2];
+    bitnet_error e;
+
+    memset(&cv, 0, sizeof cv);
+    memset(&tmp, 0, sizeof tmp);
+    memset(&cfg, 0, sizeof cfg);
+    cv.cfg = &cfg;
+    cv.params = params;
+    cv.err = err;
+    if (!hf_dir || !out_path) return bitnet__fail(err, BITNET_E_ARG, "bitnet_convert_hf: NULL argument");
+    if (snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out_path) >= (int)sizeof tmp_path)
+        return bitnet__fail(err, BITNET_E_ARG, "output path too long");
+
+    /* config.json */
+    if ((rc = bitnet__path_join(path, sizeof path, hf_dir, "config.json", err))) return rc;
+    if (!(text = bitnet__read_text_file(path, &len, &e))) return bitnet__fail(err, e.code, "%s", e.message);
+    if ((rc = bitnet__json_parse(text, len, path, &tmp, &root, err)) || (rc = bitnet__hf_read_config(&root, path, &cfg, err)))
+        goto done;
+
+    /* the weights: find and check every tensor before writing anything */
+    if ((rc = bitnet__checkpoint_open(&cv.ck, hf_dir, err))) goto done;
+    if (!(embd = bitnet__hf_tensor(&cv, "model.embed_tokens.weight", (uint64_t)cfg.n_vocab, (uint64_t)cfg.n_embd, &rc))) {
+        const bitnet__st_tensor *t = bitnet__checkpoint_find(&cv.ck, "model.embed_tokens.weight");
+        if (t && t->n_dims == 2 && t->shape[1] == (uint64_t)cfg.n_embd && bitnet__st_is_float(t))
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "config.json: vocab_size %d but model.embed_tokens.weight has %llu rows",
+                              cfg.n_vocab, (unsigned long long)t->shape[0]);
+        goto done;
+    }
+    if (!cfg.tied && !(head = bitnet__hf_tensor(&cv, "lm_head.weight", (uint64_t)cfg.n_vocab, (uint64_t)cfg.n_embd, &rc))) {
+        if (!bitnet__checkpoint_find(&cv.ck, "lm_head.weight"))
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "config.json: tie_word_embeddings is false but the checkpoint has no lm_head.weight");
+        goto done;
+    }
+    if (!(onorm = bitnet__hf_tensor(&cv, "model.norm.weight", (uint64_t)cfg.n_embd, 0, &rc))) goto done;
+    projs = (bitnet__hf_proj *)bitnet__calloc((size_t)cfg.n_layer * 7, sizeof *projs);
+    norms = (const bitnet__st_tensor **)bitnet__calloc((size_t)cfg.n_layer * 4, sizeof *norms);
+    if (!projs || !norms) { rc = bitnet__fail(err, BITNET_E_NOMEM, "out of memory"); goto done; }
+    cv.total = embd->nbytes + (head ? head->nbytes : 0) + onorm->nbytes;
+    for (l = 0; l < cfg.n_layer; l++) {
+        for (k = 0; k < 7; k++) {
+            bitnet__hf_proj *p = &projs[l * 7 + k];
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, bitnet__hf_projs[k].hf);
+            if ((rc = bitnet__hf_find_proj(&cv, name, bitnet__hf_dim(&cfg, bitnet__hf_projs[k].rows),
+                                           bitnet__hf_dim(&cfg, bitnet__hf_projs[k].cols), p)))
+                goto done;
+            cv.total += p->weight->nbytes;
+        }
+        for (k = 0; k < 4; k++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, bitnet__hf_norms[k].hf);
+            if (!(norms[l * 4 + k] = bitnet__hf_tensor(&cv, name, (uint64_t)(bitnet__hf_norms[k].ff ? cfg.n_ff : cfg.n_embd), 0, &rc)))
+                goto done;
+            cv.total += norms[l * 4 + k]->nbytes;
+        }
+    }
+    /* weights of layers the config does not have mean the config is not this checkpoint's */
+    for (i = 0; i < cv.ck.n_tensors; i++) {
+        int layer;
+        if (sscanf(cv.ck.tensors[i].name, "model.layers.%d.", &layer) == 1 && layer >= cfg.n_layer) {
+            rc = bitnet__fail(err, BITNET_E_FORMAT, "config.json: num_hidden_layers is %d but the checkpoint has '%s'", cfg.n_layer,
+                              cv.ck.tensors[i].name);
+            goto done;
+        }
+    }
+
+    /* the vocabulary: as many tokens as embedding rows (padding with unused ones) */
+    if ((rc = bitnet__path_join(path, sizeof path, hf_dir, "tokenizer.json", err)) ||
+        (rc = bitnet__path_join(tpath, sizeof tpath, hf_dir, "tokenizer_config.json", err)))
+        goto done;
+    if (!bitnet__file_exists(path)) { rc = bitnet__fail(err, BITNET_E_IO, "'%s' has no tokenizer.json", hf_dir); goto done; }
+    if ((rc = bitnet__vocab_from_hf(path, bitnet__file_exists(tpath) ? tpath : NULL, &vocab, err))) goto done;
+    have_vocab = 1;
+    if (vocab.n_tokens > cfg.n_vocab) {
+        rc = bitnet__fail(err, BITNET_E_FORMAT, "tokenizer.json has %d tokens but the model's vocab_size is %d", vocab.n_tokens, cfg.n_vocab);
+        goto done;
+    }
+    if ((rc = bitnet__vocab_pad(&vocab, cfg.n_vocab, err))) goto done;
+    if (vocab.bos < 0 && cfg.bos >= 0) vocab.bos = cfg.bos;
+    if (vocab.eos < 0 && cfg.eos >= 0) vocab.eos = cfg.eos;
+
+    /* header: metadata, then every tensor in the order its data follows */
+    dir_name = hf_dir + strlen(hf_dir);
+    while (dir_name > hf_dir && dir_name[-1] == '/') dir_name--;
+    len = (size_t)(dir_name - hf_dir);
+    while (dir_name > hf_dir && dir_name[-1] != '/') dir_name--;
+    len -= (size_t)(dir_name - hf_dir);
+    bitnet__gguf_add_str(&cv.w, "general.architecture", "bitnet", 6);
+    if (len) bitnet__gguf_add_str(&cv.w, "general.name", dir_name, len);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.context_length", (uint32_t)cfg.n_ctx);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.embedding_length", (uint32_t)cfg.n_embd);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.block_count", (uint32_t)cfg.n_layer);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.feed_forward_length", (uint32_t)cfg.n_ff);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.attention.head_count", (uint32_t)cfg.n_head);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.attention.head_count_kv", (uint32_t)cfg.n_head_kv);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.rope.dimension_count", (uint32_t)cfg.head_dim);
+    bitnet__gguf_add_f32(&cv.w, "bitnet.rope.freq_base", cfg.rope_theta);
+    bitnet__gguf_add_f32(&cv.w, "bitnet.attention.layer_norm_rms_epsilon", cfg.rms_eps);
+    bitnet__gguf_add_u32(&cv.w, "bitnet.vocab_size", (uint32_t)cfg.n_vocab);
+    bitnet__gguf_add_str(&cv.w, "bitnet.hidden_activation", cfg.act == BITNET__ACT_RELU2 ? "relu2" : "silu",
+                         cfg.act == BITNET__ACT_RELU2 ? 5 : 4);
+    bitnet__vocab_write_gguf(&cv.w, &vocab);
+    ne[0] = (uint64_t)cfg.n_embd;
+    ne[1] = (uint64_t)cfg.n_vocab;
+    bitnet__gguf_add_tensor(&cv.w, "token_embd.weight", bitnet__ggml_type_of(embd), 2, ne);
+    if (head) bitnet__gguf_add_tensor(&cv.w, "output.weight", bitnet__ggml_type_of(head), 2, ne);
+    bitnet__gguf_add_tensor(&cv.w, "output_norm.weight", BITNET__TYPE_F32, 1, ne);
+    for (l = 0; l < cfg.n_layer; l++) {
+        for (k = 0; k < 4; k++) {
+            ne[0] = (uint64_t)(bitnet__hf_norms[k].ff ? cfg.n_ff : cfg.n_embd);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, bitnet__hf_norms[k].gg);
+            bitnet__gguf_add_tensor(&cv.w, name, BITNET__TYPE_F32, 1, ne);
+        }
+        for (k = 0; k < 7; k++) {
+            ne[0] = (uint64_t)bitnet__hf_dim(&cfg, bitnet__hf_projs[k].cols);
+            ne[1] = (uint64_t)bitnet__hf_dim(&cfg, bitnet__hf_projs[k].rows);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, bitnet__hf_projs[k].gg);
+            bitnet__gguf_add_tensor(&cv.w, name, BITNET__TYPE_Q2_0, 2, ne);
+            ne[0] = 1;
+            snprintf(name, sizeof name, "blk.%d.%s.scale", l, bitnet__hf_projs[k].gg);
+            bitnet__gguf_add_tensor(&cv.w, name, BITNET__TYPE_F32, 1, ne);
+        }
+    }
+    if ((rc = bitnet__gguf_write_header(&cv.w, tmp_path, err))) goto done;
+    header_written = 1;
+
+    /* data, in the same order */
+    if ((rc = bitnet__convert_progress(&cv, 0, "token_embd.weight")) || (rc = bitnet__convert_copy(&cv, embd, "token_embd.weight")) ||
+        (head && (rc = bitnet__convert_copy(&cv, head, "output.weight"))) ||
+        (rc = bitnet__convert_f32(&cv, onorm, "output_norm.weight")))
+        goto done;
+    for (l = 0; l < cfg.n_layer; l++) {
+        for (k = 0; k < 4; k++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, bitnet__hf_norms[k].gg);
+            if ((rc = bitnet__convert_f32(&cv, norms[l * 4 + k], name))) goto done;
+        }
+        for (k = 0; k < 7; k++) {
+            snprintf(name, sizeof name, "blk.%d.%s", l, bitnet__hf_projs[k].gg);
+            if ((rc = bitnet__convert_proj(&cv, &projs[l * 7 + k], name, bitnet__hf_dim(&cfg, bitnet__hf_projs[k].rows),
+                                           bitnet__hf_dim(&cfg, bitnet__hf_projs[k].cols))))
+                goto done;
+        }
+    }
+    if ((rc = bitnet__gguf_finish(&cv.w, tmp_path, err))) goto done;
+    if (rename(tmp_path, out_path) != 0) {
+        rc = bitnet__fail(err, BITNET_E_IO, "cannot rename '%s' to '%s': %s", tmp_path, out_path, strerror(errno));
+        goto done;
+    }
+    header_written = 0;
+    bitnet__ok(err);
+done:
+    bitnet__gguf_writer_free(&cv.w);
+    if (header_written) remove(tmp_path);
+    if (have_vocab) bitnet__vocab_free(&vocab);
+    bitnet__checkpoint_close(&cv.ck);
+    BITNET_FREE(projs);
+    BITNET_FREE((void *)norms);
+    bitnet__arena_free(&tmp);
+    BITNET_FREE(text);
+    return rc;
+}
 
 /* ===========================================================================
    Random model writer (benchmarks and tests)
@@ -6026,7 +7299,252 @@ fail:
 /* ===========================================================================
    CUDA backend glue (bitnet_cuda.cu)
    =========================================================================== */
-#ifndef BITNET_CUDA
+/* The header's half of the CUDA backend: it packs each layer's ternary matrices
+   into the GPU layout on the host (one layer at a time, so the host needs only one
+   layer's worth of scratch) and hands them to bitnet_cuda.cu, which keeps the
+   uploaded model in model->cuda for every CUDA context of the model. */
+#ifdef BITNET_CUDA
+
+BITNET__FN int bitnet__cuda_model_upload(bitnet_model *m, int device, bitnet_error *err) {
+    const bitnet_hparams *hp = &m->hp;
+    bitnet__cuda_shape shape;
+    float *inv_freq;
+    uint8_t *scratch;
+    size_t e = (size_t)hp->n_embd, f = (size_t)hp->n_ff, kv = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t qkv_bytes = (e + 2 * kv) * e / 4, wo_bytes = e * e / 4, gu_bytes = 2 * f * e / 4;
+    int i, l, rc;
+    void *cm = NULL;
+    if (m->tok_embd_type == BITNET__TYPE_F32 || m->output_type == BITNET__TYPE_F32 || m->tok_embd_type != m->output_type)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: the embedding and LM head must both be BF16 or both F16 (file has %s / %s)",
+                            bitnet__ggml_type_name(m->tok_embd_type), bitnet__ggml_type_name(m->output_type));
+    if (hp->head_dim % 16 || hp->n_ff % 16)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: head dimension %d and FFN size %d must be multiples of 16",
+                            hp->head_dim, hp->n_ff);
+    memset(&shape, 0, sizeof shape);
+    shape.n_layer = hp->n_layer;
+    shape.n_embd = hp->n_embd;
+    shape.n_ff = hp->n_ff;
+    shape.n_head = hp->n_head;
+    shape.n_head_kv = hp->n_head_kv;
+    shape.head_dim = hp->head_dim;
+    shape.n_vocab = hp->n_vocab;
+    shape.relu2 = m->act == BITNET__ACT_RELU2;
+    shape.embd_f16 = m->tok_embd_type == BITNET__TYPE_F16;
+    shape.tied = hp->tied_embeddings;
+    shape.rms_eps = hp->rms_eps;
+    inv_freq = (float *)bitnet__calloc((size_t)hp->head_dim / 2, sizeof(float));
+    scratch = (uint8_t *)BITNET_MALLOC(qkv_bytes + wo_bytes + 2 * gu_bytes);
+    if (!inv_freq || !scratch) {
+        BITNET_FREE(inv_freq);
+        BITNET_FREE(scratch);
+        return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for packing a layer for the GPU");
+    }
+    /* the CPU path's RoPE frequencies, bit for bit */
+    for (i = 0; i < hp->head_dim / 2; i++) inv_freq[i] = 1.0f / powf(hp->rope_theta, (float)(2 * i) / (float)hp->head_dim);
+    rc = bitnet__cuda_model_create(&shape, device, m->tok_embd, m->output, m->output_norm, inv_freq, &cm, err);
+    for (l = 0; rc == BITNET_OK && l < hp->n_layer; l++) {
+        const bitnet__layer *L = &m->layers[l];
+        bitnet__cuda_layer cl;
+        cl.attn_norm = L->attn_norm;
+        cl.attn_sub_norm = L->attn_sub_norm;
+        cl.ffn_norm = L->ffn_norm;
+        cl.ffn_sub_norm = L->ffn_sub_norm;
+        cl.qkv = scratch;
+        cl.wo = scratch + qkv_bytes;
+        cl.gate_up = scratch + qkv_bytes + wo_bytes;
+        cl.down = scratch + qkv_bytes + wo_bytes + gu_bytes;
+        bitnet__gpu_pack_qkv(hp, L, (uint8_t *)cl.qkv);
+        bitnet__gpu_pack_matrix(&L->wo, (uint8_t *)cl.wo);
+        bitnet__gpu_pack_gate_up(L, (uint8_t *)cl.gate_up);
+        bitnet__gpu_pack_matrix(&L->down, (uint8_t *)cl.down);
+        cl.q_scale = L->wq.scale;
+        cl.k_scale = L->wk.scale;
+        cl.v_scale = L->wv.scale;
+        cl.o_scale = L->wo.scale;
+        cl.gate_scale = L->gate.scale;
+        cl.up_scale = L->up.scale;
+        cl.down_scale = L->down.scale;
+        rc = bitnet__cuda_model_set_layer(cm, l, &cl, err);
+    }
+    BITNET_FREE(inv_freq);
+    BITNET_FREE(scratch);
+    if (rc != BITNET_OK) {
+        bitnet__cuda_model_free(cm);
+        return rc;
+    }
+    m->cuda = cm;
+    return BITNET_OK;
+}
+
+/* The model on `device`, uploaded by the first CUDA context that needs it.  Call
+   with model->cuda_lock held. */
+BITNET__FN int bitnet__cuda_model_get(bitnet_model *m, int device, bitnet_error *err) {
+    if (!m->cuda) return bitnet__cuda_model_upload(m, device, err);
+    if (bitnet__cuda_model_device(m->cuda) != device)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: the model is already on CUDA device %d; one model serves one device",
+                            bitnet__cuda_model_device(m->cuda));
+    return BITNET_OK;
+}
+
+BITNET__FN void bitnet__cuda_model_release(bitnet_model *model) {
+    if (model->cuda) bitnet__cuda_model_free(model->cuda);
+    model->cuda = NULL;
+}
+
+/* ctx->cuda of a CUDA context.  The context struct's host fields keep their
+   meaning (n_past, n_batch, n_logits, logits); the logits stay on the device
+   until bitnet_logits asks for them. */
+typedef struct bitnet__cuda_glue {
+    void *dev;              /* bitnet_cuda.cu's context */
+    int logits_on_host;     /* ctx->logits holds the last eval's logits */
+} bitnet__cuda_glue;
+
+BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const bitnet_context_params *p, bitnet_error *err) {
+    const bitnet_hparams *hp = &model->hp;
+    bitnet_context *ctx;
+    bitnet__cuda_glue *g;
+    int rc;
+    if (p->cuda_device < 0) {
+        if (p->backend == BITNET_BACKEND_CUDA) bitnet__fail(err, BITNET_E_ARG, "cuda_device %d is negative", p->cuda_device);
+        return NULL;
+    }
+    if (bitnet__cuda_device_count() <= p->cuda_device) {
+        if (p->backend == BITNET_BACKEND_CUDA)
+            bitnet__fail(err, bitnet__cuda_device_count() ? BITNET_E_ARG : BITNET_E_BACKEND,
+                         "CUDA backend: no CUDA device %d (%d found)", p->cuda_device, bitnet__cuda_device_count());
+        return NULL;
+    }
+    ctx = (bitnet_context *)bitnet__calloc(1, sizeof *ctx);
+    g = (bitnet__cuda_glue *)bitnet__calloc(1, sizeof *g);
+    if (ctx) ctx->logits = (float *)bitnet__calloc((size_t)hp->n_vocab, sizeof(float));
+    if (!ctx || !g || !ctx->logits) {
+        if (ctx) BITNET_FREE(ctx->logits);
+        BITNET_FREE(ctx);
+        BITNET_FREE(g);
+        bitnet__fail(err, BITNET_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    ctx->model = model;
+    ctx->backend = BITNET_BACKEND_CUDA;
+    ctx->n_ctx = p->n_ctx ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    ctx->n_threads = 1;
+    ctx->logits_cap = (size_t)hp->n_vocab;
+    ctx->cuda = g;
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_lock(&model->cuda_lock);
+#endif
+    rc = bitnet__cuda_model_get(model, p->cuda_device, err);
+    if (rc == BITNET_OK) rc = bitnet__cuda_context_create(model->cuda, ctx->n_ctx, p->lm_head_int8, &g->dev, err);
+#ifndef BITNET_NO_THREADS
+    pthread_mutex_unlock(&model->cuda_lock);
+#endif
+    if (rc != BITNET_OK) {
+        bitnet_context_free(ctx);
+        return NULL;
+    }
+    bitnet__ok(err);
+    return ctx;
+}
+
+BITNET__FN void bitnet__cuda_context_release(bitnet_context *ctx) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    if (!g) return;
+    bitnet__cuda_context_free(g->dev);
+    BITNET_FREE(g);
+    ctx->cuda = NULL;
+}
+
+/* A prompt runs as one decode step per token (the graph), without waiting for the
+   GPU in between unless every token's logits are wanted. */
+BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits, bitnet_error *err) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    const size_t n_vocab = (size_t)ctx->model->hp.n_vocab;
+    int i, rc;
+    if (all_logits && (size_t)n_tokens * n_vocab > ctx->logits_cap) {
+        float *l = (size_t)n_tokens > SIZE_MAX / sizeof(float) / n_vocab
+                       ? NULL
+                       : (float *)BITNET_REALLOC(ctx->logits, (size_t)n_tokens * n_vocab * sizeof(float));
+        if (!l) return bitnet__fail(err, BITNET_E_NOMEM, "out of memory for the logits of %d tokens", n_tokens);
+        ctx->logits = l;
+        ctx->logits_cap = (size_t)n_tokens * n_vocab;
+    }
+    g->logits_on_host = 0;
+    ctx->n_logits = 0;
+    for (i = 0; i < n_tokens; i++) {
+        rc = bitnet__cuda_decode(g->dev, tokens[i], ctx->n_past + i, NULL, err);
+        if (rc == BITNET_OK && all_logits) rc = bitnet__cuda_get_logits(g->dev, ctx->logits + (size_t)i * n_vocab, err);
+        if (rc != BITNET_OK) return rc;
+    }
+    ctx->n_past += n_tokens;
+    ctx->n_batch = n_tokens;
+    ctx->n_logits = all_logits ? n_tokens : 1;
+    g->logits_on_host = all_logits;
+    return BITNET_OK;
+}
+
+BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    if (g->logits_on_host) return BITNET_OK;
+    if (bitnet__cuda_get_logits(g->dev, ctx->logits, NULL) != BITNET_OK) return BITNET_E_BACKEND;
+    g->logits_on_host = 1;
+    return BITNET_OK;
+}
+
+/* Greedy sampling without a repetition penalty is the argmax the decode step
+   computes on the GPU: only the token id crosses to the host.  Anything else
+   samples on the host from the full logits (exact, one 4n_vocab-byte copy). */
+BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
+                                        bitnet_error *err) {
+    bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
+    const int n_vocab = ctx->model->hp.n_vocab;
+    bitnet_token pen;
+    int rc;
+    if (token < 0 || token >= n_vocab)
+        return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval_sample: token %d is outside the vocabulary of %d", (int)token, n_vocab);
+    if (ctx->n_past >= ctx->n_ctx)
+        return bitnet__fail(err, BITNET_E_CONTEXT_FULL, "1 token does not fit in the context: %d of %d positions are used", ctx->n_past,
+                            ctx->n_ctx);
+    ctx->n_logits = 0;
+    if (sampler->p.temperature <= 0 && bitnet__sampler_penalty_tokens(sampler, &pen, 1) == 0) {
+        if ((rc = bitnet__cuda_decode(g->dev, token, ctx->n_past, next, err)) != BITNET_OK) return rc;
+        g->logits_on_host = 0;
+        /* what bitnet_sampler_sample does for a greedy pick */
+        sampler->has_pending_u = 0;
+        bitnet__sampler_record(sampler, *next);
+    } else {
+        if ((rc = bitnet__cuda_decode(g->dev, token, ctx->n_past, NULL, err)) != BITNET_OK ||
+            (rc = bitnet__cuda_get_logits(g->dev, ctx->logits, err)) != BITNET_OK)
+            return rc;
+        g->logits_on_host = 1;
+        *next = bitnet_sampler_sample(sampler, ctx->logits, n_vocab);
+    }
+    ctx->n_past++;
+    ctx->n_batch = 1;
+    ctx->n_logits = 1;
+    bitnet__ok(err);
+    return BITNET_OK;
+}
+
+#else
+/* Without BITNET_CUDA no context ever has ctx->cuda set, so only the first of
+   these is ever reached. */
+BITNET__FN bitnet_context *bitnet__cuda_context_new(bitnet_model *model, const bitnet_context_params *p, bitnet_error *err) {
+    (void)model;
+    if (p->backend == BITNET_BACKEND_CUDA)
+        bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in (define BITNET_CUDA and link bitnet_cuda.cu)");
+    return NULL;
+}
+BITNET__FN void bitnet__cuda_context_release(bitnet_context *ctx) { (void)ctx; }
+BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens, int n_tokens, int all_logits, bitnet_error *err) {
+    (void)ctx; (void)tokens; (void)n_tokens; (void)all_logits;
+    return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in");
+}
+BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx) { (void)ctx; return BITNET_E_UNSUPPORTED; }
+BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
+                                        bitnet_error *err) {
+    (void)ctx; (void)token; (void)sampler; (void)next;
+    return bitnet__fail(err, BITNET_E_UNSUPPORTED, "the CUDA backend is not compiled in");
+}
 BITNET__FN void bitnet__cuda_model_release(bitnet_model *model) { (void)model; }
 #endif
 

@@ -1,4 +1,1618 @@
-/* bitnet_cuda.cu - the CUDA backend of bitnet.h (W2A8 kernels and the decode step).
+/* bitnet_cuda.cu - the CUDA backend of bitnet.h: W2A8 kernels and the whole decode step.
+
    Compile with nvcc next to the C file that defines BITNET_IMPLEMENTATION and
-   BITNET_CUDA.  See bitnet.h for how to build. */
+   BITNET_CUDA (see bitnet.h, BUILD).  Needs only the CUDA runtime.
+
+   HOW A DECODE STEP RUNS
+   One step (one token at one position) is a fixed chain of kernels, captured once
+   in a CUDA graph and replayed; the token and the position live in device memory,
+   so a replay needs no host work besides a 4-byte copy.  Per layer:
+
+     1. QKV      the fused Q/K/V projection, RoPE, and the K/V append to the cache
+                 (the epilogue).  Layer 0 normalizes and quantizes the token's
+                 embedding row itself (every block), later layers read the int8
+                 vector the previous kernel left.
+     2. attention  over the cache, split across the sequence; the last block of a
+                 KV head combines the splits.
+     3. O        the projection and the residual add.
+     4. gate/up  the fused gate/up projection and the act(gate) * up epilogue.
+     5. down     the projection and the residual add.
+
+   then the LM head (final RMSNorm, bf16 or int8 rows, the logits, their argmax,
+   which it also feeds to the next step).  Each kernel's last block to finish
+   RMS-normalizes and quantizes the vector it produced for the next BitLinear (a
+   "tail", bitnet__tail), so the next kernel's blocks only copy k bytes of int8.
+   Every kernel is launched with programmatic dependent launch (Hopper): it starts
+   while its predecessor still runs and fetches what does not depend on it (its
+   weights, into shared memory) before waiting for the predecessor's results
+   (griddepcontrol.wait); see bitnet__launch.  On older GPUs the wait is a no-op
+   and launches simply serialize.
+
+   THE W2A8 GEMV
+   One thread block computes one 16-row tile of W x (layout: bitnet.h, "Host-side
+   packing for the GPU kernels").  The tile is one contiguous run of 4k bytes that
+   the block copies to shared memory before it waits for its input.  Thread t takes
+   4-row group t % 4 of chunks t / 4, t / 4 + T / 4, ...: one 16-byte weight load and
+   one 16-byte activation load feed 16 dp4a.  The 2-bit codes are value + 1, so the
+   dot product is sum(code * x) - sum(x), exact in int32.
+
+   PRECISION
+   The int8 activations are computed exactly as the CPU path computes them, so the
+   integer dot products match it bit for bit; the KV cache is fp16 (compile with
+   -DBITNET_CUDA_KV_F32 for float32, twice the memory: tests/gpu.sh uses that
+   build to check the rest of the path against the CPU to ~1e-7).
+
+   ERRORS
+   Every CUDA call is checked; a failure returns a BITNET_E_* code with a message
+   in the caller's bitnet_error and leaves the process usable (except after a
+   fault that destroys the CUDA context itself, which CUDA reports as such). */
+#define BITNET_CUDA_SOURCE
 #include "bitnet.h"
+
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ===========================================================================
+   Device helpers
+   =========================================================================== */
+
+/* Programmatic dependent launch: let the next kernel in the stream start now, and
+   wait until the previous kernel has finished and its writes are visible. */
+__device__ __forceinline__ void bitnet__pdl_launch_next(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void bitnet__pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/* 16 bytes global -> shared without a register round trip (cp.async, sm_80+). */
+__device__ __forceinline__ void bitnet__copy16_async(void *smem, const void *gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+#else
+    *(uint4 *)smem = __ldcs((const uint4 *)gmem);
+#endif
+}
+__device__ __forceinline__ void bitnet__copy_async_commit(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+/* Waits until at most `pending` committed groups of copies are still in flight. */
+template <int pending> __device__ __forceinline__ void bitnet__copy_async_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(pending) : "memory");
+#endif
+}
+
+/* Hint: bring [p, p + bytes) into L2 (whole 128-byte lines, spread over the block). */
+__device__ __forceinline__ void bitnet__prefetch_l2(const void *p, size_t bytes) {
+    const char *c = (const char *)p;
+    for (size_t off = (size_t)threadIdx.x * 128; off < bytes; off += (size_t)blockDim.x * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
+}
+
+struct bitnet__op_add {
+    template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct bitnet__op_max {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+/* Reduces v over the block (blockDim.x a multiple of 32, at most 1024); every
+   thread gets the result.  The order of the operations is fixed, so the result
+   is the same on every run.  scratch: 32 elements of shared memory. */
+template <typename T, typename Op>
+__device__ T bitnet__block_reduce(T v, Op op, T *scratch) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
+    for (int o = 16; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+    __syncthreads(); /* an earlier reduction may still read scratch */
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = scratch[0];
+    for (int w = 1; w < n_warps; w++) v = op(v, scratch[w]);
+    return v;
+}
+
+/* Element i of a bf16 or f16 vector as a float (exact). */
+__device__ __forceinline__ float bitnet__half_to_float(const uint16_t *p, size_t i, int is_f16) {
+    uint16_t h = p[i];
+    return is_f16 ? __half2float(__ushort_as_half(h)) : __uint_as_float((uint32_t)h << 16);
+}
+
+/* The KV cache holds fp16.  Built with -DBITNET_CUDA_KV_F32 it holds float32
+   instead (twice the memory and attention traffic): tests/gpu.sh uses that build
+   to show that the rest of the GPU path matches the CPU's float32 cache closely. */
+#ifdef BITNET_CUDA_KV_F32
+typedef float bitnet__kv;
+typedef float4 bitnet__kv4;   /* 4 consecutive cache elements, as loaded */
+typedef float2 bitnet__kv2;
+__device__ __forceinline__ bitnet__kv bitnet__to_cache(float v) { return v; }
+__device__ __forceinline__ float4 bitnet__kv4_float(bitnet__kv4 v) { return v; }
+__device__ __forceinline__ float2 bitnet__kv2_float(bitnet__kv2 v) { return v; }
+#else
+typedef __half bitnet__kv;
+typedef uint2 bitnet__kv4;
+typedef __half2 bitnet__kv2;
+/* Saturating: a value beyond the fp16 range becomes +-65504 instead of infinity
+   (which would turn the attention into NaN). */
+__device__ __forceinline__ bitnet__kv bitnet__to_cache(float v) { return __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f)); }
+__device__ __forceinline__ float4 bitnet__kv4_float(bitnet__kv4 v) {
+    const float2 a = __half22float2(*(const __half2 *)&v.x), b = __half22float2(*(const __half2 *)&v.y);
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+__device__ __forceinline__ float2 bitnet__kv2_float(bitnet__kv2 v) { return __half22float2(v); }
+#endif
+
+/* ===========================================================================
+   Quantization of a BitLinear input, in a thread block
+   ===========================================================================
+   As the CPU path computes it (bitnet.h, bitnet__rmsnorm and bitnet__quantize),
+   so that the int8 activations come out identical for identical input:
+     inv_rms = 1 / sqrtf((float)(sum of x^2 in double / n) + eps)
+     y = w * (x * inv_rms),  s = 127 / max(max|y|, 1e-5),  q = clamp(rint(y s))
+   x is a float vector, or (embed) the current token's row of a bf16/f16 table.
+   Writes q to shared memory (natural order), returns s and sum(q). */
+struct bitnet__quant_in {
+    const float *x;            /* n floats, or NULL: read the table row */
+    const uint16_t *table;     /* bf16/f16 rows of n */
+    int table_f16;
+    const int *tokens, *pos;   /* device: the row is tokens[*pos] */
+    const float *norm;         /* RMSNorm weight, n floats (the GEMV stages it in shared memory) */
+    float eps;
+};
+
+__device__ __forceinline__ float4 bitnet__load_in4(const bitnet__quant_in &in, const uint16_t *row, int i) {
+    if (in.x) return __ldcg((const float4 *)(in.x + i));
+    uint2 raw = *(const uint2 *)(row + i);
+    float4 v;
+    if (in.table_f16) {
+        v.x = __half2float(__ushort_as_half((uint16_t)raw.x)); v.y = __half2float(__ushort_as_half((uint16_t)(raw.x >> 16)));
+        v.z = __half2float(__ushort_as_half((uint16_t)raw.y)); v.w = __half2float(__ushort_as_half((uint16_t)(raw.y >> 16)));
+    } else {
+        v.x = __uint_as_float(raw.x << 16); v.y = __uint_as_float(raw.x & 0xffff0000u);
+        v.z = __uint_as_float(raw.y << 16); v.w = __uint_as_float(raw.y & 0xffff0000u);
+    }
+    return v;
+}
+
+__device__ __forceinline__ int bitnet__quant1(float y, float s) {
+    return (int)fminf(fmaxf(rintf(y * s), -128.0f), 127.0f);
+}
+
+#define BITNET__NQ_REGS 5   /* float4 of the input per thread per round, in registers */
+
+/* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
+   NULL.  Latency is everything here (the whole next kernel waits for it): a
+   block-wide reduction costs about 1000 cycles on an H100 (tests/PERF.md), so
+   there is only one.  It finds the sum of squares and M = max |w x| together.  The
+   exact max |y| of y = w (x inv_rms), which the CPU's scale needs, can only sit at
+   an element with |w x| >= M (1 - 2^-20) (the two roundings in y move a value by
+   less than that), and those few elements settle it with a shared-memory atomic.
+   The vector goes in rounds of BITNET__NQ_REGS float4 per thread whose loads are
+   all issued at once; a one-round vector stays in registers, a longer one is read
+   again.  x is read through L2 (other blocks of the kernel may just have written
+   it). */
+__device__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *copy_to) {
+    __shared__ double red_d[32];
+    __shared__ float red_f[32];
+    __shared__ unsigned amax_bits;
+    const uint16_t *row = in.x ? NULL : in.table + (size_t)in.tokens[*in.pos] * (size_t)n;
+    const int T = blockDim.x, round = BITNET__NQ_REGS * 4 * T, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const bool one_round = n <= round;
+    float4 v[BITNET__NQ_REGS];
+    double ss = 0.0;
+    float m = 0.0f;
+    if (threadIdx.x == 0) amax_bits = 0;
+    for (int base = 0; base < n; base += round) {
+        float4 w[BITNET__NQ_REGS];
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = base + (threadIdx.x + j * T) * 4;
+            if (i < n) {
+                v[j] = bitnet__load_in4(in, row, i);
+                w[j] = *(const float4 *)(in.norm + i);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = base + (threadIdx.x + j * T) * 4;
+            if (i < n) {
+                ss += (double)v[j].x * v[j].x;
+                ss += (double)v[j].y * v[j].y;
+                ss += (double)v[j].z * v[j].z;
+                ss += (double)v[j].w * v[j].w;
+                m = fmaxf(fmaxf(m, fabsf(w[j].x * v[j].x)), fmaxf(fabsf(w[j].y * v[j].y), fmaxf(fabsf(w[j].z * v[j].z), fabsf(w[j].w * v[j].w))));
+                if (copy_to) *(float4 *)(copy_to + i) = v[j];
+            }
+        }
+    }
+    /* one reduction for both */
+    for (int o = 16; o; o >>= 1) {
+        ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    }
+    if (lane == 0) { red_d[warp] = ss; red_f[warp] = m; }
+    __syncthreads();
+    ss = red_d[0];
+    m = red_f[0];
+    for (int w = 1; w < (T >> 5); w++) { ss += red_d[w]; m = fmaxf(m, red_f[w]); }
+    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps), cut = m * (1.0f - 1.0f / 1048576.0f);
+    /* y, and the exact max |y| from the candidates */
+    for (int base = 0; base < n; base += round) {
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = base + (threadIdx.x + j * T) * 4;
+            if (i < n) {
+                const float4 x = one_round ? v[j] : bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
+                v[j] = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
+                if (fabsf(w.x * x.x) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].x)));
+                if (fabsf(w.y * x.y) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].y)));
+                if (fabsf(w.z * x.z) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].z)));
+                if (fabsf(w.w * x.w) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].w)));
+            }
+        }
+    }
+    __syncthreads();
+    const float s = 127.0f / fmaxf(__uint_as_float(amax_bits), 1e-5f);
+    for (int base = 0; base < n; base += round) {
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            const int i = base + (threadIdx.x + j * T) * 4;
+            if (i < n) {
+                if (!one_round) {
+                    const float4 x = bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
+                    v[j] = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
+                }
+                *(char4 *)(q + i) = make_char4((signed char)bitnet__quant1(v[j].x, s), (signed char)bitnet__quant1(v[j].y, s),
+                                               (signed char)bitnet__quant1(v[j].z, s), (signed char)bitnet__quant1(v[j].w, s));
+            }
+        }
+    }
+    *scale_out = s;
+}
+
+/* The next BitLinear's input, normalized and quantized once, by the last block of
+   the kernel that produces the vector (so the next kernel's blocks only copy k
+   bytes of int8 before their dot products). */
+struct bitnet__tail {
+    bitnet__quant_in in;       /* in.x: the vector this kernel writes; in.norm: the next layer's norm */
+    int n;
+    int8_t *q;                 /* NULL: no tail */
+    float *scale;
+    unsigned *counter;         /* zero between kernels */
+};
+
+/* Every block calls this (with all its threads) once its outputs are written;
+   the n_blocks-th to arrive does the work. */
+__device__ void bitnet__run_tail(const bitnet__tail &t, unsigned n_blocks) {
+    __shared__ int last;
+    if (!t.q) return;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(t.counter, 1u) == n_blocks - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    float s;
+    bitnet__norm_quantize_block(t.in, t.n, t.q, &s, NULL);
+    if (threadIdx.x == 0) {
+        *t.scale = s;
+        *t.counter = 0;
+    }
+}
+
+/* ===========================================================================
+   W2A8 GEMV: y = W x for one 16-row tile per block, with fused prologues and
+   epilogues
+   =========================================================================== */
+enum {
+    BITNET__IN_INT8 = 0,   /* x already quantized: int8 in global memory, its scale and sum */
+    BITNET__IN_NORM = 1,   /* RMSNorm + quantize a float vector */
+    BITNET__IN_EMBED = 2   /* RMSNorm + quantize an embedding row; block 0 also stores it as the residual */
+};
+enum {
+    BITNET__OUT_I32 = 0,   /* the exact int32 dot products (tests) */
+    BITNET__OUT_F32 = 1,   /* y = dot * w_scale / x_scale */
+    BITNET__OUT_ADD = 2,   /* y += ... (residual add) */
+    BITNET__OUT_QKV = 3,   /* RoPE, then q to a buffer and k, v to the cache */
+    BITNET__OUT_GATEUP = 4 /* act(gate) * up */
+};
+
+struct bitnet__gemv_args {
+    const uint8_t *w;          /* n / 16 tiles of 4k bytes */
+    int n, k;
+    /* input */
+    bitnet__quant_in in;       /* IN_NORM, IN_EMBED */
+    float *residual;           /* IN_EMBED: where block 0 stores the embedding row */
+    const int8_t *xq;          /* IN_INT8: k values and their scale */
+    const float *xq_scale;
+    /* output */
+    float w_scale[3];          /* QKV: q, k, v; GATEUP: gate, up; else [0] */
+    float *y;                  /* F32 / ADD: n floats; GATEUP: n / 2; QKV: the q buffer */
+    int *y_i32;
+    /* QKV epilogue */
+    bitnet__kv *k_cache, *v_cache; /* this layer: [n_head_kv][n_ctx][head_dim] */
+    const int *pos;
+    const float *inv_freq;     /* head_dim / 2 RoPE frequencies */
+    int n_ctx, head_dim, n_head, n_head_kv;
+    /* GATEUP epilogue */
+    int relu2;
+    int late_launch;           /* let the next kernel start only after our wait (see bitnet__launch) */
+    bitnet__tail tail;         /* ADD / GATEUP: quantize the finished output for the next GEMV */
+};
+
+/* dot of 16 two-bit codes (one interleaved word) with 16 int8 activations */
+__device__ __forceinline__ int bitnet__dot16(uint32_t w, int4 x, int acc) {
+    acc = __dp4a((int)(w & 0x03030303u), x.x, acc);
+    acc = __dp4a((int)((w >> 2) & 0x03030303u), x.y, acc);
+    acc = __dp4a((int)((w >> 4) & 0x03030303u), x.z, acc);
+    acc = __dp4a((int)((w >> 6) & 0x03030303u), x.w, acc);
+    return acc;
+}
+
+/* Shared memory of one GEMV block: the tile (4k bytes), the activations (k), and
+   for a norm prologue the norm weight (4k). */
+static size_t bitnet__gemv_smem(int k, int in) { return (size_t)k * (in == BITNET__IN_INT8 ? 5 : 9); }
+
+template <int IN, int OUT>
+__global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_args a) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    __shared__ int part[8][17];     /* per warp: the partial sums of the 16 rows, 4 x the activations' sum */
+    __shared__ int dots[16];
+    __shared__ float x_scale;
+    uint8_t *tile = smem;
+    int8_t *xq = (int8_t *)(smem + (size_t)a.k * 4);
+    float *norm = (float *)(smem + (size_t)a.k * 5);
+    const int tid = threadIdx.x, n_chunks = a.k / 16;
+    const uint8_t *gtile = a.w + (size_t)blockIdx.x * (size_t)a.k * 4;
+
+    if (!a.late_launch) bitnet__pdl_launch_next();
+    /* 1. the weights depend on nothing earlier: fetch them before waiting (the norm
+       weight first, as it is needed first) */
+    if (IN != BITNET__IN_INT8) {
+        for (int i = tid; i < a.k / 4; i += blockDim.x) bitnet__copy16_async(norm + 4 * i, a.in.norm + 4 * i);
+        bitnet__copy_async_commit();
+    }
+    for (int i = tid; i < a.k / 4; i += blockDim.x) bitnet__copy16_async(tile + (size_t)i * 16, gtile + (size_t)i * 16);
+    bitnet__copy_async_commit();
+    bitnet__pdl_wait();
+    if (a.late_launch) bitnet__pdl_launch_next();
+
+    /* 2. the activations */
+    if (IN == BITNET__IN_INT8) {
+        int4 v[BITNET__NQ_REGS];
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++)
+            if (tid + j * (int)blockDim.x < n_chunks) v[j] = ((const int4 *)a.xq)[tid + j * blockDim.x];
+#pragma unroll
+        for (int j = 0; j < BITNET__NQ_REGS; j++)
+            if (tid + j * (int)blockDim.x < n_chunks) ((int4 *)xq)[tid + j * blockDim.x] = v[j];
+        for (int i = tid + BITNET__NQ_REGS * blockDim.x; i < n_chunks; i += blockDim.x) ((int4 *)xq)[i] = ((const int4 *)a.xq)[i];
+        if (tid == 0) x_scale = *a.xq_scale;
+    } else {
+        float s;
+        bitnet__quant_in in = a.in;
+        in.norm = norm;
+        bitnet__copy_async_wait<1>();
+        __syncthreads();
+        bitnet__norm_quantize_block(in, a.k, xq, &s, IN == BITNET__IN_EMBED && blockIdx.x == 0 ? a.residual : NULL);
+        if (tid == 0) x_scale = s;
+    }
+    bitnet__copy_async_wait<0>();
+    __syncthreads();
+
+    /* 3. the dot products: thread -> (4-row group g, chunks c, c + T/4, ...).  The
+       codes are value + 1, so each row's dot product needs the activations' sum
+       taken off; every thread adds up the activations of its chunks too, which
+       counts each chunk 4 times (once per row group). */
+    {
+        const int g = tid & 3;
+        const uint4 *tw = (const uint4 *)tile;
+        const int4 *tx = (const int4 *)xq;
+        int acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0, acc_x = 0;
+#pragma unroll 4
+        for (int c = tid >> 2; c < n_chunks; c += blockDim.x >> 2) {
+            uint4 w = tw[c * 4 + g];
+            int4 x = tx[c];
+            acc0 = bitnet__dot16(w.x, x, acc0);
+            acc1 = bitnet__dot16(w.y, x, acc1);
+            acc2 = bitnet__dot16(w.z, x, acc2);
+            acc3 = bitnet__dot16(w.w, x, acc3);
+            acc_x = __dp4a(x.x, 0x01010101, __dp4a(x.y, 0x01010101, __dp4a(x.z, 0x01010101, __dp4a(x.w, 0x01010101, acc_x))));
+        }
+        /* lanes with the same g (lane % 4) hold the same rows */
+        for (int o = 4; o < 32; o <<= 1) {
+            acc0 += __shfl_xor_sync(0xffffffffu, acc0, o);
+            acc1 += __shfl_xor_sync(0xffffffffu, acc1, o);
+            acc2 += __shfl_xor_sync(0xffffffffu, acc2, o);
+            acc3 += __shfl_xor_sync(0xffffffffu, acc3, o);
+        }
+        for (int o = 1; o < 32; o <<= 1) acc_x += __shfl_xor_sync(0xffffffffu, acc_x, o);
+        if ((tid & 31) < 4) {
+            int *p = part[tid >> 5] + 4 * g;
+            p[0] = acc0; p[1] = acc1; p[2] = acc2; p[3] = acc3;
+            if (g == 0) part[tid >> 5][16] = acc_x;
+        }
+        __syncthreads();
+        if (tid < 16) {
+            int d = 0, x4 = 0;
+            for (int w = 0; w < (int)(blockDim.x >> 5); w++) {
+                d += part[w][tid];
+                x4 += part[w][16];
+            }
+            dots[tid] = d - x4 / 4;
+        }
+        __syncthreads();
+    }
+
+    /* 4. the epilogue */
+    const int row0 = blockIdx.x * 16;
+    if (OUT == BITNET__OUT_I32) {
+        if (tid < 16) a.y_i32[row0 + tid] = dots[tid];
+    } else if (OUT == BITNET__OUT_F32 || OUT == BITNET__OUT_ADD) {
+        if (tid < 16) {
+            /* rounded as the CPU rounds it (no fused multiply-add) */
+            float v = __fmul_rn((float)dots[tid], a.w_scale[0] / x_scale);
+            if (OUT == BITNET__OUT_ADD) a.y[row0 + tid] = __fadd_rn(a.y[row0 + tid], v);
+            else a.y[row0 + tid] = v;
+        }
+    } else if (OUT == BITNET__OUT_GATEUP) {
+        /* tile rows 0-7: gate rows 8t..8t+7; rows 8-15: the matching up rows */
+        if (tid < 8) {
+            float g = (float)dots[tid] * (a.w_scale[0] / x_scale);
+            float u = (float)dots[tid + 8] * (a.w_scale[1] / x_scale);
+            float act = a.relu2 ? (g > 0.0f ? __fmul_rn(g, g) : 0.0f) : g / (1.0f + expf(-g));
+            a.y[blockIdx.x * 8 + tid] = __fmul_rn(act, u);
+        }
+    } else if (OUT == BITNET__OUT_QKV) {
+        /* tile rows 0-7: dims 8j..8j+7 of one head, rows 8-15: their RoPE partners
+           half + 8j..; heads: n_head q, then n_head_kv k, then n_head_kv v */
+        if (tid < 8) {
+            const int tiles_per_head = a.head_dim / 16, half = a.head_dim / 2;
+            const int head = blockIdx.x / tiles_per_head, i = (blockIdx.x % tiles_per_head) * 8 + tid;
+            const int pos = *a.pos;
+            const int part_id = head < a.n_head ? 0 : head < a.n_head + a.n_head_kv ? 1 : 2;
+            const float f = a.w_scale[part_id] / x_scale;
+            float x0 = (float)dots[tid] * f, x1 = (float)dots[tid + 8] * f;
+            if (part_id < 2) {
+                /* as the CPU: angle = pos * inv_freq, products rounded separately */
+                float sn, cs;
+                sincosf((float)pos * a.inv_freq[i], &sn, &cs);
+                float r0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
+                float r1 = __fadd_rn(__fmul_rn(x1, cs), __fmul_rn(x0, sn));
+                x0 = r0;
+                x1 = r1;
+            }
+            if (part_id == 0) {
+                a.y[(size_t)head * a.head_dim + i] = x0;
+                a.y[(size_t)head * a.head_dim + i + half] = x1;
+            } else {
+                const int kvh = head - a.n_head - (part_id == 2 ? a.n_head_kv : 0);
+                bitnet__kv *cache = (part_id == 1 ? a.k_cache : a.v_cache) + ((size_t)kvh * a.n_ctx + pos) * a.head_dim;
+                cache[i] = bitnet__to_cache(x0);
+                cache[i + half] = bitnet__to_cache(x1);
+            }
+        }
+    }
+    bitnet__run_tail(a.tail, gridDim.x);
+}
+
+/* ===========================================================================
+   Attention over the KV cache (one new token)
+   ===========================================================================
+   Grid: (n_head_kv, max_splits) blocks of 256 threads.  Block (h, s) takes KV head
+   h with its G = n_head / n_head_kv query heads (GQA: each K/V row is read once
+   for all G) and a slice of the n = pos + 1 positions.  The slices: at least 64
+   positions each, at most gridDim.y of them, so short contexts use few blocks and
+   long ones spread over many; a slice is at most 256 positions (one per thread).
+   Several slices leave partial results (max, sum of exponentials, weighted sum of
+   V); the last block of the head to finish combines them, as flash-decoding does,
+   and the last head to finish quantizes the output for the O projection.
+   The cache rows of the slice, except the newest, do not depend on the previous
+   kernel, so they are pulled into L2 before the wait. */
+#define BITNET__ATT_THREADS 256
+#define BITNET__ATT_MAX_GROUP 8   /* query heads per KV head */
+#define BITNET__ATT_MAX_DIM 256
+
+struct bitnet__attn_args {
+    const float *q;                  /* n_head x head_dim, after RoPE */
+    const bitnet__kv *k_cache, *v_cache; /* this layer: [n_head_kv][n_ctx][head_dim] */
+    float *out;                      /* n_head x head_dim */
+    float *part_o;                   /* [n_head_kv][gridDim.y][G][head_dim] */
+    float2 *part_ml;                 /* [n_head_kv][gridDim.y][G]: (max, sum) */
+    unsigned *counters;              /* [n_head_kv], zero between launches */
+    const int *pos;
+    int n_ctx, head_dim, n_head, n_head_kv;
+    float scale;                     /* 1 / sqrt(head_dim) */
+    int late_launch;
+    bitnet__tail tail;               /* the output, quantized for the O projection */
+};
+
+/* The slicing of n positions over at most max_splits blocks. */
+__device__ __forceinline__ void bitnet__att_slices(int n, int max_splits, int *chunk, int *splits) {
+    int s0 = (n + 63) / 64;
+    if (s0 > max_splits) s0 = max_splits;
+    *chunk = (n + s0 - 1) / s0;
+    *splits = (n + *chunk - 1) / *chunk;
+}
+
+__global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(const bitnet__attn_args a) {
+    __shared__ __align__(16) float s_q[BITNET__ATT_MAX_GROUP * BITNET__ATT_MAX_DIM];
+    __shared__ float s_w[BITNET__ATT_MAX_GROUP][BITNET__ATT_THREADS];  /* scores, then weights */
+    __shared__ float s_red[BITNET__ATT_MAX_GROUP * 512];                /* [PG][G][head_dim] */
+    __shared__ float s_m[BITNET__ATT_MAX_GROUP], s_l[BITNET__ATT_MAX_GROUP];
+    __shared__ int s_last;
+    const int tid = threadIdx.x, h = blockIdx.x, split = blockIdx.y, hd = a.head_dim;
+    const int G = a.n_head / a.n_head_kv;
+    if (!a.late_launch) bitnet__pdl_launch_next();
+    /* the position is written before the graph starts, so it can be read now */
+    const int n = *a.pos + 1;
+    int chunk, splits;
+    bitnet__att_slices(n, gridDim.y, &chunk, &splits);
+    if (split >= splits) {
+        bitnet__pdl_wait();
+        if (a.late_launch) bitnet__pdl_launch_next();
+        return;
+    }
+    const int p0 = split * chunk, p1 = min(n, p0 + chunk), np = p1 - p0;
+    const size_t head_off = (size_t)h * a.n_ctx * hd;
+    const bitnet__kv *K = a.k_cache + head_off, *V = a.v_cache + head_off;
+    bitnet__prefetch_l2(K + (size_t)p0 * hd, (size_t)(np - (p1 == n)) * hd * sizeof(bitnet__kv));
+    bitnet__prefetch_l2(V + (size_t)p0 * hd, (size_t)(np - (p1 == n)) * hd * sizeof(bitnet__kv));
+    bitnet__pdl_wait();
+    if (a.late_launch) bitnet__pdl_launch_next();
+
+    {
+        const float4 *gq = (const float4 *)(a.q + (size_t)h * G * hd);
+        float4 qv[2];   /* G * head_dim <= 2048 floats: at most 2 float4 per thread */
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+            if (tid + j * BITNET__ATT_THREADS < G * hd / 4) qv[j] = gq[tid + j * BITNET__ATT_THREADS];
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+            if (tid + j * BITNET__ATT_THREADS < G * hd / 4) ((float4 *)s_q)[tid + j * BITNET__ATT_THREADS] = qv[j];
+    }
+    __syncthreads();
+
+    /* scores: 4 threads per position, each 4 dims of every 16 (whole warps go
+       round the loop together: the shuffles need every lane) */
+    {
+        const int quarter = tid & 3;
+        for (int base = 0; base < np; base += blockDim.x >> 2) {
+            const int pl = base + (tid >> 2);
+            const bool active = pl < np;
+            const bitnet__kv4 *krow = (const bitnet__kv4 *)(K + (size_t)(p0 + (active ? pl : 0)) * hd);
+            float acc[BITNET__ATT_MAX_GROUP];
+            bitnet__kv4 kr[BITNET__ATT_MAX_DIM / 16];   /* this thread's part of the key, loaded at once */
+#pragma unroll
+            for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) acc[g] = 0.0f;
+#pragma unroll
+            for (int jj = 0; jj < BITNET__ATT_MAX_DIM / 16; jj++)
+                if (active && quarter + 4 * jj < hd / 4) kr[jj] = krow[quarter + 4 * jj];
+#pragma unroll
+            for (int jj = 0; jj < BITNET__ATT_MAX_DIM / 16; jj++) {
+                const int j = quarter + 4 * jj;
+                if (active && j < hd / 4) {
+                    const float4 kv = bitnet__kv4_float(kr[jj]);
+#pragma unroll
+                    for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
+                        if (g < G) {
+                            float4 qv = *(const float4 *)(s_q + g * hd + 4 * j);
+                            acc[g] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
+                acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 1);
+                acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 2);
+                if (g < G && active && quarter == 0) s_w[g][pl] = acc[g] * a.scale;
+            }
+        }
+    }
+    __syncthreads();
+
+    /* softmax pieces: warp g takes query head g */
+    {
+        const int warp = tid >> 5, lane = tid & 31;
+        if (warp < G) {
+            float m = -INFINITY, l = 0.0f;
+            for (int p = lane; p < np; p += 32) m = fmaxf(m, s_w[warp][p]);
+            for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            for (int p = lane; p < np; p += 32) {
+                float e = expf(s_w[warp][p] - m);
+                s_w[warp][p] = e;
+                l += e;
+            }
+            for (int o = 16; o; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+            if (lane == 0) { s_m[warp] = m; s_l[warp] = l; }
+        }
+    }
+    __syncthreads();
+
+    /* weighted sum of V: thread -> (dim pair dp, position group pg of PG) */
+    {
+        const int pairs = hd / 2, PG = blockDim.x / pairs, dp = tid % pairs, pg = tid / pairs;
+        float2 acc[BITNET__ATT_MAX_GROUP];
+#pragma unroll
+        for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) acc[g] = make_float2(0.0f, 0.0f);
+        /* 16 rows of V in flight per thread */
+        for (int base = pg; base < np; base += 16 * PG) {
+            bitnet__kv2 vr[16];
+#pragma unroll
+            for (int u = 0; u < 16; u++)
+                if (base + u * PG < np) vr[u] = ((const bitnet__kv2 *)(V + (size_t)(p0 + base + u * PG) * hd))[dp];
+#pragma unroll
+            for (int u = 0; u < 16; u++) {
+                const int pl = base + u * PG;
+                if (pl < np) {
+                    float2 v = bitnet__kv2_float(vr[u]);
+#pragma unroll
+                    for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
+                        if (g < G) {
+                            float w = s_w[g][pl];
+                            acc[g].x += w * v.x;
+                            acc[g].y += w * v.y;
+                        }
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++)
+            if (g < G) *(float2 *)(s_red + ((size_t)pg * G + g) * hd + 2 * dp) = acc[g];
+        __syncthreads();
+        for (int i = tid; i < G * hd; i += blockDim.x) {
+            const int g = i / hd;
+            float o = 0.0f;
+            for (int p = 0; p < PG; p++) o += s_red[(size_t)p * G * hd + i];
+            if (splits == 1) a.out[(size_t)h * G * hd + i] = o / s_l[g];
+            else a.part_o[(((size_t)h * gridDim.y + split) * G) * hd + i] = o;
+        }
+        if (splits > 1 && tid < G) a.part_ml[((size_t)h * gridDim.y + split) * G + tid] = make_float2(s_m[tid], s_l[tid]);
+    }
+    if (splits == 1) {
+        bitnet__run_tail(a.tail, (unsigned)a.n_head_kv);
+        return;
+    }
+
+    /* the last block of this head to finish combines the slices */
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) s_last = atomicAdd(&a.counters[h], 1u) == (unsigned)splits - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    for (int i = tid; i < G * hd; i += blockDim.x) {
+        const int g = i / hd;
+        const float2 *ml = a.part_ml + (size_t)h * gridDim.y * G + g;
+        const float *po = a.part_o + (size_t)h * gridDim.y * G * hd + i;
+        float m = -INFINITY, l = 0.0f, o = 0.0f;
+        /* 8 slices in flight per thread; the running max rescales as it grows */
+        for (int base = 0; base < splits; base += 8) {
+            float2 mlv[8];
+            float ov[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (base + u < splits) {
+                    mlv[u] = __ldcg(ml + (size_t)(base + u) * G);
+                    ov[u] = __ldcg(po + (size_t)(base + u) * G * hd);
+                }
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (base + u < splits) {
+                    const float m_new = fmaxf(m, mlv[u].x), f_old = expf(m - m_new), f = expf(mlv[u].x - m_new);
+                    l = l * f_old + mlv[u].y * f;
+                    o = o * f_old + ov[u] * f;
+                    m = m_new;
+                }
+        }
+        a.out[(size_t)h * G * hd + i] = o / l;
+    }
+    if (tid == 0) a.counters[h] = 0;
+    bitnet__run_tail(a.tail, (unsigned)a.n_head_kv);
+}
+
+/* ===========================================================================
+   LM head: final RMSNorm, logits, argmax
+   ===========================================================================
+   A warp takes one vocabulary row at a time (16-byte loads, rows spread over the
+   grid); the normed hidden state sits in shared memory, as floats (bf16/f16 head)
+   or quantized to int8 (int8 head: dp4a, scaled per row).  Each block keeps its
+   best (logit, id); the last block to finish picks the token, so only its id need
+   ever reach the host, and advances the step's position. */
+#define BITNET__HEAD_THREADS 256
+
+struct bitnet__head_args {
+    const uint16_t *w;          /* bf16/f16 rows of k, or NULL */
+    int w_f16;
+    const int8_t *w8;           /* int8 rows of k, or NULL */
+    const float *w8_scale;      /* per row: real value = q * scale */
+    int n_vocab, k;
+    const float *x;             /* the residual stream */
+    const float *norm;
+    float eps;
+    float *logits;
+    float2 *block_best;         /* per block: (logit, id as float bits) */
+    unsigned *counter;          /* zero between launches */
+    int *token;                 /* the argmax */
+    int *tokens, *pos;          /* the step's input: feed the argmax to the next step */
+    int n_ctx;
+    int late_launch;
+};
+
+/* The sampler's candidate order: higher logit first, then lower id; NaN last. */
+__device__ __forceinline__ bool bitnet__ranks_before(float v, int i, float bv, int bi) {
+    if (v != v) return false;
+    if (bv != bv) return true;
+    return v > bv || (v == bv && i < bi);
+}
+
+template <int INT8>
+__global__ void __launch_bounds__(BITNET__HEAD_THREADS) bitnet__head_kernel(const bitnet__head_args a) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    __shared__ double red_d[32];
+    __shared__ float red_f[32];
+    __shared__ float best_v[BITNET__HEAD_THREADS / 32];
+    __shared__ int best_i[BITNET__HEAD_THREADS / 32];
+    __shared__ int s_last;
+    float *hidden = (float *)smem;               /* k floats (bf16/f16 head) */
+    int8_t *hq = (int8_t *)smem;                 /* k int8 (int8 head) */
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n_warps = blockDim.x >> 5;
+    const int k = a.k;
+    if (!a.late_launch) bitnet__pdl_launch_next();
+    bitnet__pdl_wait();
+    if (a.late_launch) bitnet__pdl_launch_next();
+
+    /* RMSNorm (and for the int8 head, quantization), as the CPU computes them */
+    double ss = 0.0;
+    for (int i = tid; i < k; i += blockDim.x) ss += (double)a.x[i] * a.x[i];
+    ss = bitnet__block_reduce(ss, bitnet__op_add(), red_d);
+    const float inv_rms = 1.0f / sqrtf((float)(ss / k) + a.eps);
+    float x_scale = 1.0f;
+    if (!INT8) {
+        for (int i = tid; i < k; i += blockDim.x) hidden[i] = a.norm[i] * (a.x[i] * inv_rms);
+    } else {
+        float amax = 0.0f;
+        for (int i = tid; i < k; i += blockDim.x) amax = fmaxf(amax, fabsf(a.norm[i] * (a.x[i] * inv_rms)));
+        amax = bitnet__block_reduce(amax, bitnet__op_max(), red_f);
+        x_scale = 127.0f / fmaxf(amax, 1e-5f);
+        for (int i = tid; i < k; i += blockDim.x) hq[i] = (int8_t)bitnet__quant1(a.norm[i] * (a.x[i] * inv_rms), x_scale);
+    }
+    __syncthreads();
+
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    bool have = false;
+    /* a warp takes two rows at a time, each lane keeping 4 loads of each in flight */
+    const int n_vec = INT8 ? k / 16 : k / 8;   /* 16-byte vectors per row */
+    for (int r0 = (blockIdx.x * n_warps + warp) * 2; r0 < a.n_vocab; r0 += gridDim.x * n_warps * 2) {
+        const bool two = r0 + 1 < a.n_vocab;
+        const uint4 *row0 = (const uint4 *)(INT8 ? (const void *)(a.w8 + (size_t)r0 * k) : (const void *)(a.w + (size_t)r0 * k));
+        const uint4 *row1 = row0 + n_vec;
+        float facc[2] = {0.0f, 0.0f};
+        int iacc[2] = {0, 0};
+        for (int base = lane; base < n_vec; base += 4 * 32) {
+            uint4 wv[2][4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+                if (base + 32 * u < n_vec) {
+                    wv[0][u] = __ldcs(row0 + base + 32 * u);
+                    if (two) wv[1][u] = __ldcs(row1 + base + 32 * u);
+                }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int i = base + 32 * u;
+                if (i >= n_vec) continue;
+                if (!INT8) {
+                    const float4 h0 = *(const float4 *)(hidden + 8 * i), h1 = *(const float4 *)(hidden + 8 * i + 4);
+                    const float hs[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+#pragma unroll
+                    for (int rr = 0; rr < 2; rr++) {
+                        const uint32_t ws[4] = {wv[rr][u].x, wv[rr][u].y, wv[rr][u].z, wv[rr][u].w};
+#pragma unroll
+                        for (int j = 0; j < 4; j++) {
+                            float lo, hi;
+                            if (a.w_f16) {
+                                const float2 f = __half22float2(*(const __half2 *)&ws[j]);
+                                lo = f.x;
+                                hi = f.y;
+                            } else {
+                                lo = __uint_as_float(ws[j] << 16);
+                                hi = __uint_as_float(ws[j] & 0xffff0000u);
+                            }
+                            facc[rr] += lo * hs[2 * j] + hi * hs[2 * j + 1];
+                        }
+                    }
+                } else {
+                    const int4 x = ((const int4 *)hq)[i];
+#pragma unroll
+                    for (int rr = 0; rr < 2; rr++) {
+                        iacc[rr] = __dp4a((int)wv[rr][u].x, x.x, iacc[rr]);
+                        iacc[rr] = __dp4a((int)wv[rr][u].y, x.y, iacc[rr]);
+                        iacc[rr] = __dp4a((int)wv[rr][u].z, x.z, iacc[rr]);
+                        iacc[rr] = __dp4a((int)wv[rr][u].w, x.w, iacc[rr]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            const int r = r0 + rr;
+            float logit;
+            if (!INT8) {
+                for (int o = 16; o; o >>= 1) facc[rr] += __shfl_xor_sync(0xffffffffu, facc[rr], o);
+                logit = facc[rr];
+            } else {
+                for (int o = 16; o; o >>= 1) iacc[rr] += __shfl_xor_sync(0xffffffffu, iacc[rr], o);
+                logit = r < a.n_vocab ? (float)iacc[rr] * (a.w8_scale[r] * (1.0f / x_scale)) : 0.0f;
+            }
+            if (r >= a.n_vocab) break;
+            if (lane == 0) a.logits[r] = logit;
+            if (!have || bitnet__ranks_before(logit, r, bv, bi)) { bv = logit; bi = r; have = true; }
+        }
+    }
+    if (lane == 0) { best_v[warp] = bv; best_i[warp] = have ? bi : 0x7fffffff; }
+    __syncthreads();
+    if (tid == 0) {
+        float v = best_v[0];
+        int i = best_i[0];
+        for (int w = 1; w < n_warps; w++)
+            if (best_i[w] != 0x7fffffff && (i == 0x7fffffff || bitnet__ranks_before(best_v[w], best_i[w], v, i))) {
+                v = best_v[w];
+                i = best_i[w];
+            }
+        a.block_best[blockIdx.x] = make_float2(v, __int_as_float(i));
+        __threadfence();
+        s_last = atomicAdd(a.counter, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!s_last) return;
+    /* the whole last block reduces the blocks' bests (one thread reading them one
+       after another would take a memory round trip per block) */
+    __threadfence();
+    float v = 0.0f;
+    int i = 0x7fffffff;
+    for (unsigned b = tid; b < gridDim.x; b += blockDim.x) {
+        const float2 e = __ldcg(a.block_best + b);
+        const int ei = __float_as_int(e.y);
+        if (ei != 0x7fffffff && (i == 0x7fffffff || bitnet__ranks_before(e.x, ei, v, i))) { v = e.x; i = ei; }
+    }
+    for (int o = 16; o; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (oi != 0x7fffffff && (i == 0x7fffffff || bitnet__ranks_before(ov, oi, v, i))) { v = ov; i = oi; }
+    }
+    __syncthreads();
+    if (lane == 0) { best_v[warp] = v; best_i[warp] = i; }
+    __syncthreads();
+    if (tid != 0) return;
+    for (int w = 1; w < n_warps; w++)
+        if (best_i[w] != 0x7fffffff && (i == 0x7fffffff || bitnet__ranks_before(best_v[w], best_i[w], v, i))) {
+            v = best_v[w];
+            i = best_i[w];
+        }
+    *a.token = i;
+    *a.counter = 0;
+    /* The next step, unless the host says otherwise, eats this token at pos + 1:
+       back-to-back replays then need no host work at all. */
+    const int pos = *a.pos;
+    if (pos + 1 < a.n_ctx) a.tokens[pos + 1] = i;
+    *a.pos = pos + 1;
+}
+
+/* The int8 LM head, once per model: per row, s = 127 / max|w|, q = clamp(rint(w s),
+   -127, 127), scale = max|w| / 127 (as the CPU path builds it).  A warp per row. */
+__global__ void bitnet__head_int8_build_kernel(const uint16_t *w, int w_f16, int n_vocab, int k, int8_t *q, float *scale) {
+    const int lane = threadIdx.x & 31;
+    const int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (r >= n_vocab) return;
+    const uint16_t *row = w + (size_t)r * k;
+    float amax = 0.0f;
+    for (int i = lane; i < k; i += 32) amax = fmaxf(amax, fabsf(bitnet__half_to_float(row, i, w_f16)));
+    for (int o = 16; o; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float s = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = lane; i < k; i += 32)
+        q[(size_t)r * k + i] = (int8_t)fminf(fmaxf(rintf(bitnet__half_to_float(row, i, w_f16) * s), -127.0f), 127.0f);
+    if (lane == 0) scale[r] = amax / 127.0f;
+}
+
+/* ===========================================================================
+   Host side: errors, launches
+   =========================================================================== */
+
+static int bitnet__cuda_fail(bitnet_error *err, int code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        err->needed = 0;
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* A failed CUDA call becomes BITNET_E_NOMEM or BITNET_E_BACKEND.  Reading the
+   error also clears it, unless it is sticky (a fault that ends the CUDA context). */
+static int bitnet__cuda_check(cudaError_t e, bitnet_error *err, const char *what, int line) {
+    if (e == cudaSuccess) return BITNET_OK;
+    (void)cudaGetLastError();
+    return bitnet__cuda_fail(err, e == cudaErrorMemoryAllocation ? BITNET_E_NOMEM : BITNET_E_BACKEND,
+                             "CUDA error in %s: %s (bitnet_cuda.cu:%d)", what, cudaGetErrorString(e), line);
+}
+#define BITNET__CK(call)                                                                 \
+    do {                                                                                 \
+        if ((rc = bitnet__cuda_check((call), err, #call, __LINE__)) != BITNET_OK) goto fail; \
+    } while (0)
+
+/* Makes `device` current for the lifetime of the guard, then restores the caller's. */
+struct bitnet__device_guard {
+    int prev, changed;
+    explicit bitnet__device_guard(int device) : prev(0), changed(0) {
+        if (cudaGetDevice(&prev) == cudaSuccess && prev != device) changed = cudaSetDevice(device) == cudaSuccess;
+        (void)cudaGetLastError();
+    }
+    ~bitnet__device_guard() {
+        if (changed) cudaSetDevice(prev);
+    }
+};
+
+/* cudaLaunchKernelEx with programmatic dependent launch when pdl is set.  Every
+   kernel lets its successor launch (griddepcontrol.launch_dependents) either at its
+   very start (early: the successor, and in turn its successor, may start fetching
+   weights while this kernel still waits for its own input) or once its input is
+   there (late: at most one kernel runs ahead); the kernels' late_launch field says
+   which, tests/gpu_bench_* measure both. */
+template <typename Args>
+static cudaError_t bitnet__launch(void (*kernel)(Args), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, int pdl,
+                                  const Args &args) {
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1] = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args);
+}
+
+static int bitnet__gemv_threads(int k) { return k > 4096 ? 256 : 128; }
+
+template <int IN, int OUT>
+static cudaError_t bitnet__launch_gemv(const bitnet__gemv_args &a, cudaStream_t stream, int pdl) {
+    return bitnet__launch(bitnet__gemv_kernel<IN, OUT>, dim3((unsigned)(a.n / 16)), dim3((unsigned)bitnet__gemv_threads(a.k)),
+                          bitnet__gemv_smem(a.k, IN), stream, pdl, a);
+}
+
+/* Raises the dynamic shared memory limit of the kernels that need more than the
+   default 48 KB for inputs of length k (GEMV) and hidden size n_embd (LM head). */
+static cudaError_t bitnet__kernels_prepare(int max_k, int n_embd) {
+    cudaError_t e = cudaSuccess;
+    int g = (int)bitnet__gemv_smem(max_k, BITNET__IN_INT8), ge = (int)bitnet__gemv_smem(n_embd, BITNET__IN_EMBED), h = n_embd * 4;
+#define BITNET__SMEM(kern, bytes) \
+    if (e == cudaSuccess && (bytes) > 48 * 1024) e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes)
+    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_EMBED, BITNET__OUT_QKV>), ge);
+    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_QKV>), g);
+    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_ADD>), g);
+    BITNET__SMEM((bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_GATEUP>), g);
+    BITNET__SMEM(bitnet__head_kernel<0>, h);
+    BITNET__SMEM(bitnet__head_kernel<1>, h);
+#undef BITNET__SMEM
+    return e;
+}
+
+/* ===========================================================================
+   The model on the device (shared by all CUDA contexts of a bitnet_model)
+   =========================================================================== */
+struct bitnet__cuda_layer_dev {
+    uint8_t *qkv, *wo, *gate_up, *down;
+    float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
+    float q_scale, k_scale, v_scale, o_scale, gate_scale, up_scale, down_scale;
+};
+
+struct bitnet__cuda_model {
+    bitnet__cuda_shape shape;
+    int device, n_sm, cc;
+    size_t max_smem;              /* dynamic shared memory a block may opt in to */
+    void *arena;                  /* everything below, one allocation */
+    size_t arena_bytes;
+    bitnet__cuda_layer_dev *layers;
+    uint16_t *tok_embd, *output;  /* bf16/f16 [n_vocab][n_embd]; output == tok_embd when tied */
+    float *output_norm, *inv_freq;
+    int8_t *head8;                /* int8 LM head, built on first use */
+    float *head8_scale;
+};
+
+/* Carves aligned pieces out of one allocation (base NULL: only counts). */
+struct bitnet__carver {
+    uint8_t *base;
+    size_t used;
+    void *take(size_t bytes) {
+        void *p = base ? base + used : NULL;
+        used += (bytes + 255) / 256 * 256;
+        return p;
+    }
+};
+
+static size_t bitnet__qkv_rows(const bitnet__cuda_shape *s) { return (size_t)s->n_embd + 2 * (size_t)s->n_head_kv * s->head_dim; }
+
+static void bitnet__model_carve(bitnet__cuda_model *m, bitnet__carver *c) {
+    const bitnet__cuda_shape *s = &m->shape;
+    const size_t e = (size_t)s->n_embd, f = (size_t)s->n_ff, table = (size_t)s->n_vocab * e * 2;
+    m->tok_embd = (uint16_t *)c->take(table);
+    m->output = s->tied ? m->tok_embd : (uint16_t *)c->take(table);
+    m->output_norm = (float *)c->take(e * 4);
+    m->inv_freq = (float *)c->take((size_t)s->head_dim / 2 * 4);
+    for (int l = 0; l < s->n_layer; l++) {
+        bitnet__cuda_layer_dev *L = &m->layers[l];
+        L->qkv = (uint8_t *)c->take(bitnet__qkv_rows(s) * e / 4);
+        L->wo = (uint8_t *)c->take(e * e / 4);
+        L->gate_up = (uint8_t *)c->take(2 * f * e / 4);
+        L->down = (uint8_t *)c->take(e * f / 4);
+        L->attn_norm = (float *)c->take(e * 4);
+        L->attn_sub_norm = (float *)c->take(e * 4);
+        L->ffn_norm = (float *)c->take(e * 4);
+        L->ffn_sub_norm = (float *)c->take(f * 4);
+    }
+}
+
+extern "C" void bitnet__cuda_model_free(void *model) {
+    bitnet__cuda_model *m = (bitnet__cuda_model *)model;
+    if (!m) return;
+    {
+        bitnet__device_guard guard(m->device);
+        cudaFree(m->arena);
+        cudaFree(m->head8);
+        cudaFree(m->head8_scale);
+        (void)cudaGetLastError();
+    }
+    free(m->layers);
+    free(m);
+}
+
+extern "C" size_t bitnet__cuda_model_bytes(const void *model) {
+    const bitnet__cuda_model *m = (const bitnet__cuda_model *)model;
+    if (!m) return 0;
+    return m->arena_bytes + (m->head8 ? (size_t)m->shape.n_vocab * (m->shape.n_embd + 4) : 0);
+}
+
+static int bitnet__check_shape(const bitnet__cuda_shape *s, size_t max_smem, bitnet_error *err) {
+    const int hd = s->head_dim;
+    if (hd != 16 && hd != 32 && hd != 64 && hd != 128 && hd != 256)
+        return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: head dimension %d is not supported (16, 32, 64, 128 or 256)", hd);
+    if (s->n_head % s->n_head_kv || s->n_head / s->n_head_kv > BITNET__ATT_MAX_GROUP)
+        return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: %d query heads per KV head is not supported (at most %d)",
+                                 s->n_head / s->n_head_kv, BITNET__ATT_MAX_GROUP);
+    if (s->n_embd % 32 || s->n_ff % 32)
+        return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED,
+                                 "CUDA backend: the W2A8 GEMV needs matrix widths that are multiples of 32 (embedding %d, FFN %d)",
+                                 s->n_embd, s->n_ff);
+    if (bitnet__gemv_smem(s->n_embd > s->n_ff ? s->n_embd : s->n_ff, BITNET__IN_INT8) > max_smem ||
+        bitnet__gemv_smem(s->n_embd, BITNET__IN_EMBED) > max_smem)
+        return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED,
+                                 "CUDA backend: embedding %d / FFN %d too large for this GPU's %zu bytes of shared memory per block",
+                                 s->n_embd, s->n_ff, max_smem);
+    return BITNET_OK;
+}
+
+extern "C" int bitnet__cuda_model_create(const bitnet__cuda_shape *shape, int device, const void *tok_embd, const void *output,
+                                         const float *output_norm, const float *rope_inv_freq, void **out, bitnet_error *err) {
+    bitnet__cuda_model *m = NULL;
+    cudaDeviceProp prop;
+    int n_dev = 0, rc = BITNET_OK;
+    const size_t table = (size_t)shape->n_vocab * shape->n_embd * 2;
+    bitnet__carver carve = {NULL, 0};
+    *out = NULL;
+    cudaError_t e = cudaGetDeviceCount(&n_dev);
+    if (e != cudaSuccess || n_dev == 0) {
+        (void)cudaGetLastError();
+        return bitnet__cuda_fail(err, BITNET_E_BACKEND, "CUDA backend: no usable CUDA device (%s)",
+                                 e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+    }
+    if (device < 0 || device >= n_dev)
+        return bitnet__cuda_fail(err, BITNET_E_ARG, "CUDA device %d does not exist (%d found)", device, n_dev);
+    bitnet__device_guard guard(device);
+    if ((rc = bitnet__cuda_check(cudaGetDeviceProperties(&prop, device), err, "cudaGetDeviceProperties", __LINE__))) return rc;
+    if (prop.major * 10 + prop.minor < 75)
+        return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED, "CUDA device %d (%s) has compute capability %d.%d; the backend needs 7.5 or newer",
+                                 device, prop.name, prop.major, prop.minor);
+    if ((rc = bitnet__check_shape(shape, prop.sharedMemPerBlockOptin, err))) return rc;
+    m = (bitnet__cuda_model *)calloc(1, sizeof *m);
+    if (m) m->layers = (bitnet__cuda_layer_dev *)calloc((size_t)shape->n_layer, sizeof *m->layers);
+    if (!m || !m->layers) {
+        if (m) free(m);
+        return bitnet__cuda_fail(err, BITNET_E_NOMEM, "out of host memory");
+    }
+    m->shape = *shape;
+    m->device = device;
+    m->n_sm = prop.multiProcessorCount;
+    m->cc = prop.major * 10 + prop.minor;
+    m->max_smem = prop.sharedMemPerBlockOptin;
+    bitnet__model_carve(m, &carve);
+    m->arena_bytes = carve.used;
+    BITNET__CK(bitnet__kernels_prepare(shape->n_embd > shape->n_ff ? shape->n_embd : shape->n_ff, shape->n_embd));
+    BITNET__CK(cudaMalloc(&m->arena, m->arena_bytes));
+    carve.base = (uint8_t *)m->arena;
+    carve.used = 0;
+    bitnet__model_carve(m, &carve);
+    BITNET__CK(cudaMemcpy(m->tok_embd, tok_embd, table, cudaMemcpyHostToDevice));
+    if (!shape->tied) BITNET__CK(cudaMemcpy(m->output, output, table, cudaMemcpyHostToDevice));
+    BITNET__CK(cudaMemcpy(m->output_norm, output_norm, (size_t)shape->n_embd * 4, cudaMemcpyHostToDevice));
+    BITNET__CK(cudaMemcpy(m->inv_freq, rope_inv_freq, (size_t)shape->head_dim / 2 * 4, cudaMemcpyHostToDevice));
+    *out = m;
+    return BITNET_OK;
+fail:
+    if (rc == BITNET_E_NOMEM && err)
+        snprintf(err->message, sizeof err->message, "CUDA backend: out of device memory for the model (%.0f MiB on %.64s)",
+                 (double)m->arena_bytes / 1048576.0, prop.name);
+    bitnet__cuda_model_free(m);
+    return rc;
+}
+
+extern "C" int bitnet__cuda_model_set_layer(void *model, int layer, const bitnet__cuda_layer *w, bitnet_error *err) {
+    bitnet__cuda_model *m = (bitnet__cuda_model *)model;
+    const bitnet__cuda_shape *s = &m->shape;
+    const size_t e = (size_t)s->n_embd, f = (size_t)s->n_ff;
+    int rc = BITNET_OK;
+    if (layer < 0 || layer >= s->n_layer) return bitnet__cuda_fail(err, BITNET_E_ARG, "layer %d out of range", layer);
+    bitnet__device_guard guard(m->device);
+    bitnet__cuda_layer_dev *L = &m->layers[layer];
+    BITNET__CK(cudaMemcpy(L->qkv, w->qkv, bitnet__qkv_rows(s) * e / 4, cudaMemcpyHostToDevice));
+    BITNET__CK(cudaMemcpy(L->wo, w->wo, e * e / 4, cudaMemcpyHostToDevice));
+    BITNET__CK(cudaMemcpy(L->gate_up, w->gate_up, 2 * f * e / 4, cudaMemcpyHostToDevice));
+    BITNET__CK(cudaMemcpy(L->down, w->down, e * f / 4, cudaMemcpyHostToDevice));
+    BITNET__CK(cudaMemcpy(L->attn_norm, w->attn_norm, e * 4, cudaMemcpyHostToDevice));
+    BITNET__CK(cudaMemcpy(L->attn_sub_norm, w->attn_sub_norm, e * 4, cudaMemcpyHostToDevice));
+    BITNET__CK(cudaMemcpy(L->ffn_norm, w->ffn_norm, e * 4, cudaMemcpyHostToDevice));
+    BITNET__CK(cudaMemcpy(L->ffn_sub_norm, w->ffn_sub_norm, f * 4, cudaMemcpyHostToDevice));
+    L->q_scale = w->q_scale;
+    L->k_scale = w->k_scale;
+    L->v_scale = w->v_scale;
+    L->o_scale = w->o_scale;
+    L->gate_scale = w->gate_scale;
+    L->up_scale = w->up_scale;
+    L->down_scale = w->down_scale;
+fail:
+    return rc;
+}
+
+/* The int8 LM head, built from the bf16/f16 one on the device. */
+static int bitnet__model_build_head8(bitnet__cuda_model *m, bitnet_error *err) {
+    const bitnet__cuda_shape *s = &m->shape;
+    int rc = BITNET_OK;
+    if (m->head8) return BITNET_OK;
+    BITNET__CK(cudaMalloc(&m->head8, (size_t)s->n_vocab * s->n_embd));
+    BITNET__CK(cudaMalloc(&m->head8_scale, (size_t)s->n_vocab * 4));
+    bitnet__head_int8_build_kernel<<<(s->n_vocab + 7) / 8, 256>>>(m->output, s->embd_f16, s->n_vocab, s->n_embd, m->head8,
+                                                                 m->head8_scale);
+    BITNET__CK(cudaGetLastError());
+    BITNET__CK(cudaDeviceSynchronize());
+    return BITNET_OK;
+fail:
+    cudaFree(m->head8);
+    cudaFree(m->head8_scale);
+    m->head8 = NULL;
+    m->head8_scale = NULL;
+    return rc;
+}
+
+/* ===========================================================================
+   A context: KV cache, activations, and the decode step as a CUDA graph
+   =========================================================================== */
+struct bitnet__cuda_ctx {
+    bitnet__cuda_model *m;
+    int n_ctx, lm_head_int8, pdl;
+    int att_splits;             /* gridDim.y of the attention kernel */
+    int head_blocks;            /* blocks of the LM head kernel */
+    void *arena;
+    size_t arena_bytes;
+    bitnet__kv *k_cache, *v_cache;  /* [n_layer][n_head_kv][n_ctx][head_dim] */
+    float *x;                   /* residual stream, n_embd */
+    float *q, *att;             /* n_embd: queries after RoPE, attention output */
+    float *ffn;                 /* n_ff: act(gate) * up */
+    float *logits;              /* n_vocab */
+    float *part_o;              /* attention partials */
+    float2 *part_ml, *head_best;
+    int8_t *xq;                 /* the next BitLinear's input (bitnet__tail), max(n_embd, n_ff) */
+    float *xq_scale;
+    unsigned *counters;         /* n_head_kv for attention, 1 for the LM head, 1 for the tails */
+    int *d_pos, *d_tokens, *d_next;  /* the step's position, tokens by position, the argmax */
+    int *h_pinned;              /* host: [0] position, [1] argmax, [2..] tokens by position */
+    int dev_pos;                /* the position the device will run next (-1: unknown) */
+    cudaStream_t stream;
+    cudaGraphExec_t graph;
+};
+
+static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
+    const bitnet__cuda_shape *s = &c->m->shape;
+    const size_t cache = (size_t)s->n_layer * s->n_head_kv * c->n_ctx * s->head_dim * sizeof(bitnet__kv);
+    const size_t parts = (size_t)s->n_head_kv * c->att_splits * (s->n_head / s->n_head_kv);
+    c->k_cache = (bitnet__kv *)cv->take(cache);
+    c->v_cache = (bitnet__kv *)cv->take(cache);
+    c->x = (float *)cv->take((size_t)s->n_embd * 4);
+    c->q = (float *)cv->take((size_t)s->n_embd * 4);
+    c->att = (float *)cv->take((size_t)s->n_embd * 4);
+    c->ffn = (float *)cv->take((size_t)s->n_ff * 4);
+    c->logits = (float *)cv->take((size_t)s->n_vocab * 4);
+    c->part_o = (float *)cv->take(parts * s->head_dim * 4);
+    c->part_ml = (float2 *)cv->take(parts * sizeof(float2));
+    c->head_best = (float2 *)cv->take((size_t)c->head_blocks * sizeof(float2));
+    c->xq = (int8_t *)cv->take((size_t)(s->n_embd > s->n_ff ? s->n_embd : s->n_ff));
+    c->xq_scale = (float *)cv->take(sizeof(float));
+    c->counters = (unsigned *)cv->take(((size_t)s->n_head_kv + 2) * sizeof(unsigned));
+    c->d_pos = (int *)cv->take(sizeof(int));
+    c->d_next = (int *)cv->take(sizeof(int));
+    c->d_tokens = (int *)cv->take((size_t)c->n_ctx * sizeof(int));
+}
+
+/* How kernels overlap (see bitnet__launch): none, early or late launch. */
+enum { BITNET__PDL_OFF = 0, BITNET__PDL_EARLY = 1, BITNET__PDL_LATE = 2 };
+
+/* Enqueues one decode step (the graph's content).  marks (profiling only): an
+   event recorded after each kernel, 5 per layer and 1 for the LM head. */
+static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, int pdl, cudaEvent_t *marks) {
+    const int late = pdl == BITNET__PDL_LATE;
+    const bitnet__cuda_model *m = c->m;
+    const bitnet__cuda_shape *s = &m->shape;
+    const size_t layer_cache = (size_t)s->n_head_kv * c->n_ctx * s->head_dim;
+    cudaError_t e = cudaSuccess;
+    int n_marks = 0;
+#define BITNET__MARK() \
+    if (e == cudaSuccess && marks) e = cudaEventRecordWithFlags(marks[n_marks++], st, cudaEventRecordExternal)
+    /* Every BitLinear but the first reads the int8 vector c->xq that the kernel
+       before it leaves behind (bitnet__tail). */
+    bitnet__tail tail;
+    memset(&tail, 0, sizeof tail);
+    tail.in.eps = s->rms_eps;
+    tail.q = c->xq;
+    tail.scale = c->xq_scale;
+    tail.counter = c->counters + s->n_head_kv + 1;
+    for (int l = 0; l < s->n_layer && e == cudaSuccess; l++) {
+        const bitnet__cuda_layer_dev *L = &m->layers[l];
+        bitnet__gemv_args g;
+        memset(&g, 0, sizeof g);
+        g.late_launch = late;
+        g.xq = c->xq;
+        g.xq_scale = c->xq_scale;
+        /* 1. QKV, RoPE, KV append; layer 0 starts from the token's embedding row */
+        g.w = L->qkv;
+        g.n = (int)bitnet__qkv_rows(s);
+        g.k = s->n_embd;
+        g.in.table = m->tok_embd;
+        g.in.table_f16 = s->embd_f16;
+        g.in.tokens = c->d_tokens;
+        g.in.pos = c->d_pos;
+        g.in.norm = L->attn_norm;
+        g.in.eps = s->rms_eps;
+        g.residual = c->x;
+        g.w_scale[0] = L->q_scale;
+        g.w_scale[1] = L->k_scale;
+        g.w_scale[2] = L->v_scale;
+        g.y = c->q;
+        g.k_cache = c->k_cache + (size_t)l * layer_cache;
+        g.v_cache = c->v_cache + (size_t)l * layer_cache;
+        g.pos = c->d_pos;
+        g.inv_freq = m->inv_freq;
+        g.n_ctx = c->n_ctx;
+        g.head_dim = s->head_dim;
+        g.n_head = s->n_head;
+        g.n_head_kv = s->n_head_kv;
+        e = l == 0 ? bitnet__launch_gemv<BITNET__IN_EMBED, BITNET__OUT_QKV>(g, st, pdl)
+                   : bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_QKV>(g, st, pdl);
+        BITNET__MARK();
+        /* 2. attention; its output quantized with attn_sub_norm */
+        if (e == cudaSuccess) {
+            bitnet__attn_args a;
+            a.q = c->q;
+            a.k_cache = g.k_cache;
+            a.v_cache = g.v_cache;
+            a.out = c->att;
+            a.part_o = c->part_o;
+            a.part_ml = c->part_ml;
+            a.counters = c->counters;
+            a.pos = c->d_pos;
+            a.n_ctx = c->n_ctx;
+            a.head_dim = s->head_dim;
+            a.n_head = s->n_head;
+            a.n_head_kv = s->n_head_kv;
+            a.scale = 1.0f / sqrtf((float)s->head_dim);
+            a.late_launch = late;
+            a.tail = tail;
+            a.tail.in.x = c->att;
+            a.tail.in.norm = L->attn_sub_norm;
+            a.tail.n = s->n_embd;
+            e = bitnet__launch(bitnet__attention_kernel, dim3((unsigned)s->n_head_kv, (unsigned)c->att_splits),
+                               dim3(BITNET__ATT_THREADS), 0, st, pdl, a);
+        }
+        BITNET__MARK();
+        /* 3. O projection + residual; x quantized with ffn_norm */
+        memset(&g, 0, sizeof g);
+        g.late_launch = late;
+        g.xq = c->xq;
+        g.xq_scale = c->xq_scale;
+        g.w = L->wo;
+        g.n = s->n_embd;
+        g.k = s->n_embd;
+        g.w_scale[0] = L->o_scale;
+        g.y = c->x;
+        g.tail = tail;
+        g.tail.in.x = c->x;
+        g.tail.in.norm = L->ffn_norm;
+        g.tail.n = s->n_embd;
+        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
+        BITNET__MARK();
+        /* 4. gate/up, act(gate) * up; that quantized with ffn_sub_norm */
+        g.w = L->gate_up;
+        g.n = 2 * s->n_ff;
+        g.w_scale[0] = L->gate_scale;
+        g.w_scale[1] = L->up_scale;
+        g.y = c->ffn;
+        g.relu2 = s->relu2;
+        g.tail.in.x = c->ffn;
+        g.tail.in.norm = L->ffn_sub_norm;
+        g.tail.n = s->n_ff;
+        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(g, st, pdl);
+        BITNET__MARK();
+        /* 5. down projection + residual; x quantized with the next layer's attn_norm
+           (the LM head normalizes x itself) */
+        g.w = L->down;
+        g.n = s->n_embd;
+        g.k = s->n_ff;
+        g.w_scale[0] = L->down_scale;
+        g.w_scale[1] = 0.0f;
+        g.y = c->x;
+        g.tail.in.x = c->x;
+        g.tail.n = s->n_embd;
+        if (l + 1 < s->n_layer) g.tail.in.norm = m->layers[l + 1].attn_norm;
+        else g.tail.q = NULL;
+        if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
+        BITNET__MARK();
+    }
+    if (e == cudaSuccess) {
+        bitnet__head_args h;
+        memset(&h, 0, sizeof h);
+        h.w = c->lm_head_int8 ? NULL : m->output;
+        h.w_f16 = s->embd_f16;
+        h.w8 = c->lm_head_int8 ? m->head8 : NULL;
+        h.w8_scale = m->head8_scale;
+        h.n_vocab = s->n_vocab;
+        h.k = s->n_embd;
+        h.x = c->x;
+        h.norm = m->output_norm;
+        h.eps = s->rms_eps;
+        h.logits = c->logits;
+        h.block_best = c->head_best;
+        h.counter = c->counters + s->n_head_kv;
+        h.token = c->d_next;
+        h.tokens = c->d_tokens;
+        h.pos = c->d_pos;
+        h.n_ctx = c->n_ctx;
+        h.late_launch = late;
+        e = c->lm_head_int8 ? bitnet__launch(bitnet__head_kernel<1>, dim3((unsigned)c->head_blocks), dim3(BITNET__HEAD_THREADS),
+                                             (size_t)s->n_embd, st, pdl, h)
+                            : bitnet__launch(bitnet__head_kernel<0>, dim3((unsigned)c->head_blocks), dim3(BITNET__HEAD_THREADS),
+                                             (size_t)s->n_embd * 4, st, pdl, h);
+        BITNET__MARK();
+    }
+#undef BITNET__MARK
+    return e;
+}
+
+/* Captures the step into c->graph: with programmatic dependent launch in the given
+   mode where the GPU has it (compute capability 9.0+), else, or if that capture
+   fails, without. */
+static int bitnet__capture_step(bitnet__cuda_ctx *c, int mode, bitnet_error *err) {
+    int rc = BITNET_OK;
+    if (c->graph) cudaGraphExecDestroy(c->graph);
+    c->graph = NULL;
+    for (int pdl = c->m->cc >= 90 ? mode : BITNET__PDL_OFF;; pdl = BITNET__PDL_OFF) {
+        cudaGraph_t graph = NULL;
+        cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+        if (e == cudaSuccess) {
+            cudaError_t e2;
+            e = bitnet__enqueue_step(c, c->stream, pdl, NULL);
+            e2 = cudaStreamEndCapture(c->stream, &graph);
+            if (e == cudaSuccess) e = e2;
+        }
+        if (e == cudaSuccess) e = cudaGraphInstantiate(&c->graph, graph, 0);
+        if (graph) cudaGraphDestroy(graph);
+        if (e == cudaSuccess) {
+            c->pdl = pdl;
+            return BITNET_OK;
+        }
+        rc = bitnet__cuda_check(e, err, "capturing the decode step", __LINE__);
+        c->graph = NULL;
+        if (pdl == BITNET__PDL_OFF) return rc;
+    }
+}
+
+/* Benchmark diagnostics: recaptures the step with another overlap mode
+   (0 none, 1 early launch, 2 late launch); returns the mode in effect. */
+extern "C" int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    int rc;
+    if (mode < BITNET__PDL_OFF || mode > BITNET__PDL_LATE) return bitnet__cuda_fail(err, BITNET_E_ARG, "overlap mode %d", mode);
+    bitnet__device_guard guard(c->m->device);
+    if ((rc = bitnet__cuda_check(cudaStreamSynchronize(c->stream), err, "cudaStreamSynchronize", __LINE__))) return rc;
+    if ((rc = bitnet__capture_step(c, mode, err))) return rc;
+    return c->pdl;
+}
+
+extern "C" void bitnet__cuda_context_free(void *ctx) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    if (!c) return;
+    {
+        bitnet__device_guard guard(c->m->device);
+        if (c->stream) cudaStreamSynchronize(c->stream);
+        if (c->graph) cudaGraphExecDestroy(c->graph);
+        if (c->stream) cudaStreamDestroy(c->stream);
+        cudaFree(c->arena);
+        cudaFreeHost(c->h_pinned);
+        (void)cudaGetLastError();
+    }
+    free(c);
+}
+
+extern "C" size_t bitnet__cuda_context_bytes(const void *ctx) { return ctx ? ((const bitnet__cuda_ctx *)ctx)->arena_bytes : 0; }
+
+extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_int8, void **out, bitnet_error *err) {
+    bitnet__cuda_model *m = (bitnet__cuda_model *)model;
+    const bitnet__cuda_shape *s = &m->shape;
+    bitnet__cuda_ctx *c;
+    bitnet__carver carve = {NULL, 0};
+    int rc = BITNET_OK, per_sm = 0;
+    *out = NULL;
+    if (n_ctx <= 0) return bitnet__cuda_fail(err, BITNET_E_ARG, "CUDA context: n_ctx must be positive, got %d", n_ctx);
+    bitnet__device_guard guard(m->device);
+    c = (bitnet__cuda_ctx *)calloc(1, sizeof *c);
+    if (!c) return bitnet__cuda_fail(err, BITNET_E_NOMEM, "out of host memory");
+    c->m = m;
+    c->n_ctx = n_ctx;
+    c->lm_head_int8 = lm_head_int8 != 0;
+    c->dev_pos = -1;
+    /* slices of at most 256 positions, and up to 16 of at least 64 */
+    c->att_splits = (n_ctx + 255) / 256;
+    if (c->att_splits < 16) c->att_splits = (n_ctx + 63) / 64 < 16 ? (n_ctx + 63) / 64 : 16;
+    if (lm_head_int8 && (rc = bitnet__model_build_head8(m, err))) goto fail;
+    BITNET__CK(c->lm_head_int8 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, bitnet__head_kernel<1>, BITNET__HEAD_THREADS, (size_t)s->n_embd)
+                               : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, bitnet__head_kernel<0>, BITNET__HEAD_THREADS, (size_t)s->n_embd * 4));
+    /* one wave of as many blocks as fit (4 per SM on an H100: 94% of the copy
+       bandwidth for the bf16 head, tests/PERF.md) */
+    c->head_blocks = (per_sm > 0 ? per_sm : 1) * m->n_sm;
+    if (c->head_blocks > (s->n_vocab + 7) / 8) c->head_blocks = (s->n_vocab + 7) / 8;
+    bitnet__ctx_carve(c, &carve);
+    c->arena_bytes = carve.used;
+    BITNET__CK(cudaMalloc(&c->arena, c->arena_bytes));
+    carve.base = (uint8_t *)c->arena;
+    carve.used = 0;
+    bitnet__ctx_carve(c, &carve);
+    /* everything starts defined: counters at zero, an empty cache */
+    BITNET__CK(cudaMemset(c->arena, 0, c->arena_bytes));
+    BITNET__CK(cudaMallocHost(&c->h_pinned, ((size_t)n_ctx + 2) * sizeof(int)));
+    BITNET__CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    if ((rc = bitnet__capture_step(c, BITNET__PDL_LATE, err))) goto fail;
+    *out = c;
+    return BITNET_OK;
+fail:
+    if (rc == BITNET_E_NOMEM && err)
+        snprintf(err->message, sizeof err->message, "CUDA backend: out of device memory for a context of %d positions (%.0f MiB)", n_ctx,
+                 (double)c->arena_bytes / 1048576.0);
+    bitnet__cuda_context_free(c);
+    return rc;
+}
+
+extern "C" int bitnet__cuda_decode(void *ctx, bitnet_token token, int pos, bitnet_token *next, bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    int rc = BITNET_OK;
+    if (pos < 0 || pos >= c->n_ctx) return bitnet__cuda_fail(err, BITNET_E_ARG, "CUDA decode: position %d outside 0..%d", pos, c->n_ctx - 1);
+    if (token >= c->m->shape.n_vocab || (token < 0 && pos != c->dev_pos))
+        return bitnet__cuda_fail(err, BITNET_E_ARG, "CUDA decode: token %d outside the vocabulary", (int)token);
+    bitnet__device_guard guard(c->m->device);
+    if (pos != c->dev_pos) {
+        /* a jump (first step, truncate, reset): the pinned slots may still be in
+           flight from earlier steps, so let those finish before reusing them */
+        BITNET__CK(cudaStreamSynchronize(c->stream));
+        c->h_pinned[0] = pos;
+        BITNET__CK(cudaMemcpyAsync(c->d_pos, &c->h_pinned[0], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+    }
+    c->dev_pos = -1;
+    if (token >= 0) {
+        c->h_pinned[2 + pos] = token;
+        BITNET__CK(cudaMemcpyAsync(c->d_tokens + pos, &c->h_pinned[2 + pos], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+    }
+    BITNET__CK(cudaGraphLaunch(c->graph, c->stream));
+    if (next) {
+        BITNET__CK(cudaMemcpyAsync(&c->h_pinned[1], c->d_next, sizeof(int), cudaMemcpyDeviceToHost, c->stream));
+        BITNET__CK(cudaStreamSynchronize(c->stream));
+        *next = c->h_pinned[1];
+    }
+    c->dev_pos = pos + 1;
+    return BITNET_OK;
+fail:
+    return rc;
+}
+
+extern "C" int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    int rc = BITNET_OK;
+    bitnet__device_guard guard(c->m->device);
+    BITNET__CK(cudaMemcpyAsync(dst, c->logits, (size_t)c->m->shape.n_vocab * sizeof(float), cudaMemcpyDeviceToHost, c->stream));
+    BITNET__CK(cudaStreamSynchronize(c->stream));
+fail:
+    return rc;
+}
+
+extern "C" int bitnet__cuda_model_device(const void *model) { return ((const bitnet__cuda_model *)model)->device; }
+
+extern "C" int bitnet__cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+/* Diagnostics for the benchmark: runs one step at pos (token 0) kernel after
+   kernel, without overlap, as a graph with an event between the kernels, and adds
+   up the time of each kind of kernel: us[0] QKV, [1] attention, [2] O, [3] gate/up,
+   [4] down, [5] LM head. */
+extern "C" int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    const int n_marks = 5 * c->m->shape.n_layer + 1;
+    cudaEvent_t *ev = (cudaEvent_t *)calloc((size_t)n_marks + 1, sizeof *ev);
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    int rc = BITNET_OK, made = 0;
+    if (!ev) return bitnet__cuda_fail(err, BITNET_E_NOMEM, "out of host memory");
+    bitnet__device_guard guard(c->m->device);
+    for (; made <= n_marks; made++) BITNET__CK(cudaEventCreate(&ev[made]));
+    BITNET__CK(cudaStreamSynchronize(c->stream));
+    BITNET__CK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    {
+        cudaError_t e = cudaEventRecordWithFlags(ev[0], c->stream, cudaEventRecordExternal);
+        if (e == cudaSuccess) e = bitnet__enqueue_step(c, c->stream, BITNET__PDL_OFF, ev + 1);
+        cudaError_t e2 = cudaStreamEndCapture(c->stream, &graph);
+        BITNET__CK(e != cudaSuccess ? e : e2);
+    }
+    BITNET__CK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int rep = 0; rep < 2; rep++) {  /* the first run warms up */
+        c->h_pinned[0] = pos;
+        c->h_pinned[2 + pos] = 0;
+        BITNET__CK(cudaMemcpyAsync(c->d_pos, &c->h_pinned[0], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+        BITNET__CK(cudaMemcpyAsync(c->d_tokens + pos, &c->h_pinned[2 + pos], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+        BITNET__CK(cudaGraphLaunch(exec, c->stream));
+        BITNET__CK(cudaStreamSynchronize(c->stream));
+    }
+    for (int i = 0; i < 6; i++) us[i] = 0.0;
+    for (int i = 0; i < n_marks; i++) {
+        float ms;
+        BITNET__CK(cudaEventElapsedTime(&ms, ev[i], ev[i + 1]));
+        us[i == n_marks - 1 ? 5 : i % 5] += ms * 1000.0;
+    }
+    c->dev_pos = pos + 1;
+fail:
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    for (int i = 0; i < made; i++) cudaEventDestroy(ev[i]);
+    free(ev);
+    if (rc != BITNET_OK) c->dev_pos = -1;
+    return rc;
+}

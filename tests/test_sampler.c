@@ -189,6 +189,15 @@ int main(void) {
             CHECK(t >= 0 && t < 128256);
         }
         bitnet_sampler_free(s);
+        /* a flat distribution with no top-k: the ranking is sorted as far as the draw
+           needs, which is most of the vocabulary (quadratic sorting would take minutes) */
+        s = make(1.0f, 0, 1.0f, 0.05f, 1, 10);
+        for (i = 0; i < 128256; i++) l[i] = 0.5f;
+        for (i = 0; i < 5; i++) {
+            bitnet_token t = bitnet_sampler_sample(s, l, 128256);
+            CHECK(t >= 0 && t < 128256);
+        }
+        bitnet_sampler_free(s);
     }
     return TEST_EXIT();
 }

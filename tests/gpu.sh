@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The GPU machine's one script: builds what is missing, tests, benchmarks.
+#   usage: tests/gpu.sh [OUT_DIR] [quick]
+# Writes OUT_DIR/tests.log (every test's output), sanitizer.log, bench.md (the
+# benchmark tables) and gpu.txt; prints the tables and a summary last.  "quick"
+# skips the benchmarks and the sanitizers.  Binaries built elsewhere (make gpu, on
+# any machine with nvcc) are used as they are.
+set -u
+cd "$(dirname "$0")/.."
+out=${1:-build/gpu-out}
+mode=${2:-full}
+mkdir -p "$out"
+: >"$out/tests.log"
+summary=()
+run() {  # run LOG NAME CMD...: append to $out/LOG, record the PASS/FAIL counts
+  local log=$out/$1 name=$2; shift 2
+  local start=$(date +%s.%N) tmp=$out/.run.tmp
+  "$@" >"$tmp" 2>&1
+  local rc=$?
+  local secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  local p=$(grep -c '^PASS ' "$tmp") f=$(grep -c '^FAIL ' "$tmp")
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  { echo "=== $name: $*"; cat "$tmp"; } >>"$log"
+  summary+=("$(printf '%-24s %3d passed %3d failed  rc=%d  %ss' "$name" "$p" "$f" "$rc" "$secs")")
+  grep '^FAIL \|^SKIP ' "$tmp" | head -8 | sed "s/^/$name: /"
+  grep -h 'relative L2\|^greedy:\|int8 LM head vs\|ERROR SUMMARY' "$tmp" | sed "s/^/$name: /"
+  rm -f "$tmp"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem --format=csv 2>&1 | tee "$out/gpu.txt"
+[ -x build/gpu/gpu_kernels ] && [ -x build/random_model ] && [ -x build/convert ] || make -j8 all gpu >"$out/build.log" 2>&1 || { echo "build failed"; tail -30 "$out/build.log"; exit 1; }
+# cuBLAS for the kernel benchmark: the toolkit's, else the one PyTorch ships
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+         $(python3 -c 'import nvidia.cublas as m; print(m.__path__[0] + "/lib")' 2>/dev/null); do
+  [ -e "$d/libcublas.so.13" ] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}" && break
+done
+
+tmp=${TMPDIR:-/tmp}/bitnet-gpu
+mkdir -p "$tmp"
+build/random_model -o "$tmp/tiny.gguf" --shape tiny --seed 3 >/dev/null
+build/random_model -o "$tmp/mid.gguf" --layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 5000 --ctx 1024 --seed 5 >/dev/null
+build/random_model -o "$tmp/wide1.gguf" --layers 1 --seed 9 >/dev/null
+[ -e "$tmp/2b4t.gguf" ] || build/random_model -o "$tmp/2b4t.gguf" --seed 7 >/dev/null
+
+build/gpu/gpu_bench_norm >>"$out/tests.log" 2>&1
+run tests.log kernels build/gpu/gpu_kernels
+# The backend as shipped (fp16 KV cache), then the float32-cache build (tight bound
+# where the model is shallow; deep random models amplify any rounding difference,
+# see tests/gpu_model.c)
+run tests.log model-tiny  build/gpu/gpu_model "$tmp/tiny.gguf" 64 16 0.2
+run tests.log model-mid   build/gpu/gpu_model "$tmp/mid.gguf" 64 32 0.2
+run tests.log model-wide1 build/gpu/gpu_model "$tmp/wide1.gguf" 32 8 0.2
+run tests.log model-2b4t  build/gpu/gpu_model "$tmp/2b4t.gguf" 24 8 0.2
+run tests.log kv32-tiny   build/gpu/gpu_model_kv32 "$tmp/tiny.gguf" 64 16 0.05 1e-5
+run tests.log kv32-mid    build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.05 1e-5
+run tests.log kv32-wide1  build/gpu/gpu_model_kv32 "$tmp/wide1.gguf" 32 8 0.05 1e-5
+run tests.log kv32-2b4t   build/gpu/gpu_model_kv32 "$tmp/2b4t.gguf" 24 8 0.2
+# the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
+for d in tests/fixtures/*/; do
+  [ -e "$d/config.json" ] || continue
+  f=$tmp/fixture-$(basename "$d").gguf
+  build/convert -q "$d" "$f" >/dev/null 2>&1 || { echo "conversion of $d failed"; continue; }
+  run tests.log "fixture-$(basename "$d")" build/gpu/gpu_model "$f" 64 16 0.2
+  run tests.log "kv32-fixture-$(basename "$d")" build/gpu/gpu_model_kv32 "$f" 64 16 0.05 1e-5
+done
+if [ "$mode" != quick ]; then
+  : >"$out/sanitizer.log"
+  for tool in memcheck racecheck initcheck; do
+    run sanitizer.log "$tool" compute-sanitizer --tool $tool --error-exitcode 9 build/gpu/gpu_model "$tmp/tiny.gguf" 4 4 0.2
+  done
+  { build/gpu/gpu_bench_gemv 9; echo; build/gpu/gpu_bench_decode "$tmp/2b4t.gguf" 5; } >"$out/bench.md" 2>&1
+  cat "$out/bench.md"
+fi
+printf '%s\n' "${summary[@]}"

@@ -1,0 +1,174 @@
+/* End-to-end decode benchmark on the GPU (run by tests/gpu.sh).
+
+   usage: gpu_bench_decode MODEL.gguf [runs]
+
+   Batch-1 decode of the model (a random-weight 2B4T file in gpu.sh) at context
+   positions 128, 1024 and 4000, with the bf16 LM head and with the int8 one:
+     api      tokens/s of bitnet_eval_sample with a greedy sampler: one step and one
+              4-byte copy back per token, as an application runs it
+     graph    tokens/s of back-to-back graph replays (the next token is fed on the
+              device, the host waits only at the end): the GPU's own rate
+   each the median of `runs` runs of 64 tokens.  Then the time of one step split
+   into its kernels (run one by one, without overlap, so the parts add up to more
+   than a replay), GPU memory, and load times. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#define BITNET_IMPLEMENTATION
+#include "bitnet.h"
+
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define STEPS 64
+
+static void die(const char *what, const bitnet_error *err) {
+    fprintf(stderr, "gpu_bench_decode: %s: %s\n", what, err->message);
+    exit(1);
+}
+
+int main(int argc, char **argv) {
+    const char *path = argc > 1 ? argv[1] : NULL;
+    const int runs = argc > 2 ? atoi(argv[2]) : 5;
+    static const int positions[] = {128, 1024, 4000};
+    bitnet_model_params mp = bitnet_model_default_params();
+    bitnet_error err;
+    bitnet_model *model;
+    size_t free0, free1, total;
+    double t0, t_load, t_upload = 0;
+    int head, pi, r, i;
+    char desc[256];
+    struct cudaDeviceProp prop;
+
+    if (!path) {
+        fprintf(stderr, "usage: gpu_bench_decode MODEL.gguf [runs]\n");
+        return 2;
+    }
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+        printf("SKIP gpu_bench_decode: no CUDA device\n");
+        return 0;
+    }
+    cudaMemGetInfo(&free0, &total);
+    mp.use_mmap = 0;
+    t0 = now();
+    model = bitnet_model_load(path, &mp, &err);
+    if (!model) die("load", &err);
+    t_load = now() - t0;
+    bitnet_model_describe(model, desc, sizeof desc);
+    printf("# decode, batch 1: %s\n# %s\n\n", prop.name, desc);
+    printf("| LM head | position | api tokens/s | graph tokens/s | graph ms/token |\n|---|---:|---:|---:|---:|\n");
+    for (head = 0; head < 2; head++) {
+        bitnet_context_params cp = bitnet_context_default_params();
+        bitnet_context *ctx;
+        bitnet_sampler_params sp = bitnet_sampler_default_params();
+        bitnet_sampler *smp;
+        bitnet_token *prefill = (bitnet_token *)malloc(4096 * sizeof *prefill);
+        bitnet__cuda_glue *g;
+        cp.backend = BITNET_BACKEND_CUDA;
+        cp.n_ctx = 4096;
+        cp.lm_head_int8 = head;
+        t0 = now();
+        ctx = bitnet_context_create(model, &cp, &err);
+        if (!ctx) die("context", &err);
+        if (head == 0) t_upload = now() - t0;
+        g = (bitnet__cuda_glue *)ctx->cuda;
+        sp.temperature = 0;
+        smp = bitnet_sampler_create(&sp, &err);
+        for (i = 0; i < 4096; i++) prefill[i] = (bitnet_token)((i * 2654435761u) % (unsigned)model->hp.n_vocab);
+        for (pi = 0; pi < 3; pi++) {
+            const int pos = positions[pi];
+            double api[16], graph[16];
+            bitnet_context_reset(ctx);
+            if (bitnet_eval(ctx, prefill, pos, 0, &err) != BITNET_OK) die("prefill", &err);
+            for (r = 0; r < runs && r < 16; r++) {
+                bitnet_token t = prefill[pos], next;
+                if (bitnet_context_truncate(ctx, pos, &err) != BITNET_OK) die("truncate", &err);
+                /* warm: the first step after a jump synchronizes */
+                if (bitnet_eval_sample(ctx, t, smp, &next, &err) != BITNET_OK) die("eval_sample", &err);
+                t = next;
+                t0 = now();
+                for (i = 0; i < STEPS; i++) {
+                    if (bitnet_eval_sample(ctx, t, smp, &next, &err) != BITNET_OK) die("eval_sample", &err);
+                    t = next;
+                }
+                api[r] = STEPS / (now() - t0);
+                if (bitnet_context_truncate(ctx, pos, &err) != BITNET_OK) die("truncate", &err);
+                if (bitnet__cuda_decode(g->dev, prefill[pos], pos, &next, &err) != BITNET_OK) die("decode", &err);
+                t0 = now();
+                /* each step eats the argmax the step before left on the device */
+                for (i = 1; i <= STEPS; i++)
+                    if (bitnet__cuda_decode(g->dev, -1, pos + i, i == STEPS ? &next : NULL, &err) != BITNET_OK) die("decode", &err);
+                graph[r] = STEPS / (now() - t0);
+                ctx->n_past = pos + STEPS + 1;
+            }
+            qsort(api, (size_t)r, sizeof *api, cmp_double);
+            qsort(graph, (size_t)r, sizeof *graph, cmp_double);
+            printf("| %s | %d | %.0f | %.0f | %.3f |\n", head ? "int8" : "bf16", pos, api[r / 2], graph[r / 2], 1000.0 / graph[r / 2]);
+            fflush(stdout);
+        }
+        if (head == 0) {
+            /* how the kernels overlap (bitnet_cuda.cu, bitnet__launch), at position 128 */
+            static const char *modes[3] = {"none", "early launch", "late launch"};
+            int mode;
+            printf("\n| kernel overlap | graph tokens/s at 128 |\n|---|---:|\n");
+            for (mode = 0; mode < 3; mode++) {
+                double graph[16];
+                bitnet_token next;
+                if (bitnet__cuda_context_set_overlap(g->dev, mode, &err) != mode) die("overlap", &err);
+                bitnet_context_reset(ctx);
+                if (bitnet_eval(ctx, prefill, 128, 0, &err) != BITNET_OK) die("prefill", &err);
+                for (r = 0; r < runs && r < 16; r++) {
+                    if (bitnet__cuda_decode(g->dev, prefill[128], 128, &next, &err) != BITNET_OK) die("decode", &err);
+                    t0 = now();
+                    for (i = 1; i <= STEPS; i++)
+                        if (bitnet__cuda_decode(g->dev, -1, 128 + i, i == STEPS ? &next : NULL, &err) != BITNET_OK) die("decode", &err);
+                    graph[r] = STEPS / (now() - t0);
+                }
+                qsort(graph, (size_t)r, sizeof *graph, cmp_double);
+                printf("| %s | %.0f |\n", modes[mode], graph[r / 2]);
+            }
+            if (bitnet__cuda_context_set_overlap(g->dev, 2, &err) != 2) die("overlap", &err);
+        }
+        /* one step kernel by kernel, at the last position */
+        {
+            static const char *parts[6] = {"QKV + RoPE + KV append", "attention", "O + residual", "gate/up + ReLU^2",
+                                           "down + residual", "LM head + argmax"};
+            static const int at[2] = {128, 4000};
+            double us[2][6], tot[2] = {0, 0};
+            int a, k;
+            for (a = 0; a < 2; a++) {
+                if (bitnet__cuda_profile_step(g->dev, at[a], us[a], &err) != BITNET_OK) die("profile", &err);
+                if (bitnet__cuda_profile_step(g->dev, at[a], us[a], &err) != BITNET_OK) die("profile", &err);
+                for (k = 0; k < 6; k++) tot[a] += us[a][k];
+            }
+            printf("\n%s LM head, one step kernel by kernel (no overlap), us:\n\n| part | pos 128 | pos 4000 |\n|---|---:|---:|\n",
+                   head ? "int8" : "bf16");
+            for (k = 0; k < 6; k++) printf("| %s | %.1f | %.1f |\n", parts[k], us[0][k], us[1][k]);
+            printf("| sum | %.1f | %.1f |\n\n", tot[0], tot[1]);
+            printf("| LM head | position | api tokens/s | graph tokens/s | graph ms/token |\n|---|---:|---:|---:|---:|\n");
+            ctx->n_past = 0;
+        }
+        if (head == 1) {
+            cudaMemGetInfo(&free1, &total);
+            printf("\nGPU memory: model %.0f MiB (+ int8 LM head), context (4096 positions) %.0f MiB; device memory in use %.0f MiB\n",
+                   (double)bitnet__cuda_model_bytes(model->cuda) / 1048576.0, (double)bitnet__cuda_context_bytes(g->dev) / 1048576.0,
+                   (double)(free0 - free1) / 1048576.0);
+        }
+        bitnet_sampler_free(smp);
+        bitnet_context_free(ctx);
+        free(prefill);
+    }
+    printf("load: %.2f s reading the file, %.2f s packing + upload + first context\n", t_load, t_upload);
+    bitnet_model_free(model);
+    return 0;
+}

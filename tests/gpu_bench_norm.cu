@@ -1,0 +1,135 @@
+/* Where the time of one block's RMSNorm + quantization goes (bitnet_cuda.cu,
+   bitnet__norm_quantize_block): one block runs it on a vector already in L2, with
+   clock64() between the phases.  Prints cycles per phase (median of 21 runs) and
+   the SM clock, for n = 2560 and 6912 with 128 and 256 threads.
+   usage: gpu_bench_norm */
+#define BITNET_IMPLEMENTATION
+#include "bitnet.h"
+#include "../bitnet_cuda.cu"
+
+#include <algorithm>
+#include <vector>
+
+#define CK(...)                                                                                                 \
+    do {                                                                                                        \
+        cudaError_t e_ = (__VA_ARGS__);                                                                         \
+        if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #__VA_ARGS__, cudaGetErrorString(e_)); exit(1); } \
+    } while (0)
+
+/* phases: 0 load x, 1 sum of squares + reduce, 2 inv_rms, 3 norm weights + max + reduce, 4 quantize + sum reduce,
+   and the whole function */
+__global__ void norm_phases(const float *x, const float *norm, int n, int8_t *q, long long *cycles) {
+    __shared__ double red_d[32];
+    __shared__ float red_f[32];
+    __shared__ int red_i[32];
+    const int T = blockDim.x;
+    float4 v[BITNET__NQ_REGS];
+    long long t[7];
+    double ss = 0.0;
+    float amax = 0.0f;
+    int sum = 0;
+    __syncthreads();
+    t[0] = clock64();
+#pragma unroll
+    for (int j = 0; j < BITNET__NQ_REGS; j++) {
+        const int i = (threadIdx.x + j * T) * 4;
+        if (i < n) v[j] = __ldcg((const float4 *)(x + i));
+    }
+#pragma unroll
+    for (int j = 0; j < BITNET__NQ_REGS; j++)
+        if ((threadIdx.x + j * T) * 4 < n) ss += (double)v[j].x;   /* force the loads to land */
+    t[1] = clock64();
+    ss = 0.0;
+#pragma unroll
+    for (int j = 0; j < BITNET__NQ_REGS; j++)
+        if ((threadIdx.x + j * T) * 4 < n) {
+            ss += (double)v[j].x * v[j].x;
+            ss += (double)v[j].y * v[j].y;
+            ss += (double)v[j].z * v[j].z;
+            ss += (double)v[j].w * v[j].w;
+        }
+    ss = bitnet__block_reduce(ss, bitnet__op_add(), red_d);
+    t[2] = clock64();
+    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + 1e-5f);
+    t[3] = clock64();
+#pragma unroll
+    for (int j = 0; j < BITNET__NQ_REGS; j++) {
+        const int i = (threadIdx.x + j * T) * 4;
+        if (i < n) {
+            const float4 w = *(const float4 *)(norm + i);
+            v[j].x = w.x * (v[j].x * inv_rms);
+            v[j].y = w.y * (v[j].y * inv_rms);
+            v[j].z = w.z * (v[j].z * inv_rms);
+            v[j].w = w.w * (v[j].w * inv_rms);
+            amax = fmaxf(fmaxf(amax, fabsf(v[j].x)), fmaxf(fabsf(v[j].y), fmaxf(fabsf(v[j].z), fabsf(v[j].w))));
+        }
+    }
+    amax = bitnet__block_reduce(amax, bitnet__op_max(), red_f);
+    t[4] = clock64();
+    const float s = 127.0f / fmaxf(amax, 1e-5f);
+#pragma unroll
+    for (int j = 0; j < BITNET__NQ_REGS; j++) {
+        const int i = (threadIdx.x + j * T) * 4;
+        if (i < n) {
+            int q0 = bitnet__quant1(v[j].x, s), q1 = bitnet__quant1(v[j].y, s), q2 = bitnet__quant1(v[j].z, s), q3 = bitnet__quant1(v[j].w, s);
+            *(char4 *)(q + i) = make_char4((signed char)q0, (signed char)q1, (signed char)q2, (signed char)q3);
+            sum += q0 + q1 + q2 + q3;
+        }
+    }
+    sum = bitnet__block_reduce(sum, bitnet__op_add(), red_i);
+    t[5] = clock64();
+    /* the library function as a whole */
+    bitnet__quant_in in;
+    memset(&in, 0, sizeof in);
+    in.x = x;
+    in.norm = norm;
+    in.eps = 1e-5f;
+    float sc;
+    bitnet__norm_quantize_block(in, n, q, &sc, NULL);
+    t[6] = clock64();
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < 6; i++) cycles[i] = t[i + 1] - t[i];
+        cycles[6] = sum + (int)sc;
+    }
+}
+
+int main(void) {
+    int n_dev = 0, clk = 0;
+    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+        printf("SKIP gpu_bench_norm: no CUDA device\n");
+        return 0;
+    }
+    CK(cudaDeviceGetAttribute(&clk, cudaDevAttrClockRate, 0));
+    printf("# one block's RMSNorm + quantization, cycles (SM clock up to %.0f MHz)\n\n", clk / 1000.0);
+    printf("| n | threads | load x | sum sq + reduce | inv_rms | norm w + max + reduce | quantize + reduce | library function |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int n : {2560, 6912}) {
+        for (int T : {128, 256}) {
+            if (n > BITNET__NQ_REGS * 4 * T) continue;
+            std::vector<float> h(n);
+            for (int i = 0; i < n; i++) h[i] = (float)((i * 7919) % 1000) / 100.0f - 5.0f;
+            float *x, *w;
+            int8_t *q;
+            long long *cyc;
+            CK(cudaMalloc(&x, n * 4)); CK(cudaMalloc(&w, n * 4)); CK(cudaMalloc(&q, n)); CK(cudaMalloc(&cyc, 8 * 8));
+            CK(cudaMemcpy(x, h.data(), n * 4, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(w, h.data(), n * 4, cudaMemcpyHostToDevice));
+            std::vector<std::vector<long long>> all(6);
+            for (int r = 0; r < 21; r++) {
+                long long c[8];
+                norm_phases<<<1, T>>>(x, w, n, q, cyc);
+                CK(cudaGetLastError());
+                CK(cudaMemcpy(c, cyc, sizeof c, cudaMemcpyDeviceToHost));
+                for (int i = 0; i < 6; i++) all[i].push_back(c[i]);
+            }
+            printf("| %d | %d |", n, T);
+            for (int i = 0; i < 6; i++) {
+                std::sort(all[i].begin(), all[i].end());
+                printf(" %lld |", all[i][10]);
+            }
+            printf("\n");
+            CK(cudaFree(x)); CK(cudaFree(w)); CK(cudaFree(q)); CK(cudaFree(cyc));
+        }
+    }
+    return 0;
+}
