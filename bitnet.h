@@ -2420,53 +2420,66 @@ BITNET__FN float bitnet__hsum_ps_avx2(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* The 16 code bytes at p, broadcast to both halves and shifted so that the
-   halves of *lo hold planes 0 and 1 and those of *hi planes 2 and 3. */
+/* The 16 code bytes at p broadcast to both 128-bit halves: lo holds planes 0
+   and 1, hi (shifted by 4) planes 2 and 3, each masked in place, so the high
+   halves hold 4 times their codes (divided out once per row by
+   BITNET__Q2_SCALE_AVX2).  Codes stay <= 12: no vpmaddubsw pair sum exceeds
+   2 x 12 x 128. */
 #define BITNET__Q2_UNPACK_AVX2(p, lo, hi)                                                         \
     do {                                                                                          \
         __m256i raw_ = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p)));        \
-        lo = _mm256_and_si256(_mm256_srlv_epi32(raw_, shift01), three);                           \
-        hi = _mm256_and_si256(_mm256_srlv_epi32(raw_, shift23), three);                           \
+        lo = _mm256_and_si256(raw_, planes);                                                      \
+        hi = _mm256_and_si256(_mm256_srli_epi16(raw_, 4), planes);                                \
     } while (0)
+#define BITNET__Q2_SCALE_AVX2(acc) _mm256_srav_epi32((acc), shift)
 
-/* Codes x activations of one block, added to the int32 lanes of acc.  The int16
-   sums stay within +-1024. */
-#define BITNET__Q2_DOT_AVX2(acc, lo, hi, x)                                                       \
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(                               \
-              _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x))),                 \
-              _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x) + 1))), ones))
+/* Codes x activations of one block, added to the int16 lanes of s16: at most
+   2 x 6144 per block, so four blocks fit before BITNET__Q2_WIDEN_AVX2. */
+#define BITNET__Q2_DOT_AVX2(s16, lo, hi, x)                                                        \
+    s16 = _mm256_add_epi16(s16, _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x))), \
+                                                 _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x) + 1))))
+#define BITNET__Q2_WIDEN_AVX2(acc, s16) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones))
+
+/* One row against one token, blocks in address order. */
+BITNET__FN __m256i bitnet__q2_row_avx2(const uint8_t *codes, const int8_t *x, int n_blocks, __m256i planes, __m256i ones) {
+    __m256i acc = _mm256_setzero_si256(), lo, hi;
+    int b = 0, g;
+    while (b < n_blocks) {
+        __m256i s16 = _mm256_setzero_si256();
+        for (g = 0; g < 4 && b < n_blocks; g++, b++) {
+            const uint8_t *wb = codes + (size_t)b * BITNET__Q2_0_BYTES;
+            _mm_prefetch((const char *)wb + BITNET__PREFETCH_TERNARY, _MM_HINT_T0);
+            BITNET__Q2_UNPACK_AVX2(wb, lo, hi);
+            BITNET__Q2_DOT_AVX2(s16, lo, hi, x + (size_t)b * BITNET__QK2_0);
+        }
+        BITNET__Q2_WIDEN_AVX2(acc, s16);
+    }
+    return acc;
+}
 
 BITNET__FN void bitnet__q2_dots_avx2(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
                                      int32_t *dots) {
-    const __m256i shift01 = _mm256_set_epi32(2, 2, 2, 2, 0, 0, 0, 0), shift23 = _mm256_set_epi32(6, 6, 6, 6, 4, 4, 4, 4);
-    const __m256i three = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    const __m256i planes = _mm256_set_epi32(0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c, 0x03030303, 0x03030303,
+                                            0x03030303, 0x03030303);
+    const __m256i shift = _mm256_set_epi32(2, 2, 2, 2, 0, 0, 0, 0), ones = _mm256_set1_epi16(1);
     const int n_blocks = w->cols / BITNET__QK2_0, n_rows = r1 - r0;
     const size_t rb = w->row_bytes;
-    int r = r0, t, b;
+    int r = r0, t, b, g;
     if (n_tok == 1) {
-        /* decode: four rows share each activation load */
+        /* decode: rows in address order (see the AVX-512 kernel), four summed at once */
         for (; r + 4 <= r1; r += 4) {
             const uint8_t *w0 = w->q + (size_t)r * rb + 2;
-            __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, lo, hi;
-            for (b = 0; b < n_blocks; b++) {
-                const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
-                const int8_t *x = a->q + (size_t)b * BITNET__QK2_0;
-                BITNET__Q2_UNPACK_AVX2(wb, lo, hi);
-                BITNET__Q2_DOT_AVX2(c0, lo, hi, x);
-                BITNET__Q2_UNPACK_AVX2(wb + rb, lo, hi);
-                BITNET__Q2_DOT_AVX2(c1, lo, hi, x);
-                BITNET__Q2_UNPACK_AVX2(wb + 2 * rb, lo, hi);
-                BITNET__Q2_DOT_AVX2(c2, lo, hi, x);
-                BITNET__Q2_UNPACK_AVX2(wb + 3 * rb, lo, hi);
-                BITNET__Q2_DOT_AVX2(c3, lo, hi, x);
-            }
+            __m256i c0 = BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w0, a->q, n_blocks, planes, ones));
+            __m256i c1 = BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w0 + rb, a->q, n_blocks, planes, ones));
+            __m256i c2 = BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w0 + 2 * rb, a->q, n_blocks, planes, ones));
+            __m256i c3 = BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w0 + 3 * rb, a->q, n_blocks, planes, ones));
             _mm_storeu_si128((__m128i *)(dots + (r - r0)),
                              _mm_sub_epi32(bitnet__hsum4_avx2(c0, c1, c2, c3), _mm_set1_epi32(a->sum[0])));
         }
     } else {
         /* prompt: each unpacked row block serves four tokens (the last tile
            repeats its final token and drops the extra results) */
-        for (; r + 1 <= r1 && n_tok > 1; r++) {
+        for (; r < r1; r++) {
             const uint8_t *w0 = w->q + (size_t)r * rb + 2;
             for (t = 0; t < n_tok; t += 4) {
                 const int8_t *x0 = a->q + (size_t)t * a->stride;
@@ -2474,39 +2487,39 @@ BITNET__FN void bitnet__q2_dots_avx2(const bitnet__qweight *w, int r0, int r1, c
                 const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
                 const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
                 __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, lo, hi;
-                __m128i s;
-                int tt;
                 int32_t out[4];
-                for (b = 0; b < n_blocks; b++) {
-                    size_t off = (size_t)b * BITNET__QK2_0;
-                    BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
-                    BITNET__Q2_DOT_AVX2(c0, lo, hi, x0 + off);
-                    BITNET__Q2_DOT_AVX2(c1, lo, hi, x1 + off);
-                    BITNET__Q2_DOT_AVX2(c2, lo, hi, x2 + off);
-                    BITNET__Q2_DOT_AVX2(c3, lo, hi, x3 + off);
+                int tt;
+                b = 0;
+                while (b < n_blocks) {
+                    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+                    for (g = 0; g < 4 && b < n_blocks; g++, b++) {
+                        size_t off = (size_t)b * BITNET__QK2_0;
+                        BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
+                        BITNET__Q2_DOT_AVX2(s0, lo, hi, x0 + off);
+                        BITNET__Q2_DOT_AVX2(s1, lo, hi, x1 + off);
+                        BITNET__Q2_DOT_AVX2(s2, lo, hi, x2 + off);
+                        BITNET__Q2_DOT_AVX2(s3, lo, hi, x3 + off);
+                    }
+                    BITNET__Q2_WIDEN_AVX2(c0, s0);
+                    BITNET__Q2_WIDEN_AVX2(c1, s1);
+                    BITNET__Q2_WIDEN_AVX2(c2, s2);
+                    BITNET__Q2_WIDEN_AVX2(c3, s3);
                 }
-                s = bitnet__hsum4_avx2(c0, c1, c2, c3);
-                _mm_storeu_si128((__m128i *)out, s);
+                _mm_storeu_si128((__m128i *)out, bitnet__hsum4_avx2(BITNET__Q2_SCALE_AVX2(c0), BITNET__Q2_SCALE_AVX2(c1),
+                                                                     BITNET__Q2_SCALE_AVX2(c2), BITNET__Q2_SCALE_AVX2(c3)));
                 for (tt = 0; tt < 4 && t + tt < n_tok; tt++)
                     dots[(size_t)(t + tt) * n_rows + (r - r0)] = out[tt] - a->sum[t + tt];
             }
         }
     }
-    for (; r < r1; r++) {  /* rows left over by the decode tiles */
-        const uint8_t *w0 = w->q + (size_t)r * rb + 2;
-        for (t = 0; t < n_tok; t++) {
-            const int8_t *x = a->q + (size_t)t * a->stride;
-            __m256i c = _mm256_setzero_si256(), lo, hi;
-            for (b = 0; b < n_blocks; b++) {
-                BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
-                BITNET__Q2_DOT_AVX2(c, lo, hi, x + (size_t)b * BITNET__QK2_0);
-            }
-            dots[(size_t)t * n_rows + (r - r0)] = bitnet__hsum_avx2(c) - a->sum[t];
-        }
-    }
+    for (; r < r1; r++)  /* rows left over by the decode tiles */
+        dots[r - r0] = bitnet__hsum_avx2(BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w->q + (size_t)r * rb + 2, a->q,
+                                                                                   n_blocks, planes, ones))) - a->sum[0];
 }
 #undef BITNET__Q2_UNPACK_AVX2
+#undef BITNET__Q2_SCALE_AVX2
 #undef BITNET__Q2_DOT_AVX2
+#undef BITNET__Q2_WIDEN_AVX2
 #endif /* BITNET__AVX2 */
 
 #ifdef BITNET__AVX512
