@@ -160,7 +160,8 @@ typedef struct bitnet_context_params {
     int n_threads;        /* CPU threads; 0 = all online cores */
     bitnet_backend backend;
     int cuda_device;      /* CUDA device ordinal */
-    int lm_head_int8;     /* CUDA: int8 per-row LM head instead of bf16 (faster, approximate) */
+    int lm_head_int8;     /* int8 per-row LM head instead of bf16: reads half the bytes (faster
+                             decode), approximate logits (CPU: see "int8 LM head") */
 } bitnet_context_params;
 
 BITNET_API bitnet_context_params bitnet_context_default_params(void);
@@ -458,6 +459,7 @@ BITNET__CUDA_FN int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet
 
 /* Internal functions are static; BITNET__ names and types are private. */
 #define BITNET__FN static BITNET__UNUSED
+
 
 /* ===========================================================================
    Utilities: errors, allocation, half floats, files
@@ -2188,6 +2190,8 @@ BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token,
        q[64b + 16p + i] = quant(x[64b + 4i + p])
 
    and a SIMD kernel multiplies code planes with contiguous activation bytes.
+   (The SIMD kernels mask plane p in place, which gives 4^p times its codes,
+   and divide the powers of 4 out of their sums once per row.)
    The -1 offset of the codes is applied once per token and row:
    sum_j w_j a_j = sum_j c_j a_j - sum_j a_j, with sum_j a_j computed by the
    quantizer.  Codes are 0..2 (3 would mean +2 and is computed consistently by
@@ -2215,9 +2219,17 @@ BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token,
 #else
 #include <immintrin.h>
 #endif
-/* How far ahead (bytes) the streaming kernels prefetch: the hardware
-   prefetcher alone left the decode kernels at a third of the memory bandwidth. */
-#define BITNET__PREFETCH 256
+/* How far ahead (bytes) the streaming decode kernels prefetch; the hardware
+   prefetcher alone left them well below the memory bandwidth.  Measured on
+   the 2B4T weights (Zen 4, huge pages): the ternary kernel, which moves
+   through memory slowly, wants it far ahead (17.8 -> 22.7 GB/s from 256 to
+   4096 bytes), the BF16 LM head near (30.7 GB/s at 256, 25 at 1-8 KiB). */
+#ifndef BITNET__PREFETCH_TERNARY
+#define BITNET__PREFETCH_TERNARY 4096
+#endif
+#ifndef BITNET__PREFETCH_HEAD
+#define BITNET__PREFETCH_HEAD 256
+#endif
 #endif
 
 /* Int8 activations of several tokens, as the ternary and int8 kernels read them. */
@@ -2411,53 +2423,66 @@ BITNET__FN float bitnet__hsum_ps_avx2(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* The 16 code bytes at p, broadcast to both halves and shifted so that the
-   halves of *lo hold planes 0 and 1 and those of *hi planes 2 and 3. */
+/* The 16 code bytes at p broadcast to both 128-bit halves: lo holds planes 0
+   and 1, hi (shifted by 4) planes 2 and 3, each masked in place, so the high
+   halves hold 4 times their codes (divided out once per row by
+   BITNET__Q2_SCALE_AVX2).  Codes stay <= 12: no vpmaddubsw pair sum exceeds
+   2 x 12 x 128. */
 #define BITNET__Q2_UNPACK_AVX2(p, lo, hi)                                                         \
     do {                                                                                          \
         __m256i raw_ = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p)));        \
-        lo = _mm256_and_si256(_mm256_srlv_epi32(raw_, shift01), three);                           \
-        hi = _mm256_and_si256(_mm256_srlv_epi32(raw_, shift23), three);                           \
+        lo = _mm256_and_si256(raw_, planes);                                                      \
+        hi = _mm256_and_si256(_mm256_srli_epi16(raw_, 4), planes);                                \
     } while (0)
+#define BITNET__Q2_SCALE_AVX2(acc) _mm256_srav_epi32((acc), shift)
 
-/* Codes x activations of one block, added to the int32 lanes of acc.  The int16
-   sums stay within +-1024. */
-#define BITNET__Q2_DOT_AVX2(acc, lo, hi, x)                                                       \
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(                               \
-              _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x))),                 \
-              _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x) + 1))), ones))
+/* Codes x activations of one block, added to the int16 lanes of s16: at most
+   2 x 6144 per block, so four blocks fit before BITNET__Q2_WIDEN_AVX2. */
+#define BITNET__Q2_DOT_AVX2(s16, lo, hi, x)                                                        \
+    s16 = _mm256_add_epi16(s16, _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x))), \
+                                                 _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x) + 1))))
+#define BITNET__Q2_WIDEN_AVX2(acc, s16) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones))
+
+/* One row against one token, blocks in address order. */
+BITNET__FN __m256i bitnet__q2_row_avx2(const uint8_t *codes, const int8_t *x, int n_blocks, __m256i planes, __m256i ones) {
+    __m256i acc = _mm256_setzero_si256(), lo, hi;
+    int b = 0, g;
+    while (b < n_blocks) {
+        __m256i s16 = _mm256_setzero_si256();
+        for (g = 0; g < 4 && b < n_blocks; g++, b++) {
+            const uint8_t *wb = codes + (size_t)b * BITNET__Q2_0_BYTES;
+            _mm_prefetch((const char *)wb + BITNET__PREFETCH_TERNARY, _MM_HINT_T0);
+            BITNET__Q2_UNPACK_AVX2(wb, lo, hi);
+            BITNET__Q2_DOT_AVX2(s16, lo, hi, x + (size_t)b * BITNET__QK2_0);
+        }
+        BITNET__Q2_WIDEN_AVX2(acc, s16);
+    }
+    return acc;
+}
 
 BITNET__FN void bitnet__q2_dots_avx2(const bitnet__qweight *w, int r0, int r1, const bitnet__acts *a, int n_tok,
                                      int32_t *dots) {
-    const __m256i shift01 = _mm256_set_epi32(2, 2, 2, 2, 0, 0, 0, 0), shift23 = _mm256_set_epi32(6, 6, 6, 6, 4, 4, 4, 4);
-    const __m256i three = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    const __m256i planes = _mm256_set_epi32(0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c, 0x03030303, 0x03030303,
+                                            0x03030303, 0x03030303);
+    const __m256i shift = _mm256_set_epi32(2, 2, 2, 2, 0, 0, 0, 0), ones = _mm256_set1_epi16(1);
     const int n_blocks = w->cols / BITNET__QK2_0, n_rows = r1 - r0;
     const size_t rb = w->row_bytes;
-    int r = r0, t, b;
+    int r = r0, t, b, g;
     if (n_tok == 1) {
-        /* decode: four rows share each activation load */
+        /* decode: rows in address order (see the AVX-512 kernel), four summed at once */
         for (; r + 4 <= r1; r += 4) {
             const uint8_t *w0 = w->q + (size_t)r * rb + 2;
-            __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, lo, hi;
-            for (b = 0; b < n_blocks; b++) {
-                const uint8_t *wb = w0 + (size_t)b * BITNET__Q2_0_BYTES;
-                const int8_t *x = a->q + (size_t)b * BITNET__QK2_0;
-                BITNET__Q2_UNPACK_AVX2(wb, lo, hi);
-                BITNET__Q2_DOT_AVX2(c0, lo, hi, x);
-                BITNET__Q2_UNPACK_AVX2(wb + rb, lo, hi);
-                BITNET__Q2_DOT_AVX2(c1, lo, hi, x);
-                BITNET__Q2_UNPACK_AVX2(wb + 2 * rb, lo, hi);
-                BITNET__Q2_DOT_AVX2(c2, lo, hi, x);
-                BITNET__Q2_UNPACK_AVX2(wb + 3 * rb, lo, hi);
-                BITNET__Q2_DOT_AVX2(c3, lo, hi, x);
-            }
+            __m256i c0 = BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w0, a->q, n_blocks, planes, ones));
+            __m256i c1 = BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w0 + rb, a->q, n_blocks, planes, ones));
+            __m256i c2 = BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w0 + 2 * rb, a->q, n_blocks, planes, ones));
+            __m256i c3 = BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w0 + 3 * rb, a->q, n_blocks, planes, ones));
             _mm_storeu_si128((__m128i *)(dots + (r - r0)),
                              _mm_sub_epi32(bitnet__hsum4_avx2(c0, c1, c2, c3), _mm_set1_epi32(a->sum[0])));
         }
     } else {
         /* prompt: each unpacked row block serves four tokens (the last tile
            repeats its final token and drops the extra results) */
-        for (; r + 1 <= r1 && n_tok > 1; r++) {
+        for (; r < r1; r++) {
             const uint8_t *w0 = w->q + (size_t)r * rb + 2;
             for (t = 0; t < n_tok; t += 4) {
                 const int8_t *x0 = a->q + (size_t)t * a->stride;
@@ -2465,39 +2490,39 @@ BITNET__FN void bitnet__q2_dots_avx2(const bitnet__qweight *w, int r0, int r1, c
                 const int8_t *x2 = t + 2 < n_tok ? x1 + a->stride : x1;
                 const int8_t *x3 = t + 3 < n_tok ? x2 + a->stride : x2;
                 __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, lo, hi;
-                __m128i s;
-                int tt;
                 int32_t out[4];
-                for (b = 0; b < n_blocks; b++) {
-                    size_t off = (size_t)b * BITNET__QK2_0;
-                    BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
-                    BITNET__Q2_DOT_AVX2(c0, lo, hi, x0 + off);
-                    BITNET__Q2_DOT_AVX2(c1, lo, hi, x1 + off);
-                    BITNET__Q2_DOT_AVX2(c2, lo, hi, x2 + off);
-                    BITNET__Q2_DOT_AVX2(c3, lo, hi, x3 + off);
+                int tt;
+                b = 0;
+                while (b < n_blocks) {
+                    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+                    for (g = 0; g < 4 && b < n_blocks; g++, b++) {
+                        size_t off = (size_t)b * BITNET__QK2_0;
+                        BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
+                        BITNET__Q2_DOT_AVX2(s0, lo, hi, x0 + off);
+                        BITNET__Q2_DOT_AVX2(s1, lo, hi, x1 + off);
+                        BITNET__Q2_DOT_AVX2(s2, lo, hi, x2 + off);
+                        BITNET__Q2_DOT_AVX2(s3, lo, hi, x3 + off);
+                    }
+                    BITNET__Q2_WIDEN_AVX2(c0, s0);
+                    BITNET__Q2_WIDEN_AVX2(c1, s1);
+                    BITNET__Q2_WIDEN_AVX2(c2, s2);
+                    BITNET__Q2_WIDEN_AVX2(c3, s3);
                 }
-                s = bitnet__hsum4_avx2(c0, c1, c2, c3);
-                _mm_storeu_si128((__m128i *)out, s);
+                _mm_storeu_si128((__m128i *)out, bitnet__hsum4_avx2(BITNET__Q2_SCALE_AVX2(c0), BITNET__Q2_SCALE_AVX2(c1),
+                                                                     BITNET__Q2_SCALE_AVX2(c2), BITNET__Q2_SCALE_AVX2(c3)));
                 for (tt = 0; tt < 4 && t + tt < n_tok; tt++)
                     dots[(size_t)(t + tt) * n_rows + (r - r0)] = out[tt] - a->sum[t + tt];
             }
         }
     }
-    for (; r < r1; r++) {  /* rows left over by the decode tiles */
-        const uint8_t *w0 = w->q + (size_t)r * rb + 2;
-        for (t = 0; t < n_tok; t++) {
-            const int8_t *x = a->q + (size_t)t * a->stride;
-            __m256i c = _mm256_setzero_si256(), lo, hi;
-            for (b = 0; b < n_blocks; b++) {
-                BITNET__Q2_UNPACK_AVX2(w0 + (size_t)b * BITNET__Q2_0_BYTES, lo, hi);
-                BITNET__Q2_DOT_AVX2(c, lo, hi, x + (size_t)b * BITNET__QK2_0);
-            }
-            dots[(size_t)t * n_rows + (r - r0)] = bitnet__hsum_avx2(c) - a->sum[t];
-        }
-    }
+    for (; r < r1; r++)  /* rows left over by the decode tiles */
+        dots[r - r0] = bitnet__hsum_avx2(BITNET__Q2_SCALE_AVX2(bitnet__q2_row_avx2(w->q + (size_t)r * rb + 2, a->q,
+                                                                                   n_blocks, planes, ones))) - a->sum[0];
 }
 #undef BITNET__Q2_UNPACK_AVX2
+#undef BITNET__Q2_SCALE_AVX2
 #undef BITNET__Q2_DOT_AVX2
+#undef BITNET__Q2_WIDEN_AVX2
 #endif /* BITNET__AVX2 */
 
 #ifdef BITNET__AVX512
@@ -2555,8 +2580,8 @@ BITNET__FN void bitnet__q2_dots_avx512(const bitnet__qweight *w, int r0, int r1,
                 for (b = 0; b + 4 <= n_blocks; b += 4) {
                     const uint8_t *wb = row + (size_t)b * BITNET__Q2_0_BYTES;
                     const int8_t *x = a->q + (size_t)b * BITNET__QK2_0;
-                    _mm_prefetch((const char *)wb + BITNET__PREFETCH, _MM_HINT_T0);
-                    _mm_prefetch((const char *)wb + BITNET__PREFETCH + 64, _MM_HINT_T0);
+                    _mm_prefetch((const char *)wb + BITNET__PREFETCH_TERNARY, _MM_HINT_T0);
+                    _mm_prefetch((const char *)wb + BITNET__PREFETCH_TERNARY + 64, _MM_HINT_T0);
                     BITNET__DPBUSD(s0, BITNET__Q2_UNPACK_AVX512(wb), BITNET__LOAD512(x));
                     BITNET__DPBUSD(s1, BITNET__Q2_UNPACK_AVX512(wb + 18), BITNET__LOAD512(x + 64));
                     BITNET__DPBUSD(s2, BITNET__Q2_UNPACK_AVX512(wb + 36), BITNET__LOAD512(x + 128));
@@ -2657,8 +2682,11 @@ BITNET__FN void bitnet__q2_dots(const bitnet__qweight *w, int r0, int r1, const 
    Optional (bitnet_context_params.lm_head_int8): every row of the LM head is
    quantized once to int8 with its own absmax scale (values in -127..127, in the
    de-interleaved order of the activations), and the final hidden state is
-   quantized per token like any BitLinear input.  Halves the bytes the LM head
-   reads per token; the logits change by the rounding of both (see the README). */
+   quantized per token like any BitLinear input.  The LM head then reads half
+   the bytes per token (328 instead of 657 MB for 2B4T).  Both roundings move
+   the logits: on a random 2B4T-shaped model by at most 6% of the logits'
+   standard deviation (4.6% on average), and the argmax changed at 1 of 64
+   positions; test_forward checks the bound the two roundings allow. */
 struct bitnet__lm_head_q8 {
     int8_t *q;          /* [n_vocab][n_embd] */
     float *scale;       /* per row: real value = q * scale */
@@ -2710,8 +2738,31 @@ BITNET__FN void bitnet__q8_dots_avx2(const bitnet__lm_head_q8 *h, int n_embd, in
 BITNET__FN void bitnet__q8_dots_avx512(const bitnet__lm_head_q8 *h, int n_embd, int r0, int r1, const bitnet__acts *a,
                                        int n_tok, int32_t *dots) {
     const __m512i bias = _mm512_set1_epi8((char)0x80);
-    int r, t, k;
-    for (r = r0; r < r1; r++) {
+    int r = r0, t, k;
+    if (n_tok == 1) {
+        /* decode: rows in address order, two chains each, four rows summed at once */
+        const int8_t *x = a->q;
+        for (; r + 4 <= r1; r += 4) {
+            __m512i c[4];
+            int j;
+            for (j = 0; j < 4; j++) {
+                const int8_t *row = h->q + (size_t)(r + j) * n_embd;
+                __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+                for (k = 0; k + 128 <= n_embd; k += 128) {
+                    _mm_prefetch((const char *)row + k + BITNET__PREFETCH_HEAD, _MM_HINT_T0);
+                    _mm_prefetch((const char *)row + k + BITNET__PREFETCH_HEAD + 64, _MM_HINT_T0);
+                    BITNET__DPBUSD(s0, _mm512_xor_si512(BITNET__LOAD512(x + k), bias), BITNET__LOAD512(row + k));
+                    BITNET__DPBUSD(s1, _mm512_xor_si512(BITNET__LOAD512(x + k + 64), bias), BITNET__LOAD512(row + k + 64));
+                }
+                if (k < n_embd) BITNET__DPBUSD(s0, _mm512_xor_si512(BITNET__LOAD512(x + k), bias), BITNET__LOAD512(row + k));
+                c[j] = _mm512_add_epi32(s0, s1);
+            }
+            _mm_storeu_si128((__m128i *)(dots + (r - r0)),
+                             _mm_sub_epi32(bitnet__hsum4_avx512(c[0], c[1], c[2], c[3]),
+                                           _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(h->sum + r)), 7)));
+        }
+    }
+    for (; r < r1; r++) {  /* prompt (all logits), and rows left over by decode */
         const int8_t *row = h->q + (size_t)r * n_embd;
         for (t = 0; t < n_tok; t += 4) {
             const int8_t *x0 = a->q + (size_t)t * a->stride;
@@ -2723,9 +2774,7 @@ BITNET__FN void bitnet__q8_dots_avx512(const bitnet__lm_head_q8 *h, int n_embd, 
             int tt;
             for (k = 0; k < n_embd; k += 64) {
                 __m512i wv = BITNET__LOAD512(row + k);
-                _mm_prefetch((const char *)row + k + BITNET__PREFETCH, _MM_HINT_T0);
                 BITNET__DPBUSD(c0, _mm512_xor_si512(BITNET__LOAD512(x0 + k), bias), wv);
-                if (n_tok == 1) continue;
                 BITNET__DPBUSD(c1, _mm512_xor_si512(BITNET__LOAD512(x1 + k), bias), wv);
                 BITNET__DPBUSD(c2, _mm512_xor_si512(BITNET__LOAD512(x2 + k), bias), wv);
                 BITNET__DPBUSD(c3, _mm512_xor_si512(BITNET__LOAD512(x3 + k), bias), wv);
@@ -2855,33 +2904,41 @@ BITNET__FN void bitnet__head_prepare(uint32_t type, float *x, int n) {
 }
 
 #ifdef BITNET__AVX512
-/* Values k .. k+63 of a row as four vectors of floats, w[j] to be multiplied
-   with x[k + 16j ..] (BF16: in the reordered x). */
-BITNET__FN void bitnet__load64_avx512(const uint8_t *row, uint32_t type, int k, __m512 *w) {
-    if (type == BITNET__TYPE_BF16) {
-        const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
-        __m512i v0 = BITNET__LOAD512(row + 2 * (size_t)k), v1 = BITNET__LOAD512(row + 2 * (size_t)k + 64);
-        w[0] = _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16));
-        w[1] = _mm512_castsi512_ps(_mm512_and_si512(v0, high));
-        w[2] = _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16));
-        w[3] = _mm512_castsi512_ps(_mm512_and_si512(v1, high));
-    } else if (type == BITNET__TYPE_F16) {
-        int j;
-        for (j = 0; j < 4; j++) w[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)(k + 16 * j))));
-    } else {
-        int j;
-        for (j = 0; j < 4; j++) w[j] = _mm512_loadu_ps((const float *)(const void *)(row + 4 * (size_t)(k + 16 * j)));
-    }
-}
+/* Values k .. k+63 of a row as four vectors of floats, wj to be multiplied
+   with x[k + 16j ..] (BF16: in the reordered x).  A macro, so that the four
+   vectors stay in registers. */
+#define BITNET__LOAD64_AVX512(row, type, k)                                                      \
+    do {                                                                                         \
+        if ((type) == BITNET__TYPE_BF16) {                                                       \
+            const __m512i high_ = _mm512_set1_epi32((int)0xffff0000u);                           \
+            __m512i v0_ = BITNET__LOAD512((row) + 2 * (size_t)(k));                                \
+            __m512i v1_ = BITNET__LOAD512((row) + 2 * (size_t)(k) + 64);                           \
+            w0 = _mm512_castsi512_ps(_mm512_slli_epi32(v0_, 16));                                \
+            w1 = _mm512_castsi512_ps(_mm512_and_si512(v0_, high_));                              \
+            w2 = _mm512_castsi512_ps(_mm512_slli_epi32(v1_, 16));                                \
+            w3 = _mm512_castsi512_ps(_mm512_and_si512(v1_, high_));                              \
+        } else if ((type) == BITNET__TYPE_F16) {                                                 \
+            w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k))));      \
+            w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k) + 32))); \
+            w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k) + 64))); \
+            w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k) + 96))); \
+        } else {                                                                                 \
+            const float *f_ = (const float *)(const void *)((row) + 4 * (size_t)(k));            \
+            w0 = _mm512_loadu_ps(f_);                                                            \
+            w1 = _mm512_loadu_ps(f_ + 16);                                                       \
+            w2 = _mm512_loadu_ps(f_ + 32);                                                       \
+            w3 = _mm512_loadu_ps(f_ + 48);                                                       \
+        }                                                                                        \
+    } while (0)
 
 /* Four chains, added as (c0 + c1) + (c2 + c3): the decode and the prompt
    paths sum every token in this same order, so a prompt's logits equal those
    of its tokens evaluated one at a time. */
 #define BITNET__HEAD_CHAINS_AVX512(c, xt)                                                        \
-    c##0 = _mm512_fmadd_ps(w[0], _mm512_loadu_ps((xt) + k), c##0);                               \
-    c##1 = _mm512_fmadd_ps(w[1], _mm512_loadu_ps((xt) + k + 16), c##1);                          \
-    c##2 = _mm512_fmadd_ps(w[2], _mm512_loadu_ps((xt) + k + 32), c##2);                          \
-    c##3 = _mm512_fmadd_ps(w[3], _mm512_loadu_ps((xt) + k + 48), c##3)
+    c##0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps((xt) + k), c##0);                                 \
+    c##1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps((xt) + k + 16), c##1);                            \
+    c##2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps((xt) + k + 32), c##2);                            \
+    c##3 = _mm512_fmadd_ps(w3, _mm512_loadu_ps((xt) + k + 48), c##3)
 #define BITNET__HEAD_SUM_AVX512(c) _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c##0, c##1), _mm512_add_ps(c##2, c##3)))
 
 /* n is a multiple of 64 (the embedding length of every model this loads). */
@@ -2891,14 +2948,14 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
     int r, t, k;
     for (r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
-        __m512 w[4];
+        __m512 w0, w1, w2, w3;
         if (n_tok == 1) {
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (k = 0; k < n; k += 64) {
                 size_t line;
                 for (line = 0; line < es; line++)  /* 64 values: 2 or 4 cache lines */
-                    _mm_prefetch((const char *)row + (size_t)k * es + BITNET__PREFETCH + 64 * line, _MM_HINT_T0);
-                bitnet__load64_avx512(row, type, k, w);
+                    _mm_prefetch((const char *)row + (size_t)k * es + BITNET__PREFETCH_HEAD + 64 * line, _MM_HINT_T0);
+                BITNET__LOAD64_AVX512(row, type, k);
                 BITNET__HEAD_CHAINS_AVX512(a, x);
             }
             out[r - r0] = BITNET__HEAD_SUM_AVX512(a);
@@ -2914,7 +2971,7 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
             float sums[4];
             int tt;
             for (k = 0; k < n; k += 64) {
-                bitnet__load64_avx512(row, type, k, w);
+                BITNET__LOAD64_AVX512(row, type, k);
                 BITNET__HEAD_CHAINS_AVX512(a, x0);
                 BITNET__HEAD_CHAINS_AVX512(b, x1);
                 BITNET__HEAD_CHAINS_AVX512(c, x2);
@@ -2928,37 +2985,44 @@ BITNET__FN void bitnet__head_dots_avx512(const void *head, uint32_t type, int n,
         }
     }
 }
+#undef BITNET__LOAD64_AVX512
 #undef BITNET__HEAD_CHAINS_AVX512
 #undef BITNET__HEAD_SUM_AVX512
 #endif
 
 #ifdef BITNET__AVX2
-/* Values k .. k+31 of a row as four vectors of floats, w[j] to be multiplied
+/* Values k .. k+31 of a row as four vectors of floats, wj to be multiplied
    with x[k + 8j ..] (BF16: in the reordered x). */
-BITNET__FN void bitnet__load32_avx2(const uint8_t *row, uint32_t type, int k, __m256 *w) {
-    if (type == BITNET__TYPE_BF16) {
-        const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
-        __m256i v0 = _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k));
-        __m256i v1 = _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)k + 32));
-        w[0] = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16));
-        w[1] = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));
-        w[2] = _mm256_castsi256_ps(_mm256_and_si256(v0, high));
-        w[3] = _mm256_castsi256_ps(_mm256_and_si256(v1, high));
-    } else if (type == BITNET__TYPE_F16) {
-        int j;
-        for (j = 0; j < 4; j++) w[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)(k + 8 * j))));
-    } else {
-        int j;
-        for (j = 0; j < 4; j++) w[j] = _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)(k + 8 * j)));
-    }
-}
+#define BITNET__LOAD32_AVX2(row, type, k)                                                        \
+    do {                                                                                         \
+        if ((type) == BITNET__TYPE_BF16) {                                                       \
+            const __m256i high_ = _mm256_set1_epi32((int)0xffff0000u);                           \
+            __m256i v0_ = _mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k)));         \
+            __m256i v1_ = _mm256_loadu_si256((const __m256i *)((row) + 2 * (size_t)(k) + 32));    \
+            w0 = _mm256_castsi256_ps(_mm256_slli_epi32(v0_, 16));                                \
+            w1 = _mm256_castsi256_ps(_mm256_slli_epi32(v1_, 16));                                \
+            w2 = _mm256_castsi256_ps(_mm256_and_si256(v0_, high_));                              \
+            w3 = _mm256_castsi256_ps(_mm256_and_si256(v1_, high_));                              \
+        } else if ((type) == BITNET__TYPE_F16) {                                                 \
+            w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((row) + 2 * (size_t)(k))));      \
+            w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((row) + 2 * (size_t)(k) + 16))); \
+            w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((row) + 2 * (size_t)(k) + 32))); \
+            w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((row) + 2 * (size_t)(k) + 48))); \
+        } else {                                                                                 \
+            const float *f_ = (const float *)(const void *)((row) + 4 * (size_t)(k));            \
+            w0 = _mm256_loadu_ps(f_);                                                            \
+            w1 = _mm256_loadu_ps(f_ + 8);                                                        \
+            w2 = _mm256_loadu_ps(f_ + 16);                                                       \
+            w3 = _mm256_loadu_ps(f_ + 24);                                                       \
+        }                                                                                        \
+    } while (0)
 
 /* As for AVX-512: four chains per token, the same order for one token or two. */
 #define BITNET__HEAD_CHAINS_AVX2(c, xt)                                                          \
-    c##0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps((xt) + k), c##0);                               \
-    c##1 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps((xt) + k + 8), c##1);                           \
-    c##2 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps((xt) + k + 16), c##2);                          \
-    c##3 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps((xt) + k + 24), c##3)
+    c##0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps((xt) + k), c##0);                                 \
+    c##1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps((xt) + k + 8), c##1);                             \
+    c##2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps((xt) + k + 16), c##2);                            \
+    c##3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps((xt) + k + 24), c##3)
 #define BITNET__HEAD_SUM_AVX2(c) bitnet__hsum_ps_avx2(_mm256_add_ps(_mm256_add_ps(c##0, c##1), _mm256_add_ps(c##2, c##3)))
 
 BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, int r0, int r1, const float *x,
@@ -2969,9 +3033,9 @@ BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, i
         const uint8_t *row = (const uint8_t *)head + (size_t)r * row_bytes;
         for (t = 0; t < n_tok; t += 2) {  /* each converted row slice serves two tokens */
             const float *x0 = x + (size_t)t * n, *x1 = t + 1 < n_tok ? x0 + n : x0;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, w[4];
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, w0, w1, w2, w3;
             for (k = 0; k < n; k += 32) {
-                bitnet__load32_avx2(row, type, k, w);
+                BITNET__LOAD32_AVX2(row, type, k);
                 BITNET__HEAD_CHAINS_AVX2(a, x0);
                 if (n_tok > 1) { BITNET__HEAD_CHAINS_AVX2(b, x1); }
             }
@@ -2980,6 +3044,7 @@ BITNET__FN void bitnet__head_dots_avx2(const void *head, uint32_t type, int n, i
         }
     }
 }
+#undef BITNET__LOAD32_AVX2
 #undef BITNET__HEAD_CHAINS_AVX2
 #undef BITNET__HEAD_SUM_AVX2
 #endif
@@ -3270,6 +3335,7 @@ struct bitnet_context {
     int n_past;                  /* positions filled */
     int n_threads;
     const bitnet__lm_head_q8 *head_q8;  /* the model's int8 LM head, NULL: use the float one */
+    void *arena;                 /* holds every buffer below */
     float *k_cache, *v_cache;    /* [n_layer][n_head_kv][n_ctx][head_dim] */
     /* one micro-batch */
     float *x;                    /* [UBATCH][n_embd] residual stream */
@@ -3616,31 +3682,9 @@ BITNET_API void bitnet_context_free(bitnet_context *ctx) {
     if (!ctx) return;
     bitnet__cuda_context_release(ctx);
     bitnet__pool_stop(&ctx->pool);
-    BITNET_FREE(ctx->k_cache);
-    BITNET_FREE(ctx->v_cache);
-    BITNET_FREE(ctx->x);
-    BITNET_FREE(ctx->q);
-    BITNET_FREE(ctx->k);
-    BITNET_FREE(ctx->v);
-    BITNET_FREE(ctx->att);
-    BITNET_FREE(ctx->gate);
-    BITNET_FREE(ctx->up);
-    BITNET_FREE(ctx->acts.q);
-    BITNET_FREE(ctx->acts.scale);
-    BITNET_FREE(ctx->acts.sum);
-    BITNET_FREE(ctx->rope_cos);
-    BITNET_FREE(ctx->rope_sin);
-    BITNET_FREE(ctx->inv_freq);
-    BITNET_FREE(ctx->thread_f32);
-    BITNET_FREE(ctx->thread_dots);
+    BITNET_FREE(ctx->arena);
     BITNET_FREE(ctx->logits);
     BITNET_FREE(ctx);
-}
-
-/* n floats (or other elements of `size` bytes), NULL on overflow or when out of memory. */
-BITNET__FN void *bitnet__alloc_array(size_t n, size_t size) {
-    if (size && n > SIZE_MAX / size) return NULL;
-    return BITNET_MALLOC(n * size > 0 ? n * size : 1);
 }
 
 BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitnet_context_params *params,
@@ -3689,33 +3733,59 @@ BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitn
     cache_len = cache_len > SIZE_MAX / (size_t)ctx->n_ctx ? 0 : cache_len * (size_t)ctx->n_ctx;
     ctx->thread_f32_len = max_n > (size_t)ctx->n_ctx ? max_n : (size_t)ctx->n_ctx;
 
-    if (cache_len) {
-        ctx->k_cache = (float *)bitnet__alloc_array(cache_len, sizeof(float));
-        ctx->v_cache = (float *)bitnet__alloc_array(cache_len, sizeof(float));
-    }
-    ctx->x = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
-    ctx->q = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
-    ctx->k = (float *)bitnet__alloc_array(ub * kv_dim, sizeof(float));
-    ctx->v = (float *)bitnet__alloc_array(ub * kv_dim, sizeof(float));
-    ctx->att = (float *)bitnet__alloc_array(ub * hp->n_embd, sizeof(float));
-    ctx->gate = (float *)bitnet__alloc_array(ub * hp->n_ff, sizeof(float));
-    ctx->up = (float *)bitnet__alloc_array(ub * hp->n_ff, sizeof(float));
-    ctx->acts.stride = max_n;
-    ctx->acts.q = (int8_t *)bitnet__alloc_array(ub * max_n, 1);
-    ctx->acts.scale = (float *)bitnet__alloc_array(ub, sizeof(float));
-    ctx->acts.sum = (int32_t *)bitnet__alloc_array(ub, sizeof(int32_t));
-    ctx->rope_cos = (float *)bitnet__alloc_array(ub * half, sizeof(float));
-    ctx->rope_sin = (float *)bitnet__alloc_array(ub * half, sizeof(float));
-    ctx->inv_freq = (float *)bitnet__alloc_array((size_t)half, sizeof(float));
-    ctx->thread_f32 = (float *)bitnet__alloc_array((size_t)ctx->n_threads * ctx->thread_f32_len, sizeof(float));
-    ctx->thread_dots = (int32_t *)bitnet__alloc_array((size_t)ctx->n_threads * BITNET__ITEM_ROWS * ub, sizeof(int32_t));
-    if (!ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate ||
-        !ctx->up || !ctx->acts.q || !ctx->acts.scale || !ctx->acts.sum || !ctx->rope_cos || !ctx->rope_sin ||
-        !ctx->inv_freq || !ctx->thread_f32 || !ctx->thread_dots) {
-        bitnet__fail(err, BITNET_E_NOMEM, "out of memory for a context of %d positions (KV cache: %.0f MiB)", ctx->n_ctx,
-                     2.0 * (double)hp->n_layer * (double)kv_dim * ctx->n_ctx * 4.0 / 1048576.0);
-        bitnet_context_free(ctx);
-        return NULL;
+    {
+        /* Every buffer in one allocation, each on a 64-byte boundary: the SIMD
+           kernels load 64 bytes at a time, and a load across two cache lines
+           costs two (misaligned activations made prompts 25% slower). */
+        enum { K_CACHE, V_CACHE, X, Q, K, V, ATT, GATE, UP, ACTS, SCALE, SUM, COS, SIN, FREQ, TF32, TDOTS, N_BUF };
+        size_t count[N_BUF], elem[N_BUF], offset[N_BUF], total = 0;
+        uint8_t *base;
+        int b, overflow = cache_len == 0;
+        count[K_CACHE] = count[V_CACHE] = cache_len;
+        count[X] = count[Q] = count[ATT] = ub * hp->n_embd;
+        count[K] = count[V] = ub * kv_dim;
+        count[GATE] = count[UP] = ub * hp->n_ff;
+        count[ACTS] = ub * max_n;
+        count[SCALE] = count[SUM] = ub;
+        count[COS] = count[SIN] = ub * half;
+        count[FREQ] = (size_t)half;
+        count[TF32] = (size_t)ctx->n_threads * ctx->thread_f32_len;
+        count[TDOTS] = (size_t)ctx->n_threads * BITNET__ITEM_ROWS * ub;
+        for (b = 0; b < N_BUF; b++) {
+            elem[b] = b == ACTS ? 1 : 4;  /* int8, or float / int32 */
+            if (count[b] > (SIZE_MAX / 2 - total) / elem[b]) overflow = 1;
+            offset[b] = total;
+            if (!overflow) total += (count[b] * elem[b] + 63) & ~(size_t)63;
+        }
+        ctx->arena = overflow ? NULL : BITNET_MALLOC(total + 64);
+        if (!ctx->arena) {
+            bitnet__fail(err, BITNET_E_NOMEM, "out of memory for a context of %d positions (KV cache: %.0f MiB)", ctx->n_ctx,
+                         2.0 * (double)hp->n_layer * (double)kv_dim * ctx->n_ctx * 4.0 / 1048576.0);
+            bitnet_context_free(ctx);
+            return NULL;
+        }
+        bitnet__advise_huge_pages(ctx->arena, total + 64);  /* the KV cache is streamed too */
+        base = (uint8_t *)ctx->arena + ((64 - (uintptr_t)ctx->arena % 64) % 64);
+#define BITNET__BUF(type, b) ((type *)(void *)(base + offset[b]))
+        ctx->k_cache = BITNET__BUF(float, K_CACHE);
+        ctx->v_cache = BITNET__BUF(float, V_CACHE);
+        ctx->x = BITNET__BUF(float, X);
+        ctx->q = BITNET__BUF(float, Q);
+        ctx->k = BITNET__BUF(float, K);
+        ctx->v = BITNET__BUF(float, V);
+        ctx->att = BITNET__BUF(float, ATT);
+        ctx->gate = BITNET__BUF(float, GATE);
+        ctx->up = BITNET__BUF(float, UP);
+        ctx->acts.q = BITNET__BUF(int8_t, ACTS);
+        ctx->acts.stride = max_n;
+        ctx->acts.scale = BITNET__BUF(float, SCALE);
+        ctx->acts.sum = BITNET__BUF(int32_t, SUM);
+        ctx->rope_cos = BITNET__BUF(float, COS);
+        ctx->rope_sin = BITNET__BUF(float, SIN);
+        ctx->inv_freq = BITNET__BUF(float, FREQ);
+        ctx->thread_f32 = BITNET__BUF(float, TF32);
+        ctx->thread_dots = BITNET__BUF(int32_t, TDOTS);
+#undef BITNET__BUF
     }
     for (i = 0; i < half; i++)
         ctx->inv_freq[i] = 1.0f / powf(hp->rope_theta, (float)(2 * i) / (float)hp->head_dim);

@@ -166,27 +166,27 @@ static void test_ternary_dots(void) {
             q2_case_make(&c, rows, cols, n_tok);
             CHECK(check_q2("scalar", bitnet__q2_dots_scalar, &c, 0, rows));
             CHECK(check_q2("scalar", bitnet__q2_dots_scalar, &c, r0, r1));
-    #ifdef BITNET__AVX2
+#ifdef BITNET__AVX2
             CHECK(check_q2("avx2", bitnet__q2_dots_avx2, &c, 0, rows));
             CHECK(check_q2("avx2", bitnet__q2_dots_avx2, &c, r0, r1));
-    #endif
-    #ifdef BITNET__AVX512
+#endif
+#ifdef BITNET__AVX512
             CHECK(check_q2("avx512", bitnet__q2_dots_avx512, &c, 0, rows));
             CHECK(check_q2("avx512", bitnet__q2_dots_avx512, &c, r0, r1));
-    #endif
+#endif
             q2_case_free(&c);
         }
         printf("SIMD kernels tested:%s%s\n",
-    #ifdef BITNET__AVX2
+#ifdef BITNET__AVX2
                " avx2",
-    #else
+#else
                "",
-    #endif
-    #ifdef BITNET__AVX512
+#endif
+#ifdef BITNET__AVX512
                " avx512-vnni"
-    #else
+#else
                ""
-    #endif
+#endif
         );
     }
 }
@@ -196,11 +196,11 @@ static void test_ternary_extremes(void) {
         q2_case c;
         int r, b, j, t;
         q2_case_make(&c, 8, 64 * 8, 5);
-        for (r = 0; r < 8; r++)      /* all codes 2 (+1) in even rows, 0 (-1) in odd rows */
+        for (r = 0; r < 8; r++)      /* rows of all codes 2 (+1), 0 (-1) or 3 (+2, the largest code) */
             for (b = 0; b < 8; b++)
                 for (j = 0; j < 16; j++) {
-                    c.q[r * c.w.row_bytes + b * 18 + 2 + j] = r % 2 ? 0x00 : 0xaa;
-                    memset(c.wv + (size_t)r * c.w.cols + b * 64, r % 2 ? -1 : 1, 64);
+                    c.q[r * c.w.row_bytes + b * 18 + 2 + j] = r % 3 == 0 ? 0xaa : r % 3 == 1 ? 0x00 : 0xff;
+                    memset(c.wv + (size_t)r * c.w.cols + b * 64, r % 3 == 0 ? 1 : r % 3 == 1 ? -1 : 2, 64);
                 }
         for (t = 0; t < 5; t++) {
             int8_t v = t % 2 ? -128 : 127;
@@ -208,13 +208,22 @@ static void test_ternary_extremes(void) {
             memset(c.xv + (size_t)t * c.w.cols, v, (size_t)c.w.cols);
             c.a.sum[t] = v * c.w.cols;
         }
-        CHECK(check_q2("scalar", bitnet__q2_dots_scalar, &c, 0, 8));
-    #ifdef BITNET__AVX2
-        CHECK(check_q2("avx2", bitnet__q2_dots_avx2, &c, 0, 8));
-    #endif
-    #ifdef BITNET__AVX512
-        CHECK(check_q2("avx512", bitnet__q2_dots_avx512, &c, 0, 8));
-    #endif
+        for (t = -1; t < 2; t++) {  /* all five tokens (the prompt kernels), then tokens 0 and 1 alone (decode) */
+            q2_case one = c;
+            if (t >= 0) {
+                one.n_tok = 1;
+                one.a.q = c.a.q + t * c.a.stride;
+                one.a.sum = c.a.sum + t;
+                one.xv = c.xv + (size_t)t * c.w.cols;
+            }
+            CHECK(check_q2("scalar", bitnet__q2_dots_scalar, &one, 0, 8));
+#ifdef BITNET__AVX2
+            CHECK(check_q2("avx2", bitnet__q2_dots_avx2, &one, 0, 8));
+#endif
+#ifdef BITNET__AVX512
+            CHECK(check_q2("avx512", bitnet__q2_dots_avx512, &one, 0, 8));
+#endif
+        }
         q2_case_free(&c);
     }
 }
@@ -227,7 +236,7 @@ static void test_int8_head_dots(void) {
     TEST("int8 LM head dot products: scalar and SIMD equal the naive reference") {
         int trial;
         for (trial = 0; trial < 40; trial++) {
-            int rows = rnd_int(1, 40), n = 64 * rnd_int(1, 10), n_tok = rnd_int(1, 9), r, t, k, f;
+            int rows = rnd_int(1, 40), n = 64 * rnd_int(1, 10), n_tok = trial % 3 ? 1 : rnd_int(2, 9), r, t, k, f;
             int r0 = rnd_int(0, rows - 1), r1 = rnd_int(r0 + 1, rows);
             bitnet__lm_head_q8 h;
             bitnet__acts a;
@@ -236,12 +245,12 @@ static void test_int8_head_dots(void) {
             const char *names[3];
             int n_fns = 0;
             fns[n_fns] = bitnet__q8_dots_scalar; names[n_fns++] = "scalar";
-    #ifdef BITNET__AVX2
+#ifdef BITNET__AVX2
             fns[n_fns] = bitnet__q8_dots_avx2; names[n_fns++] = "avx2";
-    #endif
-    #ifdef BITNET__AVX512
+#endif
+#ifdef BITNET__AVX512
             fns[n_fns] = bitnet__q8_dots_avx512; names[n_fns++] = "avx512";
-    #endif
+#endif
             h.q = (int8_t *)malloc((size_t)rows * n);
             h.scale = (float *)malloc(sizeof(float) * rows);
             h.sum = (int32_t *)malloc(sizeof(int32_t) * rows);
@@ -488,9 +497,9 @@ static void test_thread_pool(void) {
             bitnet_error err;
             int round, ok = 1;
             CHECK(bitnet__pool_start(&pool, n_threads, &err) == BITNET_OK);
-    #ifdef BITNET__THREADS
+#ifdef BITNET__THREADS
             CHECK(pool.n_threads == n_threads);
-    #endif
+#endif
             for (round = 0; round < 300; round++) {
                 int n_items = rnd_int(0, 100), i;
                 int hits[100];
