@@ -7500,7 +7500,10 @@ BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens
     g->logits_on_host = 0;
     ctx->n_logits = 0;
     for (i = 0; i < n_tokens; i++) {
-        rc = bitnet__cuda_decode(g->dev, tokens[i], ctx->n_past + i, NULL, err);
+        /* the last step waits for its argmax: the eval returns when the GPU is done,
+           so errors surface here and callers' timings are real */
+        bitnet_token argmax;
+        rc = bitnet__cuda_decode(g->dev, tokens[i], ctx->n_past + i, i == n_tokens - 1 ? &argmax : NULL, err);
         if (rc == BITNET_OK && all_logits) rc = bitnet__cuda_get_logits(g->dev, ctx->logits + (size_t)i * n_vocab, err);
         if (rc != BITNET_OK) return rc;
     }
