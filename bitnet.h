@@ -404,6 +404,16 @@ BITNET__CUDA_FN size_t bitnet__cuda_context_bytes(const void *ctx);
 BITNET__CUDA_FN int bitnet__cuda_decode(void *ctx, bitnet_token token, int pos, bitnet_token *next, bitnet_error *err);
 /* Copies the logits of the last step (n_vocab floats) to host memory. */
 BITNET__CUDA_FN int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error *err);
+/* Sampling on the device (bitnet__sampler_finish takes it from there): the last
+   step's logits with the repetition penalty applied to the n_pen (at most
+   BITNET__CUDA_MAX_PENALTY) distinct tokens pen; stores the n_cand =
+   min(BITNET__CUDA_CANDIDATES, n_vocab) best in rank order (higher logit first,
+   ties to the lower id, NaN last): their ids and penalized logits, and lse, the
+   log-sum-exp over the vocabulary of penalized logit * inv_temp. */
+#define BITNET__CUDA_CANDIDATES 256
+#define BITNET__CUDA_MAX_PENALTY 1024
+BITNET__CUDA_FN int bitnet__cuda_candidates(void *ctx, const bitnet_token *pen, int n_pen, float penalty, float inv_temp, int *n_cand,
+                                            bitnet_token *ids, float *logits, double *lse, bitnet_error *err);
 /* Benchmark diagnostics: one step at pos, kernel by kernel, microseconds per kind
    of kernel: QKV, attention, O, gate/up, down, LM head. */
 BITNET__CUDA_FN int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err);
@@ -6087,7 +6097,7 @@ BITNET__FN int bitnet__sampler_finish(bitnet_sampler *s, const bitnet_token *ids
     int rank[1024], i, k;
     double u, z = 0;
     float xmax;
-    if (c <= 0) return 0;
+    if (c <= 0 || n_vocab <= 0) return 0;
     if (s->p.temperature <= 0) {            /* greedy: the first candidate is the argmax */
         *out = ids[0];
         s->has_pending_u = 0;
@@ -7490,7 +7500,10 @@ BITNET__FN int bitnet__cuda_eval(bitnet_context *ctx, const bitnet_token *tokens
     g->logits_on_host = 0;
     ctx->n_logits = 0;
     for (i = 0; i < n_tokens; i++) {
-        rc = bitnet__cuda_decode(g->dev, tokens[i], ctx->n_past + i, NULL, err);
+        /* the last step waits for its argmax: the eval returns when the GPU is done,
+           so errors surface here and callers' timings are real */
+        bitnet_token argmax;
+        rc = bitnet__cuda_decode(g->dev, tokens[i], ctx->n_past + i, i == n_tokens - 1 ? &argmax : NULL, err);
         if (rc == BITNET_OK && all_logits) rc = bitnet__cuda_get_logits(g->dev, ctx->logits + (size_t)i * n_vocab, err);
         if (rc != BITNET_OK) return rc;
     }
@@ -7510,32 +7523,47 @@ BITNET__FN int bitnet__cuda_logits_to_host(bitnet_context *ctx) {
 }
 
 /* Greedy sampling without a repetition penalty is the argmax the decode step
-   computes on the GPU: only the token id crosses to the host.  Anything else
-   samples on the host from the full logits (exact, one 4n_vocab-byte copy). */
+   computes on the GPU: only the token id crosses to the host.  Otherwise the GPU
+   applies the penalty and returns the best BITNET__CUDA_CANDIDATES logits and the
+   log-sum-exp, from which bitnet__sampler_finish usually decides; when it cannot
+   (top-k wider than the candidates, a top-p cut beyond them, infinite logits) or
+   the penalty lists too many tokens, the host samples from the full logits (one
+   4 n_vocab-byte copy), with the same draw. */
 BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token, bitnet_sampler *sampler, bitnet_token *next,
                                         bitnet_error *err) {
     bitnet__cuda_glue *g = (bitnet__cuda_glue *)ctx->cuda;
     const int n_vocab = ctx->model->hp.n_vocab;
-    bitnet_token pen;
-    int rc;
+    bitnet_token pen[BITNET__CUDA_MAX_PENALTY], ids[BITNET__CUDA_CANDIDATES];
+    float cand[BITNET__CUDA_CANDIDATES];
+    double lse;
+    int rc, n_pen, n_cand, done = 0;
     if (token < 0 || token >= n_vocab)
         return bitnet__fail(err, BITNET_E_ARG, "bitnet_eval_sample: token %d is outside the vocabulary of %d", (int)token, n_vocab);
     if (ctx->n_past >= ctx->n_ctx)
         return bitnet__fail(err, BITNET_E_CONTEXT_FULL, "1 token does not fit in the context: %d of %d positions are used", ctx->n_past,
                             ctx->n_ctx);
     ctx->n_logits = 0;
-    if (sampler->p.temperature <= 0 && bitnet__sampler_penalty_tokens(sampler, &pen, 1) == 0) {
+    n_pen = bitnet__sampler_penalty_tokens(sampler, pen, BITNET__CUDA_MAX_PENALTY);
+    if (sampler->p.temperature <= 0 && n_pen == 0) {
         if ((rc = bitnet__cuda_decode(g->dev, token, ctx->n_past, next, err)) != BITNET_OK) return rc;
         g->logits_on_host = 0;
         /* what bitnet_sampler_sample does for a greedy pick */
         sampler->has_pending_u = 0;
         bitnet__sampler_record(sampler, *next);
     } else {
-        if ((rc = bitnet__cuda_decode(g->dev, token, ctx->n_past, NULL, err)) != BITNET_OK ||
-            (rc = bitnet__cuda_get_logits(g->dev, ctx->logits, err)) != BITNET_OK)
-            return rc;
-        g->logits_on_host = 1;
-        *next = bitnet_sampler_sample(sampler, ctx->logits, n_vocab);
+        if ((rc = bitnet__cuda_decode(g->dev, token, ctx->n_past, NULL, err)) != BITNET_OK) return rc;
+        g->logits_on_host = 0;
+        if (n_pen <= BITNET__CUDA_MAX_PENALTY) {
+            rc = bitnet__cuda_candidates(g->dev, pen, n_pen, sampler->p.repeat_penalty,
+                                         sampler->p.temperature > 0 ? 1.0f / sampler->p.temperature : 1.0f, &n_cand, ids, cand, &lse, err);
+            if (rc != BITNET_OK) return rc;
+            done = bitnet__sampler_finish(sampler, ids, cand, n_cand, n_vocab, lse, next);
+        }
+        if (!done) {
+            if ((rc = bitnet__cuda_get_logits(g->dev, ctx->logits, err)) != BITNET_OK) return rc;
+            g->logits_on_host = 1;
+            *next = bitnet_sampler_sample(sampler, ctx->logits, n_vocab);
+        }
     }
     ctx->n_past++;
     ctx->n_batch = 1;

@@ -28,6 +28,11 @@
    (griddepcontrol.wait); see bitnet__launch.  On older GPUs the wait is a no-op
    and launches simply serialize.
 
+   SAMPLING
+   Greedy decoding ends in the LM head's argmax; sampled decoding runs a few more
+   kernels after the step that return the best logits and the log-sum-exp
+   (bitnet__cuda_candidates), so that no step copies all the logits to the host.
+
    THE W2A8 GEMV
    One thread block computes one 16-row tile of W x (layout: bitnet.h, "Host-side
    packing for the GPU kernels").  The tile is one contiguous run of 4k bytes that
@@ -931,6 +936,173 @@ __global__ void bitnet__head_int8_build_kernel(const uint16_t *w, int w_f16, int
 }
 
 /* ===========================================================================
+   Sampling candidates: the best logits and the log-sum-exp, on the device
+   ===========================================================================
+   A sampled step needs only the best few logits in rank order and the softmax's
+   normalization (bitnet.h, bitnet__sampler_finish), so BITNET__CUDA_CANDIDATES ids
+   and logits and one double cross to the host instead of n_vocab floats.  Every
+   logit, after the repetition penalty, becomes a 64-bit key that sorts in the
+   sampler's rank order: the high half is the logit's bits made monotonic (NaN
+   lowest, -0 as +0), the low half the complement of the id (ties to the lower id).
+   Each block of the first kernel sorts 4096 keys in shared memory (bitonic) and
+   keeps its best C; rounds of the second kernel do the same over the survivors
+   until one block is left, which also combines the first kernel's log-sum-exp
+   partials.  Padding keys are 0, below every real key. */
+#define BITNET__SORT_N 4096
+#define BITNET__SORT_THREADS 1024
+#define BITNET__CAND BITNET__CUDA_CANDIDATES
+
+typedef unsigned long long bitnet__key;
+
+struct bitnet__cand_out {      /* what the host gets back */
+    double lse;                /* log of the sum over the vocabulary of exp(penalized logit * inv_temp) */
+    int ids[BITNET__CAND];     /* rank order */
+    float logits[BITNET__CAND];/* penalized, not scaled by the temperature */
+};
+
+__device__ __forceinline__ bitnet__key bitnet__rank_key(float v, int id) {
+    unsigned u = 0;            /* NaN ranks last */
+    if (v == v) {
+        u = __float_as_uint(v == 0.0f ? 0.0f : v);
+        u = u & 0x80000000u ? ~u : u | 0x80000000u;
+    }
+    return (bitnet__key)u << 32 | (0xffffffffu - (unsigned)id);
+}
+__device__ __forceinline__ float bitnet__key_logit(bitnet__key k) {
+    const unsigned u = (unsigned)(k >> 32);
+    if (!u) return __uint_as_float(0x7fc00000u);
+    return __uint_as_float(u & 0x80000000u ? u & 0x7fffffffu : ~u);
+}
+__device__ __forceinline__ int bitnet__key_id(bitnet__key k) { return (int)(0xffffffffu - (unsigned)k); }
+
+/* Sorts BITNET__SORT_N keys in shared memory, best first (the whole block). */
+__device__ void bitnet__sort_keys(bitnet__key *k) {
+    for (int size = 2; size <= BITNET__SORT_N; size <<= 1)
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            __syncthreads();
+            for (int t = threadIdx.x; t < BITNET__SORT_N / 2; t += blockDim.x) {
+                /* pairs (i, i + stride); runs of `size` alternate direction, the last
+                   stage (size = SORT_N) runs all descending */
+                const int i = 2 * t - (t & (stride - 1)), j = i + stride;
+                const bitnet__key x = k[i], y = k[j];
+                if ((x < y) == ((i & size) == 0)) { k[i] = y; k[j] = x; }
+            }
+        }
+    __syncthreads();
+}
+
+struct bitnet__cand_args {
+    const float *logits;
+    int n_vocab;
+    const int *pen;            /* n_pen distinct token ids; ids outside the vocabulary are ignored */
+    int n_pen;
+    float penalty;             /* positive logits divided by it, negative ones multiplied */
+    float inv_temp;
+    const bitnet__key *keys_in;/* the rounds after the first: the survivors so far */
+    int n_keys_in;
+    bitnet__key *keys_out;     /* per block: its best C keys */
+    double2 *lse_part;         /* per first-round block: (max x, sum of exp(x - max)), x = logit * inv_temp */
+    int n_lse_part;
+    bitnet__cand_out *out;     /* written by the last round (one block) */
+};
+
+__global__ void __launch_bounds__(BITNET__SORT_THREADS) bitnet__cand_first_kernel(const bitnet__cand_args a) {
+    __shared__ bitnet__key keys[BITNET__SORT_N];
+    __shared__ float red_f[32];
+    __shared__ double red_d[32];
+    const int base = blockIdx.x * BITNET__SORT_N;
+    for (int j = threadIdx.x; j < BITNET__SORT_N; j += blockDim.x)
+        keys[j] = base + j < a.n_vocab ? bitnet__rank_key(a.logits[base + j], base + j) : 0;
+    __syncthreads();
+    /* the repetition penalty, as bitnet__penalize computes it */
+    for (int j = threadIdx.x; j < a.n_pen; j += blockDim.x) {
+        const int t = a.pen[j];
+        if (t >= base && t < base + BITNET__SORT_N && t < a.n_vocab) {
+            const float v = a.logits[t];
+            keys[t - base] = bitnet__rank_key(v > 0.0f ? __fdiv_rn(v, a.penalty) : __fmul_rn(v, a.penalty), t);
+        }
+    }
+    __syncthreads();
+    /* log-sum-exp of the block's x = logit * inv_temp (rounded as the CPU rounds it),
+       NaN counting as -infinity */
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < BITNET__SORT_N; j += blockDim.x) {
+        const float x = __fmul_rn(bitnet__key_logit(keys[j]), a.inv_temp);
+        if (x == x) mx = fmaxf(mx, x);
+    }
+    mx = bitnet__block_reduce(mx, bitnet__op_max(), red_f);
+    double sum = 0.0;
+    if (mx > -INFINITY)
+        for (int j = threadIdx.x; j < BITNET__SORT_N; j += blockDim.x) {
+            const float x = __fmul_rn(bitnet__key_logit(keys[j]), a.inv_temp);
+            if (x == x) sum += exp((double)x - (double)mx);
+        }
+    sum = bitnet__block_reduce(sum, bitnet__op_add(), red_d);
+    if (threadIdx.x == 0) a.lse_part[blockIdx.x] = make_double2((double)mx, sum);
+    bitnet__sort_keys(keys);
+    for (int j = threadIdx.x; j < BITNET__CAND; j += blockDim.x) a.keys_out[(size_t)blockIdx.x * BITNET__CAND + j] = keys[j];
+}
+
+__global__ void __launch_bounds__(BITNET__SORT_THREADS) bitnet__cand_merge_kernel(const bitnet__cand_args a) {
+    __shared__ bitnet__key keys[BITNET__SORT_N];
+    const int base = blockIdx.x * BITNET__SORT_N;
+    for (int j = threadIdx.x; j < BITNET__SORT_N; j += blockDim.x) keys[j] = base + j < a.n_keys_in ? a.keys_in[base + j] : 0;
+    bitnet__sort_keys(keys);
+    if (gridDim.x > 1) {
+        for (int j = threadIdx.x; j < BITNET__CAND; j += blockDim.x) a.keys_out[(size_t)blockIdx.x * BITNET__CAND + j] = keys[j];
+        return;
+    }
+    for (int j = threadIdx.x; j < BITNET__CAND; j += blockDim.x) {
+        a.out->ids[j] = bitnet__key_id(keys[j]);
+        a.out->logits[j] = bitnet__key_logit(keys[j]);
+    }
+    if (threadIdx.x == 0) {
+        double m = -INFINITY, sum = 0.0;
+        for (int b = 0; b < a.n_lse_part; b++) m = fmax(m, a.lse_part[b].x);
+        if (m > -INFINITY)
+            for (int b = 0; b < a.n_lse_part; b++)
+                if (a.lse_part[b].x > -INFINITY) sum += a.lse_part[b].y * exp(a.lse_part[b].x - m);
+        a.out->lse = m + log(sum);
+    }
+}
+
+/* Blocks of the first kernel for a vocabulary; each scratch key buffer holds that
+   many times BITNET__CAND keys, lse_part that many entries. */
+static int bitnet__cand_blocks(int n_vocab) { return (n_vocab + BITNET__SORT_N - 1) / BITNET__SORT_N; }
+
+/* Enqueues the candidates of n_vocab device logits into *out (device).  pen: n_pen
+   device token ids. */
+static cudaError_t bitnet__enqueue_candidates(const float *logits, int n_vocab, const int *pen, int n_pen, float penalty, float inv_temp,
+                                              bitnet__key *keys[2], double2 *lse_part, bitnet__cand_out *out, cudaStream_t st) {
+    bitnet__cand_args a;
+    int blocks = bitnet__cand_blocks(n_vocab), cur = 0, n_keys;
+    memset(&a, 0, sizeof a);
+    a.logits = logits;
+    a.n_vocab = n_vocab;
+    a.pen = pen;
+    a.n_pen = n_pen;
+    a.penalty = penalty;
+    a.inv_temp = inv_temp;
+    a.keys_out = keys[0];
+    a.lse_part = lse_part;
+    a.n_lse_part = blocks;
+    a.out = out;
+    bitnet__cand_first_kernel<<<blocks, BITNET__SORT_THREADS, 0, st>>>(a);
+    cudaError_t e = cudaGetLastError();
+    for (n_keys = blocks * BITNET__CAND; e == cudaSuccess; n_keys = blocks * BITNET__CAND) {
+        blocks = (n_keys + BITNET__SORT_N - 1) / BITNET__SORT_N;
+        a.keys_in = keys[cur];
+        a.n_keys_in = n_keys;
+        a.keys_out = keys[cur ^ 1];
+        bitnet__cand_merge_kernel<<<blocks, BITNET__SORT_THREADS, 0, st>>>(a);
+        e = cudaGetLastError();
+        cur ^= 1;
+        if (blocks == 1) break;
+    }
+    return e;
+}
+
+/* ===========================================================================
    Host side: errors, launches
    =========================================================================== */
 
@@ -1234,7 +1406,12 @@ struct bitnet__cuda_ctx {
     float *xq_scale;
     unsigned *counters;         /* n_head_kv for attention, 1 for the LM head, 1 for the tails */
     int *d_pos, *d_tokens, *d_next;  /* the step's position, tokens by position, the argmax */
+    bitnet__key *cand_keys[2];  /* sampling candidates (bitnet__enqueue_candidates): scratch */
+    double2 *cand_lse;
+    int *d_pen;                 /* the repetition penalty's tokens, BITNET__CUDA_MAX_PENALTY */
+    bitnet__cand_out *d_cand;
     int *h_pinned;              /* host: [0] position, [1] argmax, [2..] tokens by position */
+    bitnet__cand_out *h_cand;   /* host, pinned: the candidates, then the penalty's tokens */
     int dev_pos;                /* the position the device will run next (-1: unknown) */
     cudaStream_t stream;
     cudaGraphExec_t graph;
@@ -1260,6 +1437,11 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->d_pos = (int *)cv->take(sizeof(int));
     c->d_next = (int *)cv->take(sizeof(int));
     c->d_tokens = (int *)cv->take((size_t)c->n_ctx * sizeof(int));
+    c->cand_keys[0] = (bitnet__key *)cv->take((size_t)bitnet__cand_blocks(s->n_vocab) * BITNET__CAND * sizeof(bitnet__key));
+    c->cand_keys[1] = (bitnet__key *)cv->take((size_t)bitnet__cand_blocks(s->n_vocab) * BITNET__CAND * sizeof(bitnet__key));
+    c->cand_lse = (double2 *)cv->take((size_t)bitnet__cand_blocks(s->n_vocab) * sizeof(double2));
+    c->d_pen = (int *)cv->take(BITNET__CUDA_MAX_PENALTY * sizeof(int));
+    c->d_cand = (bitnet__cand_out *)cv->take(sizeof(bitnet__cand_out));
 }
 
 /* How kernels overlap (see bitnet__launch): none, early or late launch. */
@@ -1465,6 +1647,7 @@ extern "C" void bitnet__cuda_context_free(void *ctx) {
         if (c->stream) cudaStreamDestroy(c->stream);
         cudaFree(c->arena);
         cudaFreeHost(c->h_pinned);
+        cudaFreeHost(c->h_cand);
         (void)cudaGetLastError();
     }
     free(c);
@@ -1506,6 +1689,7 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     /* everything starts defined: counters at zero, an empty cache */
     BITNET__CK(cudaMemset(c->arena, 0, c->arena_bytes));
     BITNET__CK(cudaMallocHost(&c->h_pinned, ((size_t)n_ctx + 2) * sizeof(int)));
+    BITNET__CK(cudaMallocHost(&c->h_cand, sizeof(bitnet__cand_out) + BITNET__CUDA_MAX_PENALTY * sizeof(int)));
     BITNET__CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     if ((rc = bitnet__capture_step(c, BITNET__PDL_LATE, err))) goto fail;
     *out = c;
@@ -1555,6 +1739,32 @@ extern "C" int bitnet__cuda_get_logits(void *ctx, float *dst, bitnet_error *err)
     bitnet__device_guard guard(c->m->device);
     BITNET__CK(cudaMemcpyAsync(dst, c->logits, (size_t)c->m->shape.n_vocab * sizeof(float), cudaMemcpyDeviceToHost, c->stream));
     BITNET__CK(cudaStreamSynchronize(c->stream));
+fail:
+    return rc;
+}
+
+extern "C" int bitnet__cuda_candidates(void *ctx, const bitnet_token *pen, int n_pen, float penalty, float inv_temp, int *n_cand,
+                                       bitnet_token *ids, float *logits, double *lse, bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    const int n_vocab = c->m->shape.n_vocab;
+    int *h_pen = (int *)(c->h_cand + 1), rc = BITNET_OK;
+    if (n_pen < 0 || n_pen > BITNET__CUDA_MAX_PENALTY)
+        return bitnet__cuda_fail(err, BITNET_E_ARG, "CUDA sampling: %d penalized tokens (at most %d)", n_pen, BITNET__CUDA_MAX_PENALTY);
+    bitnet__device_guard guard(c->m->device);
+    /* the pinned buffers: any earlier copy from them finished (every call ends
+       with a synchronize) */
+    if (n_pen > 0) {
+        memcpy(h_pen, pen, (size_t)n_pen * sizeof(int));
+        BITNET__CK(cudaMemcpyAsync(c->d_pen, h_pen, (size_t)n_pen * sizeof(int), cudaMemcpyHostToDevice, c->stream));
+    }
+    BITNET__CK(bitnet__enqueue_candidates(c->logits, n_vocab, c->d_pen, n_pen, penalty, inv_temp, c->cand_keys, c->cand_lse, c->d_cand,
+                                          c->stream));
+    BITNET__CK(cudaMemcpyAsync(c->h_cand, c->d_cand, sizeof(bitnet__cand_out), cudaMemcpyDeviceToHost, c->stream));
+    BITNET__CK(cudaStreamSynchronize(c->stream));
+    *n_cand = n_vocab < BITNET__CAND ? n_vocab : BITNET__CAND;
+    memcpy(ids, c->h_cand->ids, (size_t)*n_cand * sizeof(int));
+    memcpy(logits, c->h_cand->logits, (size_t)*n_cand * sizeof(float));
+    *lse = c->h_cand->lse;
 fail:
     return rc;
 }

@@ -7,7 +7,8 @@
        the float epilogues (store, QKV with RoPE and the fp16 cache append, gate/up)
      - attention over the cache, one and several slices, against a float64
        reference on the same fp16 cache
-     - the LM head (bf16, f16, int8) with its argmax and the position advance */
+     - the LM head (bf16, f16, int8) with its argmax and the position advance
+     - the sampling candidates against the CPU sampler's ranking */
 #define BITNET_IMPLEMENTATION
 #include "bitnet.h"
 #include "../bitnet_cuda.cu"
@@ -507,6 +508,76 @@ static void head_case(int n_vocab, int k, int f16, int int8_head) {
     cudaFree(d_cnt); cudaFree(d_tok); cudaFree(d_pos); cudaFree(d_tokens);
 }
 
+/* Sampling candidates: the best logits after the repetition penalty, in the CPU
+   sampler's rank order (bitnet__select_top on the same penalized values), and the
+   log-sum-exp.  The logits have ties (a few levels), NaN, infinities and both
+   zeros; some penalized ids lie outside the vocabulary. */
+static void candidates_case(int n_vocab, int n_pen, float penalty, float temperature) {
+    std::vector<float> logits(n_vocab), vals(n_vocab);
+    std::vector<int> pen, ids(n_vocab);
+    for (int i = 0; i < n_vocab; i++) {
+        const uint32_t r = rnd() % 100;
+        logits[i] = r < 30 ? (float)(int)(rnd() % 8) * 0.5f - 1.0f           /* ties */
+                  : r < 31 ? (rnd() & 1 ? -0.0f : 0.0f)
+                  : r < 32 ? (rnd() & 1 ? -INFINITY : NAN)
+                  : frand(-12.0f, 12.0f);
+    }
+    std::vector<char> taken(n_vocab, 0);
+    for (int j = 0; j < n_pen; j++) {
+        int t;
+        if (j % 17 == 5) t = j % 2 ? n_vocab + j : -1 - j;   /* outside: ignored */
+        else
+            do t = (int)(rnd() % (uint32_t)n_vocab);
+            while (taken[t]);
+        if (t >= 0 && t < n_vocab) taken[t] = 1;
+        pen.push_back(t);
+    }
+    /* the CPU sampler's view */
+    vals = logits;
+    for (int t : pen)
+        if (t >= 0 && t < n_vocab) vals[t] = bitnet__penalize(logits[t], penalty);
+    for (int i = 0; i < n_vocab; i++) ids[i] = i;
+    const int c = n_vocab < BITNET__CAND ? n_vocab : BITNET__CAND;
+    bitnet__select_top(vals.data(), ids.data(), n_vocab, c);
+    const float inv_t = 1.0f / temperature;
+    double xmax = -INFINITY, z = 0;
+    for (int i = 0; i < n_vocab; i++) {
+        volatile float x = vals[i] * inv_t;
+        if (x == x) xmax = fmax(xmax, (double)x);
+    }
+    for (int i = 0; i < n_vocab; i++) {
+        volatile float x = vals[i] * inv_t;
+        if (x == x) z += exp((double)x - xmax);
+    }
+    const double want_lse = xmax + log(z);
+
+    const int blocks = bitnet__cand_blocks(n_vocab);
+    float *d_logits = dev_upload(logits.data(), (size_t)n_vocab);
+    std::vector<int> pen_dev = pen;
+    pen_dev.push_back(0);   /* never empty */
+    int *d_pen = dev_upload(pen_dev.data(), pen_dev.size());
+    bitnet__key *keys[2] = {dev_poisoned<bitnet__key>((size_t)blocks * BITNET__CAND), dev_poisoned<bitnet__key>((size_t)blocks * BITNET__CAND)};
+    double2 *d_lse = dev_poisoned<double2>((size_t)blocks);
+    bitnet__cand_out *d_out = dev_poisoned<bitnet__cand_out>(1), out;
+    CUDA_OK(bitnet__enqueue_candidates(d_logits, n_vocab, d_pen, n_pen, penalty, inv_t, keys, d_lse, d_out, 0));
+    CUDA_OK(cudaDeviceSynchronize());
+    CUDA_OK(cudaMemcpy(&out, d_out, sizeof out, cudaMemcpyDeviceToHost));
+    int bad = 0, first_bad = -1;
+    for (int j = 0; j < c; j++) {
+        /* NaN ranks last; among NaNs the CPU's order is unspecified (the GPU's: by id) */
+        const float a = out.logits[j], b = vals[ids[j]];
+        if ((b == b && out.ids[j] != ids[j]) || !(a == b || (a != a && b != b))) {
+            bad++;
+            if (first_bad < 0) first_bad = j;
+        }
+    }
+    CHECKF(bad == 0, "candidates, vocabulary %d, %d penalized: %d of %d differ from the CPU's ranking (first at rank %d: id %d, want %d)",
+           n_vocab, n_pen, bad, c, first_bad, first_bad >= 0 ? out.ids[first_bad] : 0, first_bad >= 0 ? ids[first_bad] : 0);
+    CHECKF(fabs(out.lse - want_lse) <= 1e-12 * fmax(1.0, fabs(want_lse)), "candidates, vocabulary %d: log-sum-exp %.17g, want %.17g", n_vocab,
+           out.lse, want_lse);
+    cudaFree(d_logits); cudaFree(d_pen); cudaFree(keys[0]); cudaFree(keys[1]); cudaFree(d_lse); cudaFree(d_out);
+}
+
 int main(void) {
     int n_dev = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
@@ -556,6 +627,14 @@ int main(void) {
         head_case(128256, 2560, 0, 0);
         head_case(1000, 128, 1, 0);
         head_case(333, 64, 0, 0);
+    }
+    TEST("sampling candidates: the CPU sampler's ranking, log-sum-exp") {
+        candidates_case(128256, 64, 1.3f, 0.8f);   /* three rounds */
+        candidates_case(128256, 0, 1.0f, 1.0f);
+        candidates_case(300000, 1024, 1.1f, 1.7f); /* 74 blocks: a round of 5 */
+        candidates_case(5000, 40, 0.7f, 0.5f);     /* a penalty below 1 raises */
+        candidates_case(37, 10, 2.0f, 1.0f);       /* fewer logits than candidates */
+        candidates_case(4096, 3, 1.5f, 0.3f);      /* exactly one block */
     }
     TEST("LM head: int8, exact") {
         head_case(128256, 2560, 0, 1);

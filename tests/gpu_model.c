@@ -5,8 +5,9 @@
    For the model: a CPU context and a CUDA context get the same prompt (every
    position's logits compared) and then generate greedily for `steps` steps with
    bitnet_eval_sample, each step's logits compared.  Also: the int8 LM head's
-   effect on the logits, determinism after truncate, the sampler's host path,
-   and errors (bad device, bad token) that leave the process usable.
+   effect on the logits, determinism after truncate, sampling on the GPU against
+   the CPU sampler on the same logits, and errors (bad device, bad token) that
+   leave the process usable.
 
    Tolerance.  Three things separate the two paths.  (1) The GPU keeps K and V in
    fp16 (relative rounding up to 2^-11 = 4.9e-4 per value) where the CPU keeps
@@ -198,20 +199,50 @@ int main(int argc, char **argv) {
         free(first);
     }
 
-    TEST("sampling (host path) picks what the sampler picks from the GPU's logits") {
-        bitnet_sampler_params sp = bitnet_sampler_default_params();
-        bitnet_sampler *a, *b;
-        bitnet_token t, want;
-        sp.seed = 42;
-        sp.repeat_penalty = 1.1f;
-        a = bitnet_sampler_create(&sp, &err);
-        b = bitnet_sampler_create(&sp, &err);
-        CHECK(bitnet_context_truncate(gpu, prompt_len - 1, &err) == BITNET_OK);
-        CHECK(bitnet_eval_sample(gpu, prompt[prompt_len - 1], a, &t, &err) == BITNET_OK);
-        want = bitnet_sampler_sample(b, bitnet_logits(gpu, -1), n_vocab);
-        CHECK(t == want);
-        bitnet_sampler_free(a);
-        bitnet_sampler_free(b);
+    TEST("sampling on the GPU picks what the CPU sampler picks from the same logits") {
+        /* a: bitnet_eval_sample on the GPU (candidates and log-sum-exp from the
+           device, bitnet__sampler_finish, or the host fallback); b: the CPU sampler
+           on the full logits of the same step.  Same seed, same history (the prompt
+           accepted into both), so the picks must agree at every step.  Settings:
+           the defaults (top-k 40 inside the candidates), a penalty with top-k off
+           (top-p decides, the log-sum-exp normalizes), top-k wider than the
+           candidates (the fallback), greedy with a penalty, and everything kept
+           (the draw decides among all tokens). */
+        static const struct { float temp; int top_k; float top_p, min_p, penalty; } cfg[] = {
+            {0.8f, 40, 0.95f, 0.05f, 1.0f}, {1.0f, 0, 0.9f, 0.0f, 1.1f}, {0.7f, 300, 1.0f, 0.0f, 1.2f},
+            {0.0f, 0, 1.0f, 0.0f, 1.3f},    {1.5f, 0, 1.0f, 0.0f, 1.0f}};
+        int ci, picks = 0;
+        for (ci = 0; ci < (int)(sizeof cfg / sizeof cfg[0]); ci++) {
+            bitnet_sampler_params sp = bitnet_sampler_default_params();
+            bitnet_sampler *a, *b;
+            bitnet_token t = prompt[prompt_len - 1];
+            int step, agree = 0;
+            sp.temperature = cfg[ci].temp;
+            sp.top_k = cfg[ci].top_k;
+            sp.top_p = cfg[ci].top_p;
+            sp.min_p = cfg[ci].min_p;
+            sp.repeat_penalty = cfg[ci].penalty;
+            sp.seed = 42 + (uint64_t)ci;
+            a = bitnet_sampler_create(&sp, &err);
+            b = bitnet_sampler_create(&sp, &err);
+            for (i = 0; i < prompt_len; i++) {
+                bitnet_sampler_accept(a, prompt[i]);
+                bitnet_sampler_accept(b, prompt[i]);
+            }
+            CHECK(bitnet_context_truncate(gpu, prompt_len - 1, &err) == BITNET_OK);
+            for (step = 0; step < 16; step++) {
+                bitnet_token ta, tb;
+                CHECKF(bitnet_eval_sample(gpu, t, a, &ta, &err) == BITNET_OK, "%s", err.message);
+                tb = bitnet_sampler_sample(b, bitnet_logits(gpu, -1), n_vocab);
+                agree += ta == tb;
+                CHECKF(ta == tb, "setting %d, step %d: the GPU path picks %d, the CPU sampler %d", ci, step, (int)ta, (int)tb);
+                t = tb;
+            }
+            picks += agree;
+            bitnet_sampler_free(a);
+            bitnet_sampler_free(b);
+        }
+        printf("sampling: the GPU path and the CPU sampler agree at %d of %d steps\n", picks, 16 * ci);
     }
 
     TEST("errors leave the process usable") {
