@@ -10,7 +10,7 @@ OPT     ?= -O2 -march=native
 CFLAGS  ?= $(OPT) -g
 WARN    := -std=c99 -Wall -Wextra
 LDLIBS  := -lpthread -lm
-SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN     := -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 NVCC    ?= nvcc
 NVCC_PATH := $(shell command -v $(NVCC) 2>/dev/null)
