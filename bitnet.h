@@ -1,4 +1,4 @@
-/* bitnet.h - BitNet b1.58 inference in one C header.          public domain-style, see end of file
+/* bitnet.h - BitNet b1.58 inference in one C header.        MIT or public domain, see end of file
 
    Runs BitNet b1.58 language models (ternary weights, 8-bit activations; reference
    model: microsoft/bitnet-b1.58-2B-4T) on the CPU, and on NVIDIA GPUs together with
@@ -16,7 +16,9 @@
 
          nvcc -O3 -c bitnet_cuda.cu -gencode=arch=compute_90,code=sm_90 \
               -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_75,code=sm_75
-         cc -O2 -march=native -DBITNET_CUDA app.c bitnet_cuda.o -lcudart -lpthread -lm
+         cc -O2 -march=native -DBITNET_CUDA app.c bitnet_cuda.o -lcudart -lstdc++ -lpthread -lm
+
+      `make` in the repository builds every example; `make test` runs the tests.
 
    USAGE
       bitnet_error err;
@@ -56,7 +58,13 @@
       BITNET_NO_THREADS         no pthreads: every context runs on the calling thread
       BITNET_CUDA               enable the CUDA backend (link bitnet_cuda.cu)
 
-   MODEL FILE FORMAT: see the section "GGUF model file" below.
+   WHAT IS WHERE (the implementation, in reading order)
+      utilities; the GGUF model file (format documented there); JSON; the model
+      loader; host-side packing for the GPU (layout documented there); neural-net
+      blocks on the CPU; context and forward pass; tokenizer; chat template;
+      sampler; converter (bitnet_convert_hf); random model writer; CUDA glue.
+      Chat: bitnet_chat_tokenize renders only a turn's new messages, so earlier
+      turns stay in the KV cache; bitnet_decoder_* streams whole UTF-8 characters.
 */
 #ifndef BITNET_H
 #define BITNET_H
@@ -7597,3 +7605,33 @@ BITNET__FN void bitnet__cuda_model_release(bitnet_model *model) { (void)model; }
 
 #endif /* BITNET_IMPLEMENTATION_DONE */
 #endif /* BITNET_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the bitnet.h authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+------------------------------------------------------------------------------
+*/
