@@ -1,4 +1,5 @@
 /* bitnet_cuda.cu - the CUDA backend of bitnet.h: W2A8 kernels and the whole decode step.
+   Same licence as bitnet.h (MIT or public domain, see the end of bitnet.h).
 
    Compile with nvcc next to the C file that defines BITNET_IMPLEMENTATION and
    BITNET_CUDA (see bitnet.h, BUILD).  Needs only the CUDA runtime.
