@@ -33,7 +33,7 @@ EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 GPU_HOST_ARCH ?= -march=x86-64-v3
 ifeq ($(CUDA),1)
 GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
-             build/gpu/gpu_model_kv32
+             build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant
 endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
@@ -68,6 +68,15 @@ build/gpu/gpu_model_kv32: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
 	@mkdir -p build/gpu
 	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -c bitnet_cuda.cu -o build/gpu/bitnet_cuda_kv32.o
 	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/bitnet_cuda_kv32.o -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+# A deliberately broken fused step (the O phase normalizes with ffn_norm instead of
+# attn_sub_norm), float32 cache: tests/gpu.sh checks that gpu_model fails on it.
+build/gpu/gpu_model_mutant: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
+	@mkdir -p build/gpu
+	sed 's/f->norm\[1\] = L->attn_sub_norm;/f->norm[1] = L->ffn_norm;/' bitnet_cuda.cu >build/gpu/mutant.cu
+	! cmp -s bitnet_cuda.cu build/gpu/mutant.cu
+	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -I. -c build/gpu/mutant.cu -o build/gpu/mutant.o
+	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/mutant.o -o $@ $(CUDA_LIBS) $(LDLIBS)
 
 # Benchmarks: programs that print tables (make bench).
 build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h

@@ -197,7 +197,7 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
     return (int)fminf(fmaxf(rintf(y * s), -128.0f), 127.0f);
 }
 
-#define BITNET__NQ_REGS 5   /* float4 of the input per thread per round, in registers */
+#define BITNET__NQ_REGS 3   /* float4 of the input per thread per round, in registers */
 
 /* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
    NULL.  Latency is everything here (the whole next kernel waits for it): a
@@ -210,19 +210,19 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
    all issued at once; a one-round vector stays in registers, a longer one is read
    again.  x is read through L2 (other blocks of the kernel may just have written
    it). */
-__device__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *copy_to) {
+__device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *copy_to) {
     __shared__ double red_d[32];
     __shared__ float red_f[32];
     __shared__ unsigned amax_bits;
     const uint16_t *row = in.x ? NULL : in.table + (size_t)in.tokens[*in.pos] * (size_t)n;
     const int T = blockDim.x, round = BITNET__NQ_REGS * 4 * T, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const bool one_round = n <= round;
-    float4 v[BITNET__NQ_REGS];
+    float4 v[BITNET__NQ_REGS], wr[BITNET__NQ_REGS];   /* a one-round vector and its norm weight stay in registers */
     double ss = 0.0;
     float m = 0.0f;
     if (threadIdx.x == 0) amax_bits = 0;
     for (int base = 0; base < n; base += round) {
-        float4 w[BITNET__NQ_REGS];
+        float4 *w = wr;
 #pragma unroll
         for (int j = 0; j < BITNET__NQ_REGS; j++) {
             const int i = base + (threadIdx.x + j * T) * 4;
@@ -261,7 +261,7 @@ __device__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, i
         for (int j = 0; j < BITNET__NQ_REGS; j++) {
             const int i = base + (threadIdx.x + j * T) * 4;
             if (i < n) {
-                const float4 x = one_round ? v[j] : bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
+                const float4 x = one_round ? v[j] : bitnet__load_in4(in, row, i), w = one_round ? wr[j] : *(const float4 *)(in.norm + i);
                 v[j] = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
                 if (fabsf(w.x * x.x) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].x)));
                 if (fabsf(w.y * x.y) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].y)));
@@ -352,6 +352,7 @@ struct bitnet__gemv_args {
     bitnet__kv *k_cache, *v_cache; /* this layer: [n_head_kv][n_ctx][head_dim] */
     const int *pos;
     const float *inv_freq;     /* head_dim / 2 RoPE frequencies */
+    const float2 *rope;        /* or NULL: (cos, sin) of the angles at *pos, computed already */
     int n_ctx, head_dim, n_head, n_head_kv;
     /* GATEUP epilogue */
     int relu2;
@@ -366,6 +367,119 @@ __device__ __forceinline__ int bitnet__dot16(uint32_t w, int4 x, int acc) {
     acc = __dp4a((int)((w >> 4) & 0x03030303u), x.z, acc);
     acc = __dp4a((int)((w >> 6) & 0x03030303u), x.w, acc);
     return acc;
+}
+
+/* The exact dot products of n_tiles consecutive 16-row tiles (in shared memory,
+   4k bytes each) with the k int8 activations xq: dots[16 t + r].  All threads of
+   the block call it.  The warps split into n_tiles groups (a round per blockDim / 32
+   tiles); in a tile's group, lane -> (4-row group g = lane % 4, chunks c, c + 8 W,
+   ... of 16 activations each): one 16-byte weight load and one 16-byte activation
+   load feed 16 dp4a.  The codes are value + 1, so each row's dot product needs the
+   activations' sum taken off; every lane adds up the activations of its chunks
+   too, which counts each chunk 4 times (once per row group).
+   part: [blockDim / 32][17] ints of shared memory. */
+__device__ void bitnet__tiles_dot(const uint8_t *tiles, int n_tiles, int k, const int8_t *xq, int *dots, int (*part)[17]) {
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, n_warps = blockDim.x >> 5, n_chunks = k / 16, g = lane & 3;
+    const int4 *tx = (const int4 *)xq;
+    for (int first = 0; first < n_tiles; first += n_warps) {
+        const int nt = min(n_tiles - first, n_warps), wpt = n_warps / nt;   /* tiles this round, warps per tile */
+        const int t = warp / wpt, sub = warp % wpt;
+        int acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0, acc_x = 0;
+        if (t < nt) {
+            const uint4 *tw = (const uint4 *)(tiles + (size_t)(first + t) * k * 4);
+#pragma unroll 4
+            for (int c = sub * 8 + (lane >> 2); c < n_chunks; c += wpt * 8) {
+                uint4 w = tw[c * 4 + g];
+                int4 x = tx[c];
+                acc0 = bitnet__dot16(w.x, x, acc0);
+                acc1 = bitnet__dot16(w.y, x, acc1);
+                acc2 = bitnet__dot16(w.z, x, acc2);
+                acc3 = bitnet__dot16(w.w, x, acc3);
+                acc_x = __dp4a(x.x, 0x01010101, __dp4a(x.y, 0x01010101, __dp4a(x.z, 0x01010101, __dp4a(x.w, 0x01010101, acc_x))));
+            }
+        }
+        /* lanes with the same g (lane % 4) hold the same rows */
+        for (int o = 4; o < 32; o <<= 1) {
+            acc0 += __shfl_xor_sync(0xffffffffu, acc0, o);
+            acc1 += __shfl_xor_sync(0xffffffffu, acc1, o);
+            acc2 += __shfl_xor_sync(0xffffffffu, acc2, o);
+            acc3 += __shfl_xor_sync(0xffffffffu, acc3, o);
+        }
+        for (int o = 1; o < 32; o <<= 1) acc_x += __shfl_xor_sync(0xffffffffu, acc_x, o);
+        if (lane < 4) {
+            int *p = part[warp] + 4 * g;
+            p[0] = acc0; p[1] = acc1; p[2] = acc2; p[3] = acc3;
+            if (g == 0) part[warp][16] = acc_x;
+        }
+        __syncthreads();
+        if (tid < nt * 16) {
+            const int tt = tid >> 4, r = tid & 15;
+            int d = 0, x4 = 0;
+            for (int w = tt * wpt; w < (tt + 1) * wpt; w++) {
+                d += part[w][r];
+                x4 += part[w][16];
+            }
+            dots[(first + tt) * 16 + r] = d - x4 / 4;
+        }
+        __syncthreads();
+    }
+}
+
+/* Row r (0..15) of tile `tile`: its exact dot product dots[r] becomes the output
+   (the QKV and GATEUP epilogues pair row r with row r + 8 and use r < 8 only). */
+template <int OUT>
+__device__ __forceinline__ void bitnet__gemv_epilogue(const bitnet__gemv_args &a, int tile, int r, const int *dots, float x_scale) {
+    const int row0 = tile * 16;
+    if (OUT == BITNET__OUT_I32) {
+        a.y_i32[row0 + r] = dots[r];
+    } else if (OUT == BITNET__OUT_F32 || OUT == BITNET__OUT_ADD) {
+        /* rounded as the CPU rounds it (no fused multiply-add) */
+        float v = __fmul_rn((float)dots[r], a.w_scale[0] / x_scale);
+        if (OUT == BITNET__OUT_ADD) a.y[row0 + r] = __fadd_rn(__ldcg(a.y + row0 + r), v);
+        else a.y[row0 + r] = v;
+    } else if (OUT == BITNET__OUT_GATEUP) {
+        /* tile rows 0-7: gate rows 8t..8t+7; rows 8-15: the matching up rows */
+        if (r < 8) {
+            float g = (float)dots[r] * (a.w_scale[0] / x_scale);
+            float u = (float)dots[r + 8] * (a.w_scale[1] / x_scale);
+            float act = a.relu2 ? (g > 0.0f ? __fmul_rn(g, g) : 0.0f) : g / (1.0f + expf(-g));
+            a.y[tile * 8 + r] = __fmul_rn(act, u);
+        }
+    } else if (OUT == BITNET__OUT_QKV) {
+        /* tile rows 0-7: dims 8j..8j+7 of one head, rows 8-15: their RoPE partners
+           half + 8j..; heads: n_head q, then n_head_kv k, then n_head_kv v */
+        if (r < 8) {
+            const int tiles_per_head = a.head_dim / 16, half = a.head_dim / 2;
+            const int head = tile / tiles_per_head, i = (tile % tiles_per_head) * 8 + r;
+            const int pos = *a.pos;
+            const int part_id = head < a.n_head ? 0 : head < a.n_head + a.n_head_kv ? 1 : 2;
+            const float f = a.w_scale[part_id] / x_scale;
+            float x0 = (float)dots[r] * f, x1 = (float)dots[r + 8] * f;
+            if (part_id < 2) {
+                /* as the CPU: angle = pos * inv_freq, products rounded separately */
+                float sn, cs;
+                if (a.rope) {
+                    cs = a.rope[i].x;
+                    sn = a.rope[i].y;
+                } else {
+                    sincosf((float)pos * a.inv_freq[i], &sn, &cs);
+                }
+                float r0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
+                float r1 = __fadd_rn(__fmul_rn(x1, cs), __fmul_rn(x0, sn));
+                x0 = r0;
+                x1 = r1;
+            }
+            if (part_id == 0) {
+                a.y[(size_t)head * a.head_dim + i] = x0;
+                a.y[(size_t)head * a.head_dim + i + half] = x1;
+            } else {
+                const int kvh = head - a.n_head - (part_id == 2 ? a.n_head_kv : 0);
+                bitnet__kv *cache = (part_id == 1 ? a.k_cache : a.v_cache) + ((size_t)kvh * a.n_ctx + pos) * a.head_dim;
+                cache[i] = bitnet__to_cache(x0);
+                cache[i + half] = bitnet__to_cache(x1);
+            }
+        }
+    }
 }
 
 /* Shared memory of one GEMV block: the tile (4k bytes), the activations (k), and
@@ -419,99 +533,11 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
     bitnet__copy_async_wait<0>();
     __syncthreads();
 
-    /* 3. the dot products: thread -> (4-row group g, chunks c, c + T/4, ...).  The
-       codes are value + 1, so each row's dot product needs the activations' sum
-       taken off; every thread adds up the activations of its chunks too, which
-       counts each chunk 4 times (once per row group). */
-    {
-        const int g = tid & 3;
-        const uint4 *tw = (const uint4 *)tile;
-        const int4 *tx = (const int4 *)xq;
-        int acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0, acc_x = 0;
-#pragma unroll 4
-        for (int c = tid >> 2; c < n_chunks; c += blockDim.x >> 2) {
-            uint4 w = tw[c * 4 + g];
-            int4 x = tx[c];
-            acc0 = bitnet__dot16(w.x, x, acc0);
-            acc1 = bitnet__dot16(w.y, x, acc1);
-            acc2 = bitnet__dot16(w.z, x, acc2);
-            acc3 = bitnet__dot16(w.w, x, acc3);
-            acc_x = __dp4a(x.x, 0x01010101, __dp4a(x.y, 0x01010101, __dp4a(x.z, 0x01010101, __dp4a(x.w, 0x01010101, acc_x))));
-        }
-        /* lanes with the same g (lane % 4) hold the same rows */
-        for (int o = 4; o < 32; o <<= 1) {
-            acc0 += __shfl_xor_sync(0xffffffffu, acc0, o);
-            acc1 += __shfl_xor_sync(0xffffffffu, acc1, o);
-            acc2 += __shfl_xor_sync(0xffffffffu, acc2, o);
-            acc3 += __shfl_xor_sync(0xffffffffu, acc3, o);
-        }
-        for (int o = 1; o < 32; o <<= 1) acc_x += __shfl_xor_sync(0xffffffffu, acc_x, o);
-        if ((tid & 31) < 4) {
-            int *p = part[tid >> 5] + 4 * g;
-            p[0] = acc0; p[1] = acc1; p[2] = acc2; p[3] = acc3;
-            if (g == 0) part[tid >> 5][16] = acc_x;
-        }
-        __syncthreads();
-        if (tid < 16) {
-            int d = 0, x4 = 0;
-            for (int w = 0; w < (int)(blockDim.x >> 5); w++) {
-                d += part[w][tid];
-                x4 += part[w][16];
-            }
-            dots[tid] = d - x4 / 4;
-        }
-        __syncthreads();
-    }
+    /* 3. the dot products */
+    bitnet__tiles_dot(tile, 1, a.k, xq, dots, part);
 
     /* 4. the epilogue */
-    const int row0 = blockIdx.x * 16;
-    if (OUT == BITNET__OUT_I32) {
-        if (tid < 16) a.y_i32[row0 + tid] = dots[tid];
-    } else if (OUT == BITNET__OUT_F32 || OUT == BITNET__OUT_ADD) {
-        if (tid < 16) {
-            /* rounded as the CPU rounds it (no fused multiply-add) */
-            float v = __fmul_rn((float)dots[tid], a.w_scale[0] / x_scale);
-            if (OUT == BITNET__OUT_ADD) a.y[row0 + tid] = __fadd_rn(a.y[row0 + tid], v);
-            else a.y[row0 + tid] = v;
-        }
-    } else if (OUT == BITNET__OUT_GATEUP) {
-        /* tile rows 0-7: gate rows 8t..8t+7; rows 8-15: the matching up rows */
-        if (tid < 8) {
-            float g = (float)dots[tid] * (a.w_scale[0] / x_scale);
-            float u = (float)dots[tid + 8] * (a.w_scale[1] / x_scale);
-            float act = a.relu2 ? (g > 0.0f ? __fmul_rn(g, g) : 0.0f) : g / (1.0f + expf(-g));
-            a.y[blockIdx.x * 8 + tid] = __fmul_rn(act, u);
-        }
-    } else if (OUT == BITNET__OUT_QKV) {
-        /* tile rows 0-7: dims 8j..8j+7 of one head, rows 8-15: their RoPE partners
-           half + 8j..; heads: n_head q, then n_head_kv k, then n_head_kv v */
-        if (tid < 8) {
-            const int tiles_per_head = a.head_dim / 16, half = a.head_dim / 2;
-            const int head = blockIdx.x / tiles_per_head, i = (blockIdx.x % tiles_per_head) * 8 + tid;
-            const int pos = *a.pos;
-            const int part_id = head < a.n_head ? 0 : head < a.n_head + a.n_head_kv ? 1 : 2;
-            const float f = a.w_scale[part_id] / x_scale;
-            float x0 = (float)dots[tid] * f, x1 = (float)dots[tid + 8] * f;
-            if (part_id < 2) {
-                /* as the CPU: angle = pos * inv_freq, products rounded separately */
-                float sn, cs;
-                sincosf((float)pos * a.inv_freq[i], &sn, &cs);
-                float r0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
-                float r1 = __fadd_rn(__fmul_rn(x1, cs), __fmul_rn(x0, sn));
-                x0 = r0;
-                x1 = r1;
-            }
-            if (part_id == 0) {
-                a.y[(size_t)head * a.head_dim + i] = x0;
-                a.y[(size_t)head * a.head_dim + i + half] = x1;
-            } else {
-                const int kvh = head - a.n_head - (part_id == 2 ? a.n_head_kv : 0);
-                bitnet__kv *cache = (part_id == 1 ? a.k_cache : a.v_cache) + ((size_t)kvh * a.n_ctx + pos) * a.head_dim;
-                cache[i] = bitnet__to_cache(x0);
-                cache[i + half] = bitnet__to_cache(x1);
-            }
-        }
-    }
+    if (tid < 16) bitnet__gemv_epilogue<OUT>(a, blockIdx.x, tid, dots, x_scale);
     bitnet__run_tail(a.tail, gridDim.x);
 }
 
@@ -554,38 +580,49 @@ __device__ __forceinline__ void bitnet__att_slices(int n, int max_splits, int *c
     *splits = (n + *chunk - 1) / *chunk;
 }
 
-__global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(const bitnet__attn_args a) {
-    __shared__ __align__(16) float s_q[BITNET__ATT_MAX_GROUP * BITNET__ATT_MAX_DIM];
-    __shared__ float s_w[BITNET__ATT_MAX_GROUP][BITNET__ATT_THREADS];  /* scores, then weights */
-    __shared__ float s_red[BITNET__ATT_MAX_GROUP * 512];                /* [PG][G][head_dim] */
-    __shared__ float s_m[BITNET__ATT_MAX_GROUP], s_l[BITNET__ATT_MAX_GROUP];
-    __shared__ int s_last;
-    const int tid = threadIdx.x, h = blockIdx.x, split = blockIdx.y, hd = a.head_dim;
-    const int G = a.n_head / a.n_head_kv;
-    if (!a.late_launch) bitnet__pdl_launch_next();
-    /* the position is written before the graph starts, so it can be read now */
+/* The slice [p0, p0 + np) of block `split`, or false when the context needs fewer
+   slices than that. */
+__device__ __forceinline__ bool bitnet__att_slice(const bitnet__attn_args &a, int split, int max_splits, int *p0, int *np, int *splits) {
     const int n = *a.pos + 1;
-    int chunk, splits;
-    bitnet__att_slices(n, gridDim.y, &chunk, &splits);
-    if (split >= splits) {
-        bitnet__pdl_wait();
-        if (a.late_launch) bitnet__pdl_launch_next();
-        return;
-    }
-    const int p0 = split * chunk, p1 = min(n, p0 + chunk), np = p1 - p0;
+    int chunk;
+    bitnet__att_slices(n, max_splits, &chunk, splits);
+    if (split >= *splits) return false;
+    *p0 = split * chunk;
+    *np = min(n, *p0 + chunk) - *p0;
+    return true;
+}
+
+/* Pulls the slice's cache rows into L2, all but the newest (which the QKV step
+   writes). */
+__device__ __forceinline__ void bitnet__att_prefetch(const bitnet__attn_args &a, int h, int p0, int np) {
+    const int n = *a.pos + 1, hd = a.head_dim;
+    const size_t head_off = (size_t)h * a.n_ctx * hd, bytes = (size_t)(np - (p0 + np == n)) * hd * sizeof(bitnet__kv);
+    bitnet__prefetch_l2(a.k_cache + head_off + (size_t)p0 * hd, bytes);
+    bitnet__prefetch_l2(a.v_cache + head_off + (size_t)p0 * hd, bytes);
+}
+
+/* Shared memory of bitnet__att_block, in floats: s_q (G head_dim), s_w (G x
+   BITNET__ATT_THREADS), s_red (512 G). */
+static size_t bitnet__att_smem_floats(int group, int head_dim) { return (size_t)group * (head_dim + BITNET__ATT_THREADS + 512); }
+
+/* A block's share of the attention (MG, MD: the largest group and head dimension
+   the code is unrolled for): KV head h, slice `split` (positions p0 ..
+   p0 + np - 1) of `splits`; max_splits is the partials' stride.  All threads. */
+template <int MG, int MD>
+__device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, int h, int split, int splits, int max_splits, int p0, int np,
+                                  float *s_q, float *s_w, float *s_red) {
+    __shared__ float s_m[MG], s_l[MG];
+    __shared__ int s_last;
+    const int tid = threadIdx.x, hd = a.head_dim;
+    const int G = a.n_head / a.n_head_kv;
     const size_t head_off = (size_t)h * a.n_ctx * hd;
     const bitnet__kv *K = a.k_cache + head_off, *V = a.v_cache + head_off;
-    bitnet__prefetch_l2(K + (size_t)p0 * hd, (size_t)(np - (p1 == n)) * hd * sizeof(bitnet__kv));
-    bitnet__prefetch_l2(V + (size_t)p0 * hd, (size_t)(np - (p1 == n)) * hd * sizeof(bitnet__kv));
-    bitnet__pdl_wait();
-    if (a.late_launch) bitnet__pdl_launch_next();
-
     {
         const float4 *gq = (const float4 *)(a.q + (size_t)h * G * hd);
         float4 qv[2];   /* G * head_dim <= 2048 floats: at most 2 float4 per thread */
 #pragma unroll
         for (int j = 0; j < 2; j++)
-            if (tid + j * BITNET__ATT_THREADS < G * hd / 4) qv[j] = gq[tid + j * BITNET__ATT_THREADS];
+            if (tid + j * BITNET__ATT_THREADS < G * hd / 4) qv[j] = __ldcg(gq + tid + j * BITNET__ATT_THREADS);
 #pragma unroll
         for (int j = 0; j < 2; j++)
             if (tid + j * BITNET__ATT_THREADS < G * hd / 4) ((float4 *)s_q)[tid + j * BITNET__ATT_THREADS] = qv[j];
@@ -600,20 +637,20 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
             const int pl = base + (tid >> 2);
             const bool active = pl < np;
             const bitnet__kv4 *krow = (const bitnet__kv4 *)(K + (size_t)(p0 + (active ? pl : 0)) * hd);
-            float acc[BITNET__ATT_MAX_GROUP];
-            bitnet__kv4 kr[BITNET__ATT_MAX_DIM / 16];   /* this thread's part of the key, loaded at once */
+            float acc[MG];
+            bitnet__kv4 kr[MD / 16];   /* this thread's part of the key, loaded at once */
 #pragma unroll
-            for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) acc[g] = 0.0f;
+            for (int g = 0; g < MG; g++) acc[g] = 0.0f;
 #pragma unroll
-            for (int jj = 0; jj < BITNET__ATT_MAX_DIM / 16; jj++)
-                if (active && quarter + 4 * jj < hd / 4) kr[jj] = krow[quarter + 4 * jj];
+            for (int jj = 0; jj < MD / 16; jj++)
+                if (active && quarter + 4 * jj < hd / 4) kr[jj] = __ldcg(krow + quarter + 4 * jj);
 #pragma unroll
-            for (int jj = 0; jj < BITNET__ATT_MAX_DIM / 16; jj++) {
+            for (int jj = 0; jj < MD / 16; jj++) {
                 const int j = quarter + 4 * jj;
                 if (active && j < hd / 4) {
                     const float4 kv = bitnet__kv4_float(kr[jj]);
 #pragma unroll
-                    for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
+                    for (int g = 0; g < MG; g++) {
                         if (g < G) {
                             float4 qv = *(const float4 *)(s_q + g * hd + 4 * j);
                             acc[g] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
@@ -622,10 +659,10 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
                 }
             }
 #pragma unroll
-            for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
+            for (int g = 0; g < MG; g++) {
                 acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 1);
                 acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 2);
-                if (g < G && active && quarter == 0) s_w[g][pl] = acc[g] * a.scale;
+                if (g < G && active && quarter == 0) s_w[g * BITNET__ATT_THREADS + pl] = acc[g] * a.scale;
             }
         }
     }
@@ -636,11 +673,11 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
         const int warp = tid >> 5, lane = tid & 31;
         if (warp < G) {
             float m = -INFINITY, l = 0.0f;
-            for (int p = lane; p < np; p += 32) m = fmaxf(m, s_w[warp][p]);
+            for (int p = lane; p < np; p += 32) m = fmaxf(m, s_w[warp * BITNET__ATT_THREADS + p]);
             for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
             for (int p = lane; p < np; p += 32) {
-                float e = expf(s_w[warp][p] - m);
-                s_w[warp][p] = e;
+                float e = expf(s_w[warp * BITNET__ATT_THREADS + p] - m);
+                s_w[warp * BITNET__ATT_THREADS + p] = e;
                 l += e;
             }
             for (int o = 16; o; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
@@ -652,24 +689,24 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
     /* weighted sum of V: thread -> (dim pair dp, position group pg of PG) */
     {
         const int pairs = hd / 2, PG = blockDim.x / pairs, dp = tid % pairs, pg = tid / pairs;
-        float2 acc[BITNET__ATT_MAX_GROUP];
+        float2 acc[MG];
 #pragma unroll
-        for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) acc[g] = make_float2(0.0f, 0.0f);
+        for (int g = 0; g < MG; g++) acc[g] = make_float2(0.0f, 0.0f);
         /* 16 rows of V in flight per thread */
         for (int base = pg; base < np; base += 16 * PG) {
             bitnet__kv2 vr[16];
 #pragma unroll
             for (int u = 0; u < 16; u++)
-                if (base + u * PG < np) vr[u] = ((const bitnet__kv2 *)(V + (size_t)(p0 + base + u * PG) * hd))[dp];
+                if (base + u * PG < np) vr[u] = __ldcg((const bitnet__kv2 *)(V + (size_t)(p0 + base + u * PG) * hd) + dp);
 #pragma unroll
             for (int u = 0; u < 16; u++) {
                 const int pl = base + u * PG;
                 if (pl < np) {
                     float2 v = bitnet__kv2_float(vr[u]);
 #pragma unroll
-                    for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++) {
+                    for (int g = 0; g < MG; g++) {
                         if (g < G) {
-                            float w = s_w[g][pl];
+                            float w = s_w[g * BITNET__ATT_THREADS + pl];
                             acc[g].x += w * v.x;
                             acc[g].y += w * v.y;
                         }
@@ -678,7 +715,7 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
             }
         }
 #pragma unroll
-        for (int g = 0; g < BITNET__ATT_MAX_GROUP; g++)
+        for (int g = 0; g < MG; g++)
             if (g < G) *(float2 *)(s_red + ((size_t)pg * G + g) * hd + 2 * dp) = acc[g];
         __syncthreads();
         for (int i = tid; i < G * hd; i += blockDim.x) {
@@ -686,9 +723,9 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
             float o = 0.0f;
             for (int p = 0; p < PG; p++) o += s_red[(size_t)p * G * hd + i];
             if (splits == 1) a.out[(size_t)h * G * hd + i] = o / s_l[g];
-            else a.part_o[(((size_t)h * gridDim.y + split) * G) * hd + i] = o;
+            else a.part_o[(((size_t)h * max_splits + split) * G) * hd + i] = o;
         }
-        if (splits > 1 && tid < G) a.part_ml[((size_t)h * gridDim.y + split) * G + tid] = make_float2(s_m[tid], s_l[tid]);
+        if (splits > 1 && tid < G) a.part_ml[((size_t)h * max_splits + split) * G + tid] = make_float2(s_m[tid], s_l[tid]);
     }
     if (splits == 1) {
         bitnet__run_tail(a.tail, (unsigned)a.n_head_kv);
@@ -704,8 +741,8 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
     __threadfence();
     for (int i = tid; i < G * hd; i += blockDim.x) {
         const int g = i / hd;
-        const float2 *ml = a.part_ml + (size_t)h * gridDim.y * G + g;
-        const float *po = a.part_o + (size_t)h * gridDim.y * G * hd + i;
+        const float2 *ml = a.part_ml + (size_t)h * max_splits * G + g;
+        const float *po = a.part_o + (size_t)h * max_splits * G * hd + i;
         float m = -INFINITY, l = 0.0f, o = 0.0f;
         /* 8 slices in flight per thread; the running max rescales as it grows */
         for (int base = 0; base < splits; base += 8) {
@@ -730,6 +767,29 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
     }
     if (tid == 0) a.counters[h] = 0;
     bitnet__run_tail(a.tail, (unsigned)a.n_head_kv);
+}
+
+/* bitnet__att_block_t unrolled for the shape at hand: the instance for groups of
+   up to 4 and head dimensions up to 128 (2B4T: 4, 128) does a quarter of the
+   general one's guarded iterations. */
+__device__ __forceinline__ void bitnet__att_block(const bitnet__attn_args &a, int h, int split, int splits, int max_splits, int p0, int np,
+                                               float *s_q, float *s_w, float *s_red) {
+    if (a.n_head <= 4 * a.n_head_kv && a.head_dim <= 128) bitnet__att_block_t<4, 128>(a, h, split, splits, max_splits, p0, np, s_q, s_w, s_red);
+    else bitnet__att_block_t<BITNET__ATT_MAX_GROUP, BITNET__ATT_MAX_DIM>(a, h, split, splits, max_splits, p0, np, s_q, s_w, s_red);
+}
+
+__global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(const bitnet__attn_args a) {
+    __shared__ __align__(16) float s_q[BITNET__ATT_MAX_GROUP * BITNET__ATT_MAX_DIM];
+    __shared__ float s_w[BITNET__ATT_MAX_GROUP * BITNET__ATT_THREADS];  /* scores, then weights */
+    __shared__ float s_red[BITNET__ATT_MAX_GROUP * 512];                /* [PG][G][head_dim] */
+    int p0 = 0, np = 0, splits = 0;
+    if (!a.late_launch) bitnet__pdl_launch_next();
+    /* the position is written before the graph starts, so it can be read now */
+    const bool mine = bitnet__att_slice(a, blockIdx.y, gridDim.y, &p0, &np, &splits);
+    if (mine) bitnet__att_prefetch(a, blockIdx.x, p0, np);
+    bitnet__pdl_wait();
+    if (a.late_launch) bitnet__pdl_launch_next();
+    if (mine) bitnet__att_block(a, blockIdx.x, blockIdx.y, splits, gridDim.y, p0, np, s_q, s_w, s_red);
 }
 
 /* ===========================================================================
@@ -1103,6 +1163,358 @@ static cudaError_t bitnet__enqueue_candidates(const float *logits, int n_vocab, 
     return e;
 }
 
+struct bitnet__cuda_layer_dev {
+    uint8_t *qkv, *wo, *gate_up, *down;
+    float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
+    float q_scale, k_scale, v_scale, o_scale, gate_scale, up_scale, down_scale;
+};
+
+/* ===========================================================================
+   The fused decode step: every layer in one persistent kernel
+   ===========================================================================
+   The kernel chain above pays a kernel boundary (~2 us of launch and drain, plus
+   the next kernel's wait for its input) five times a layer, and each GEMV block
+   fetches its 16-row tile only once it has been launched.  Here one cooperative
+   launch of as many 256-thread blocks as fit on the GPU at once runs all layers;
+   a grid-wide barrier (bitnet__grid_sync) separates the five phases of a layer
+   (QKV; attention; O; gate/up; down).  Block b owns the same contiguous range of
+   16-row tiles of each matrix in every layer (bitnet__fused_tiles), one
+   contiguous run of bytes, and keeps it in shared memory: as soon as a phase has
+   used its tiles of layer l, the block starts copying (cp.async) its tiles of the
+   same matrix of layer l + 1 into the same place.  So the weights stream from
+   memory a whole layer ahead, during the barriers and the latency-bound parts,
+   and a phase finds them in shared memory.  Each phase normalizes and quantizes
+   its input vector itself, in every block (bitnet__norm_quantize_block, the same
+   arithmetic as the chain and the CPU), so the integer dot products and their
+   epilogues are those of the chain, bit for bit.  Attention runs as the chain's
+   bitnet__att_block, one (KV head, slice) unit per block.  The LM head stays a
+   separate kernel (it streams the head at ~95% of copy bandwidth already).
+
+   Needs: cooperative launch, and shared memory for one block's tiles of the four
+   matrices (bitnet__fused_plan); otherwise the context runs the kernel chain. */
+#define BITNET__FUSED_THREADS 256
+
+/* What changes from layer to layer (the rest is in the kernel's parameters); the
+   whole table sits in shared memory during the step. */
+struct __align__(16) bitnet__fused_layer {
+    const uint8_t *w[4];       /* QKV, O, gate/up, down */
+    const float *norm[4];      /* attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm */
+    float scale[8];            /* q, k, v, o, gate, up, down (and padding) */
+};
+
+struct bitnet__fused_args {
+    const bitnet__fused_layer *layers;     /* device, n_layer */
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, relu2;
+    float eps, att_scale;
+    const uint16_t *tok_embd;
+    int embd_f16;
+    const int *tokens, *pos;
+    const float *inv_freq;
+    float *x, *q, *att, *ffn;              /* residual stream, queries, attention output, act(gate) * up */
+    bitnet__kv *k_cache, *v_cache;         /* [n_layer][n_head_kv][n_ctx][head_dim] */
+    int n_ctx;
+    int att_splits;                        /* slices per KV head at most (the partials' stride) */
+    float *part_o;
+    float2 *part_ml;
+    unsigned *att_counters;                /* n_head_kv, zero between launches */
+    int variant;                           /* diagnostics: BITNET__FUSED_* bits */
+    unsigned *barrier;                     /* [0] arrivals, [1] departures; zero between launches */
+    unsigned long long *prof;              /* NULL, or 4 timestamps per phase and one at the end (block 0, ns) */
+    unsigned smem_w[4];                    /* the four tile regions: QKV, O, gate/up, down */
+    unsigned smem_dots, smem_scratch;      /* the dot products; the int8 input or attention's scratch */
+    unsigned smem_layers, smem_freq;       /* the layer table; (cos, sin) of the RoPE angles at the position */
+};
+
+/* Diagnostic variants of the fused step (bitnet__cuda_context_set_fused_variant):
+   FENCE: the barrier fences with __threadfence() around a relaxed atomic instead
+   of a release add and acquire loads; PER_THREAD_COPIES:
+   cp.async by every thread instead of bulk copies on Hopper; TWO_PER_SM: two blocks per SM where they
+   fit (the kernel compiled for it, 128 registers a thread, spilling) instead of
+   one (measured slower, tests/PERF.md). */
+enum { BITNET__FUSED_FENCE = 1, BITNET__FUSED_PER_THREAD_COPIES = 2, BITNET__FUSED_TWO_PER_SM = 4 };
+
+/* Block b's tiles of a matrix of n_tiles: [t0, t1); at most ceil(n_tiles / blocks). */
+__host__ __device__ __forceinline__ void bitnet__fused_tiles(int n_tiles, int b, int blocks, int *t0, int *t1) {
+    *t0 = (int)((long long)n_tiles * b / blocks);
+    *t1 = (int)((long long)n_tiles * (b + 1) / blocks);
+}
+
+/* Matrix m (0 QKV, 1 O, 2 gate/up, 3 down) of a layer: tiles and row length. */
+__host__ __device__ __forceinline__ void bitnet__fused_matrix(int m, int n_embd, int n_ff, int n_head_kv, int head_dim, int *n_tiles,
+                                                              int *k) {
+    const int rows = m == 0 ? n_embd + 2 * n_head_kv * head_dim : m == 2 ? 2 * n_ff : n_embd;
+    *n_tiles = rows / 16;
+    *k = m == 3 ? n_ff : n_embd;
+}
+
+/* Every block arrives, then waits for all gridDim.x of them; *target counts the
+   arrivals that complete this barrier (the counter only grows during a launch).
+   Thread 0's release add, after the block's __syncthreads, publishes the block's
+   writes; its acquire load, before the next __syncthreads, makes every block's
+   visible (cross-block data is read with ld.cg, past L1, as well). */
+__device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *target, int fence) {
+    *target += gridDim.x;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned seen;
+        if (fence) {
+            __threadfence();
+            atomicAdd(count, 1u);
+            do {
+                seen = *(volatile unsigned *)count;
+            } while ((int)(seen - *target) < 0);
+            __threadfence();
+        } else {
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(count) : "memory");
+            do {
+                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
+            } while ((int)(seen - *target) < 0);
+        }
+    }
+    __syncthreads();
+}
+
+/* The weight copies.  On Hopper one thread starts each as one bulk copy (the
+   copy engine, TMA) that signals an mbarrier per tile region when its bytes have
+   landed; a phase waits on its region's barrier with the parity of the layer.
+   Elsewhere, and in the PER_THREAD_COPIES variant, every thread but warp 0's
+   copies 16-byte pieces with cp.async and a phase waits for the commit group of
+   four groups ago (the copies go out in the same order as the phases).  The
+   per-thread copies queue in the SM's load path ahead of the phase's own loads,
+   which the bulk copies do not (tests/PERF.md). */
+__device__ __forceinline__ bool bitnet__fused_bulk(const bitnet__fused_args &a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    return !(a.variant & BITNET__FUSED_PER_THREAD_COPIES);
+#else
+    (void)a;
+    return false;
+#endif
+}
+
+__device__ __forceinline__ void bitnet__fused_bars_init(unsigned long long *bars) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (threadIdx.x == 0) {
+        for (int m = 0; m < 4; m++)
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"((unsigned)__cvta_generic_to_shared(bars + m)) : "memory");
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    }
+#else
+    (void)bars;
+#endif
+    __syncthreads();
+}
+
+/* Starts the copy of this block's tiles of matrix m of layer l into their region
+   (all threads call it, after a __syncthreads that ends the region's reads). */
+__device__ void bitnet__fused_fetch(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars) {
+    int n_tiles, k, t0, t1;
+    const uint8_t *src = NULL;
+    uint8_t *dst = smem + a.smem_w[m];
+    size_t bytes = 0;
+    if (l < a.n_layer) {
+        bitnet__fused_matrix(m, a.n_embd, a.n_ff, a.n_head_kv, a.head_dim, &n_tiles, &k);
+        bitnet__fused_tiles(n_tiles, blockIdx.x, gridDim.x, &t0, &t1);
+        src = ((const bitnet__fused_layer *)(smem + a.smem_layers))[l].w[m] + (size_t)t0 * k * 4;
+        bytes = (size_t)(t1 - t0) * k * 4;
+    }
+    if (bitnet__fused_bulk(a)) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        if (threadIdx.x == 32 && l < a.n_layer) {
+            const unsigned bar = (unsigned)__cvta_generic_to_shared(bars + m), d = (unsigned)__cvta_generic_to_shared(dst);
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");   /* after the generic reads of the region */
+            asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"((unsigned)bytes) : "memory");
+            if (bytes)
+                asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(d), "l"(src),
+                             "r"((unsigned)bytes), "r"(bar)
+                             : "memory");
+        }
+#endif
+        return;
+    }
+    (void)bars;
+    if (threadIdx.x >= 32)
+        for (size_t i = (size_t)(threadIdx.x - 32) * 16; i < bytes; i += (size_t)(blockDim.x - 32) * 16) bitnet__copy16_async(dst + i, src + i);
+    bitnet__copy_async_commit();   /* one group per call, empty past the last layer */
+}
+
+/* Waits until this block's tiles of matrix m of layer l have landed (all threads;
+   a __syncthreads follows). */
+__device__ __forceinline__ void bitnet__fused_fetch_wait(const bitnet__fused_args &a, int l, int m, unsigned long long *bars) {
+    if (bitnet__fused_bulk(a)) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        const unsigned bar = (unsigned)__cvta_generic_to_shared(bars + m);
+        unsigned done = 0;
+        while (!done)
+            asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                         : "=r"(done)
+                         : "r"(bar), "r"((unsigned)(l & 1))
+                         : "memory");
+#endif
+        return;
+    }
+    (void)m;
+    (void)bars;
+    bitnet__copy_async_wait<3>();
+}
+
+__device__ __forceinline__ void bitnet__fused_mark(const bitnet__fused_args &a, int i) {
+    if (a.prof && blockIdx.x == 0 && threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        a.prof[i] = t;
+    }
+}
+
+/* The arguments of phase m's epilogue in layer l (the pointers the epilogue reads
+   through point to shared memory where they can). */
+__device__ __forceinline__ bitnet__gemv_args bitnet__fused_gemv_args(const bitnet__fused_args &a, const bitnet__fused_layer &L, int l, int m,
+                                                                     const int *pos, const float *freq) {
+    bitnet__gemv_args g;
+    const size_t layer_cache = (size_t)a.n_head_kv * a.n_ctx * a.head_dim;
+    memset(&g, 0, sizeof g);
+    g.w_scale[0] = L.scale[m == 0 ? 0 : m == 1 ? 3 : m == 2 ? 4 : 6];
+    g.w_scale[1] = L.scale[m == 0 ? 1 : 5];
+    g.w_scale[2] = L.scale[2];
+    g.y = m == 0 ? a.q : m == 2 ? a.ffn : a.x;
+    g.k_cache = a.k_cache + (size_t)l * layer_cache;
+    g.v_cache = a.v_cache + (size_t)l * layer_cache;
+    g.pos = pos;
+    g.rope = (const float2 *)freq;
+    g.n_ctx = a.n_ctx;
+    g.head_dim = a.head_dim;
+    g.n_head = a.n_head;
+    g.n_head_kv = a.n_head_kv;
+    g.relu2 = a.relu2;
+    return g;
+}
+
+/* One GEMV phase of layer l: normalize and quantize the input, then this block's
+   tiles of matrix m (in shared memory once their copy has landed) times it, the
+   epilogue of each row, and the copy of the next layer's tiles into the freed
+   space.  One body for the four matrices (the epilogue is picked per row): the
+   step's code must fit the SM's instruction cache, and four inlined copies of it
+   did not (ncu: a quarter of the warps' time stalled on instruction fetch). */
+__device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars,
+                                                   int (*part)[17], const int *pos, const float *freq) {
+    const bitnet__fused_layer &L = ((const bitnet__fused_layer *)(smem + a.smem_layers))[l];
+    const int mark = 4 * (5 * l + m + (m > 0));
+    int n_tiles, k, t0, t1;
+    float x_scale;
+    int8_t *xq = (int8_t *)(smem + a.smem_scratch);
+    int *dots = (int *)(smem + a.smem_dots);
+    bitnet__fused_matrix(m, a.n_embd, a.n_ff, a.n_head_kv, a.head_dim, &n_tiles, &k);
+    bitnet__fused_tiles(n_tiles, blockIdx.x, gridDim.x, &t0, &t1);
+    {
+        const bool embed = l == 0 && m == 0;
+        bitnet__quant_in in = {embed ? NULL : m == 1 ? a.att : m == 3 ? a.ffn : a.x, a.tok_embd, a.embd_f16, a.tokens, pos, L.norm[m], a.eps};
+        bitnet__norm_quantize_block(in, k, xq, &x_scale, embed && blockIdx.x == 0 ? a.x : NULL);
+    }
+    bitnet__fused_mark(a, mark + 1);
+    bitnet__fused_fetch_wait(a, l, m, bars);
+    __syncthreads();
+    bitnet__fused_mark(a, mark + 2);
+    bitnet__tiles_dot(smem + a.smem_w[m], t1 - t0, k, xq, dots, part);
+    {
+        const bitnet__gemv_args g = bitnet__fused_gemv_args(a, L, l, m, pos, freq);
+        for (int j = threadIdx.x; j < (t1 - t0) * 16; j += blockDim.x) {
+            const int tile = t0 + (j >> 4), r = j & 15;
+            const int *d = dots + (j & ~15);
+            if (m == 0) bitnet__gemv_epilogue<BITNET__OUT_QKV>(g, tile, r, d, x_scale);
+            else if (m == 2) bitnet__gemv_epilogue<BITNET__OUT_GATEUP>(g, tile, r, d, x_scale);
+            else bitnet__gemv_epilogue<BITNET__OUT_ADD>(g, tile, r, d, x_scale);
+        }
+    }
+    bitnet__fused_fetch(a, l + 1, m, smem, bars);   /* the region's reads ended at tiles_dot's last __syncthreads */
+    bitnet__fused_mark(a, mark + 3);
+}
+
+/* BLOCKS_PER_SM: the occupancy it is compiled for (registers: 128 a thread for 2) */
+template <int BLOCKS_PER_SM>
+__global__ void __launch_bounds__(BITNET__FUSED_THREADS, BLOCKS_PER_SM) bitnet__fused_layers_kernel(const bitnet__fused_args a) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    __shared__ int part[BITNET__FUSED_THREADS / 32][17];
+    __shared__ int s_pos;
+    __shared__ unsigned long long bars[4];
+    float *scratch = (float *)(smem + a.smem_scratch), *freq = (float *)(smem + a.smem_freq);  /* (cos, sin) per dim pair */
+    const int fence = a.variant & BITNET__FUSED_FENCE;
+    const int n_units = a.n_head_kv * a.att_splits, G = a.n_head / a.n_head_kv;
+    const size_t layer_cache = (size_t)a.n_head_kv * a.n_ctx * a.head_dim;
+    unsigned target = 0;
+    /* the layer table and the weights of layer 0 start coming; the position and
+       the RoPE rotation at it, computed once */
+    for (int i = threadIdx.x; i < a.n_layer * (int)sizeof(bitnet__fused_layer) / 16; i += blockDim.x)
+        bitnet__copy16_async(smem + a.smem_layers + 16 * i, (const uint8_t *)a.layers + 16 * i);
+    bitnet__copy_async_commit();
+    bitnet__copy_async_wait<0>();
+    __syncthreads();
+    bitnet__fused_bars_init(bars);
+    for (int m = 0; m < 4; m++) bitnet__fused_fetch(a, 0, m, smem, bars);
+    if (threadIdx.x == 0) s_pos = *a.pos;
+    __syncthreads();
+    for (int i = threadIdx.x; i < a.head_dim / 2; i += blockDim.x) {
+        float sn, cs;
+        sincosf((float)s_pos * a.inv_freq[i], &sn, &cs);   /* as the QKV epilogue computes them */
+        ((float2 *)freq)[i] = make_float2(cs, sn);
+    }
+    __syncthreads();
+    for (int l = 0; l < a.n_layer; l++) {
+        bitnet__attn_args at;
+        memset(&at, 0, sizeof at);
+        at.q = a.q;
+        at.k_cache = a.k_cache + (size_t)l * layer_cache;
+        at.v_cache = a.v_cache + (size_t)l * layer_cache;
+        at.out = a.att;
+        at.part_o = a.part_o;
+        at.part_ml = a.part_ml;
+        at.counters = a.att_counters;
+        at.pos = &s_pos;
+        at.n_ctx = a.n_ctx;
+        at.head_dim = a.head_dim;
+        at.n_head = a.n_head;
+        at.n_head_kv = a.n_head_kv;
+        at.scale = a.att_scale;
+        /* the phases: 0 QKV, RoPE, K/V append (layer 0 reads the token's embedding
+           row; block 0 also stores it as the residual stream); 1 attention; 2 O and
+           the residual; 3 gate/up and act(gate) * up; 4 down and the residual.  A
+           loop, not unrolled, so that the four GEMV phases run the same code. */
+#pragma unroll 1
+        for (int p = 0; p < 5; p++) {
+            bitnet__fused_mark(a, 4 * (5 * l + p));
+            if (p == 0) {
+                /* this block's attention slices of the cache go to L2, a phase early */
+                for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
+                    int p0, np, splits;
+                    if (bitnet__att_slice(at, u / a.n_head_kv, a.att_splits, &p0, &np, &splits))
+                        bitnet__att_prefetch(at, u % a.n_head_kv, p0, np);
+                }
+            }
+            if (p == 4 && l == a.n_layer - 1) bitnet__pdl_launch_next();   /* the LM head may get ready */
+            if (p == 1) {
+                /* unit u = KV head u % n_head_kv, slice u / n_head_kv */
+                for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
+                    int p0, np, splits;
+                    if (bitnet__att_slice(at, u / a.n_head_kv, a.att_splits, &p0, &np, &splits))
+                        bitnet__att_block(at, u % a.n_head_kv, u / a.n_head_kv, splits, a.att_splits, p0, np, scratch,
+                                          scratch + G * a.head_dim, scratch + G * (a.head_dim + BITNET__ATT_THREADS));
+                }
+                bitnet__fused_mark(a, 4 * (5 * l + 1) + 3);
+            } else {
+                bitnet__fused_gemv(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq);
+            }
+            if (p < 4 || l + 1 < a.n_layer) bitnet__grid_sync(a.barrier, &target, fence);
+        }
+    }
+    bitnet__fused_mark(a, 4 * 5 * a.n_layer);
+    /* the last block out resets the barrier for the next launch (every block has
+       left its last wait once it counts itself out) */
+    bitnet__copy_async_wait<0>();
+    if (threadIdx.x == 0 && atomicAdd(a.barrier + 1, 1u) == gridDim.x - 1) {
+        a.barrier[0] = 0;
+        a.barrier[1] = 0;
+    }
+}
+
 /* ===========================================================================
    Host side: errors, launches
    =========================================================================== */
@@ -1194,12 +1606,6 @@ static cudaError_t bitnet__kernels_prepare(int max_k, int n_embd) {
 /* ===========================================================================
    The model on the device (shared by all CUDA contexts of a bitnet_model)
    =========================================================================== */
-struct bitnet__cuda_layer_dev {
-    uint8_t *qkv, *wo, *gate_up, *down;
-    float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
-    float q_scale, k_scale, v_scale, o_scale, gate_scale, up_scale, down_scale;
-};
-
 struct bitnet__cuda_model {
     bitnet__cuda_shape shape;
     int device, n_sm, cc;
@@ -1394,6 +1800,13 @@ struct bitnet__cuda_ctx {
     int n_ctx, lm_head_int8, pdl;
     int att_splits;             /* gridDim.y of the attention kernel */
     int head_blocks;            /* blocks of the LM head kernel */
+    int fused_blocks;           /* the fused step (0: not possible here): blocks, */
+    int fused_per_sm;           /* per SM (the kernel's instance), */
+    int fused_splits;           /* attention slices per KV head at most, */
+    int part_splits;            /* slices per KV head the attention partials have room for */
+    size_t fused_smem;          /* dynamic shared memory per block */
+    unsigned fused_off[8];      /* and its layout (bitnet__fused_args.smem_w, smem_dots, smem_scratch, smem_layers, smem_freq) */
+    int fused_variant;          /* diagnostics: BITNET__FUSED_* */
     void *arena;
     size_t arena_bytes;
     bitnet__kv *k_cache, *v_cache;  /* [n_layer][n_head_kv][n_ctx][head_dim] */
@@ -1405,6 +1818,9 @@ struct bitnet__cuda_ctx {
     float2 *part_ml, *head_best;
     int8_t *xq;                 /* the next BitLinear's input (bitnet__tail), max(n_embd, n_ff) */
     float *xq_scale;
+    bitnet__fused_layer *d_fused;       /* the fused step's per-layer arguments */
+    unsigned *d_barrier;        /* the fused step's grid barrier, 2 */
+    unsigned long long *d_prof; /* the fused step's timestamps when profiled */
     unsigned *counters;         /* n_head_kv for attention, 1 for the LM head, 1 for the tails */
     int *d_pos, *d_tokens, *d_next;  /* the step's position, tokens by position, the argmax */
     bitnet__key *cand_keys[2];  /* sampling candidates (bitnet__enqueue_candidates): scratch */
@@ -1421,7 +1837,7 @@ struct bitnet__cuda_ctx {
 static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     const bitnet__cuda_shape *s = &c->m->shape;
     const size_t cache = (size_t)s->n_layer * s->n_head_kv * c->n_ctx * s->head_dim * sizeof(bitnet__kv);
-    const size_t parts = (size_t)s->n_head_kv * c->att_splits * (s->n_head / s->n_head_kv);
+    const size_t parts = (size_t)s->n_head_kv * c->part_splits * (s->n_head / s->n_head_kv);
     c->k_cache = (bitnet__kv *)cv->take(cache);
     c->v_cache = (bitnet__kv *)cv->take(cache);
     c->x = (float *)cv->take((size_t)s->n_embd * 4);
@@ -1434,6 +1850,9 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->head_best = (float2 *)cv->take((size_t)c->head_blocks * sizeof(float2));
     c->xq = (int8_t *)cv->take((size_t)(s->n_embd > s->n_ff ? s->n_embd : s->n_ff));
     c->xq_scale = (float *)cv->take(sizeof(float));
+    c->d_fused = (bitnet__fused_layer *)cv->take((size_t)s->n_layer * sizeof(bitnet__fused_layer));
+    c->d_barrier = (unsigned *)cv->take(2 * sizeof(unsigned));
+    c->d_prof = (unsigned long long *)cv->take(((size_t)20 * s->n_layer + 1) * sizeof(unsigned long long));
     c->counters = (unsigned *)cv->take(((size_t)s->n_head_kv + 2) * sizeof(unsigned));
     c->d_pos = (int *)cv->take(sizeof(int));
     c->d_next = (int *)cv->take(sizeof(int));
@@ -1447,6 +1866,164 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
 
 /* How kernels overlap (see bitnet__launch): none, early or late launch. */
 enum { BITNET__PDL_OFF = 0, BITNET__PDL_EARLY = 1, BITNET__PDL_LATE = 2 };
+/* How a step runs: the kernel chain in one of those modes, or the fused step. */
+enum { BITNET__STEP_FUSED = 3 };
+
+/* Whether the fused step (bitnet__fused_layers_kernel) can run here, and its
+   launch shape: as many blocks per SM, up to max_per_sm (1 or 2), as the shared
+   memory for their tiles allows; c->fused_blocks stays 0 when it cannot.  The slices of attention
+   (at most 256 positions each) are at most one unit per block where the context
+   allows. */
+static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c, int max_per_sm) {
+    const bitnet__cuda_model *m = c->m;
+    const bitnet__cuda_shape *s = &m->shape;
+    const int G = s->n_head / s->n_head_kv;
+    cudaFuncAttributes fa;
+    int coop = 0;
+    cudaError_t e;
+    c->fused_blocks = 0;
+    c->fused_splits = 0;
+    if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, m->device) != cudaSuccess || !coop) {
+        (void)cudaGetLastError();
+        return cudaSuccess;
+    }
+    void (*const kernels[2])(bitnet__fused_args) = {bitnet__fused_layers_kernel<1>, bitnet__fused_layers_kernel<2>};
+    size_t max_dynamic = m->max_smem;
+    for (int i = 0; i < 2; i++) {
+        if ((e = cudaFuncGetAttributes(&fa, kernels[i])) != cudaSuccess) return e;
+        if (m->max_smem - fa.sharedSizeBytes < max_dynamic) max_dynamic = m->max_smem - fa.sharedSizeBytes;
+    }
+    for (int i = 0; i < 2; i++) {
+        if ((e = cudaFuncSetAttribute(kernels[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dynamic)) != cudaSuccess) return e;
+        if ((e = cudaFuncSetAttribute(kernels[i], cudaFuncAttributePreferredSharedMemoryCarveout, 100)) != cudaSuccess) return e;
+    }
+    for (int per_sm = max_per_sm; per_sm >= 1; per_sm--) {
+        const int blocks = per_sm * m->n_sm;
+        size_t off = 0, scratch;
+        int max_tiles = 0, occ = 0;
+        for (int mtx = 0; mtx < 4; mtx++) {
+            int n_tiles, k;
+            bitnet__fused_matrix(mtx, s->n_embd, s->n_ff, s->n_head_kv, s->head_dim, &n_tiles, &k);
+            const int tiles = (n_tiles + blocks - 1) / blocks;
+            c->fused_off[mtx] = (unsigned)off;
+            off += (size_t)tiles * k * 4;
+            if (tiles > max_tiles) max_tiles = tiles;
+        }
+        c->fused_off[4] = (unsigned)off;
+        off += (size_t)max_tiles * 16 * sizeof(int);
+        c->fused_off[5] = (unsigned)off;
+        scratch = bitnet__att_smem_floats(G, s->head_dim) * sizeof(float);
+        if (scratch < (size_t)s->n_embd) scratch = (size_t)s->n_embd;
+        if (scratch < (size_t)s->n_ff) scratch = (size_t)s->n_ff;
+        off += (scratch + 15) / 16 * 16;
+        c->fused_off[6] = (unsigned)off;
+        off += (size_t)s->n_layer * sizeof(bitnet__fused_layer);
+        c->fused_off[7] = (unsigned)off;
+        off += ((size_t)s->head_dim / 2 * sizeof(float2) + 15) / 16 * 16;
+        if (off > max_dynamic) continue;
+        if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernels[per_sm - 1], BITNET__FUSED_THREADS, off)) != cudaSuccess)
+            return e;
+        if (occ < per_sm) continue;
+        c->fused_per_sm = per_sm;
+        c->fused_blocks = blocks;
+        c->fused_smem = off;
+        c->fused_splits = blocks / s->n_head_kv;
+        if (c->fused_splits < (c->n_ctx + BITNET__ATT_THREADS - 1) / BITNET__ATT_THREADS)
+            c->fused_splits = (c->n_ctx + BITNET__ATT_THREADS - 1) / BITNET__ATT_THREADS;
+        if (c->fused_splits < 1) c->fused_splits = 1;
+        break;
+    }
+    return cudaSuccess;
+}
+
+/* One cooperative launch of the fused layers (prof: NULL, or where to leave the
+   timestamps of the phases). */
+static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, unsigned long long *prof) {
+    const bitnet__cuda_model *m = c->m;
+    const bitnet__cuda_shape *s = &m->shape;
+    bitnet__fused_args a;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1] = {};
+    memset(&a, 0, sizeof a);
+    a.layers = c->d_fused;
+    a.n_layer = s->n_layer;
+    a.n_embd = s->n_embd;
+    a.n_ff = s->n_ff;
+    a.n_head = s->n_head;
+    a.n_head_kv = s->n_head_kv;
+    a.head_dim = s->head_dim;
+    a.relu2 = s->relu2;
+    a.eps = s->rms_eps;
+    a.att_scale = 1.0f / sqrtf((float)s->head_dim);
+    a.tok_embd = m->tok_embd;
+    a.embd_f16 = s->embd_f16;
+    a.tokens = c->d_tokens;
+    a.pos = c->d_pos;
+    a.inv_freq = m->inv_freq;
+    a.x = c->x;
+    a.q = c->q;
+    a.att = c->att;
+    a.ffn = c->ffn;
+    a.k_cache = c->k_cache;
+    a.v_cache = c->v_cache;
+    a.n_ctx = c->n_ctx;
+    a.att_splits = c->fused_splits;
+    a.part_o = c->part_o;
+    a.part_ml = c->part_ml;
+    a.att_counters = c->counters;
+    a.variant = c->fused_variant;
+    a.barrier = c->d_barrier;
+    a.prof = prof;
+    for (int i = 0; i < 4; i++) a.smem_w[i] = c->fused_off[i];
+    a.smem_dots = c->fused_off[4];
+    a.smem_scratch = c->fused_off[5];
+    a.smem_layers = c->fused_off[6];
+    a.smem_freq = c->fused_off[7];
+    cfg.gridDim = dim3((unsigned)c->fused_blocks);
+    cfg.blockDim = dim3(BITNET__FUSED_THREADS);
+    cfg.dynamicSmemBytes = c->fused_smem;
+    cfg.stream = st;
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return c->fused_per_sm == 2 ? cudaLaunchKernelEx(&cfg, bitnet__fused_layers_kernel<2>, a)
+                                : cudaLaunchKernelEx(&cfg, bitnet__fused_layers_kernel<1>, a);
+}
+
+/* The fused step's layer table, to the device (once per context). */
+static cudaError_t bitnet__fused_upload(bitnet__cuda_ctx *c) {
+    const bitnet__cuda_model *m = c->m;
+    const bitnet__cuda_shape *s = &m->shape;
+    bitnet__fused_layer *h = (bitnet__fused_layer *)calloc((size_t)s->n_layer, sizeof *h);
+    cudaError_t e = cudaErrorMemoryAllocation;
+    if (h) {
+        for (int l = 0; l < s->n_layer; l++) {
+            const bitnet__cuda_layer_dev *L = &m->layers[l];
+            bitnet__fused_layer *f = &h[l];
+            f->w[0] = L->qkv;
+            f->w[1] = L->wo;
+            f->w[2] = L->gate_up;
+            f->w[3] = L->down;
+            f->norm[0] = L->attn_norm;
+            f->norm[1] = L->attn_sub_norm;
+            f->norm[2] = L->ffn_norm;
+            f->norm[3] = L->ffn_sub_norm;
+            f->scale[0] = L->q_scale;
+            f->scale[1] = L->k_scale;
+            f->scale[2] = L->v_scale;
+            f->scale[3] = L->o_scale;
+            f->scale[4] = L->gate_scale;
+            f->scale[5] = L->up_scale;
+            f->scale[6] = L->down_scale;
+        }
+        e = cudaMemcpy(c->d_fused, h, (size_t)s->n_layer * sizeof *h, cudaMemcpyHostToDevice);
+    }
+    free(h);
+    return e;
+}
+
+static cudaError_t bitnet__enqueue_head(bitnet__cuda_ctx *c, cudaStream_t st, int pdl);
 
 /* Enqueues one decode step (the graph's content).  marks (profiling only): an
    event recorded after each kernel, 5 per layer and 1 for the LM head. */
@@ -1459,6 +2036,13 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
     int n_marks = 0;
 #define BITNET__MARK() \
     if (e == cudaSuccess && marks) e = cudaEventRecordWithFlags(marks[n_marks++], st, cudaEventRecordExternal)
+    if (pdl == BITNET__STEP_FUSED) {
+        e = bitnet__launch_fused(c, st, NULL);
+        BITNET__MARK();
+        if (e == cudaSuccess) e = bitnet__enqueue_head(c, st, m->cc >= 90 ? BITNET__PDL_LATE : BITNET__PDL_OFF);
+        BITNET__MARK();
+        return e;
+    }
     /* Every BitLinear but the first reads the int8 vector c->xq that the kernel
        before it leaves behind (bitnet__tail). */
     bitnet__tail tail;
@@ -1568,44 +2152,57 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
         BITNET__MARK();
     }
-    if (e == cudaSuccess) {
-        bitnet__head_args h;
-        memset(&h, 0, sizeof h);
-        h.w = c->lm_head_int8 ? NULL : m->output;
-        h.w_f16 = s->embd_f16;
-        h.w8 = c->lm_head_int8 ? m->head8 : NULL;
-        h.w8_scale = m->head8_scale;
-        h.n_vocab = s->n_vocab;
-        h.k = s->n_embd;
-        h.x = c->x;
-        h.norm = m->output_norm;
-        h.eps = s->rms_eps;
-        h.logits = c->logits;
-        h.block_best = c->head_best;
-        h.counter = c->counters + s->n_head_kv;
-        h.token = c->d_next;
-        h.tokens = c->d_tokens;
-        h.pos = c->d_pos;
-        h.n_ctx = c->n_ctx;
-        h.late_launch = late;
-        e = c->lm_head_int8 ? bitnet__launch(bitnet__head_kernel<1>, dim3((unsigned)c->head_blocks), dim3(BITNET__HEAD_THREADS),
-                                             (size_t)s->n_embd, st, pdl, h)
-                            : bitnet__launch(bitnet__head_kernel<0>, dim3((unsigned)c->head_blocks), dim3(BITNET__HEAD_THREADS),
-                                             (size_t)s->n_embd * 4, st, pdl, h);
-        BITNET__MARK();
-    }
+    if (e == cudaSuccess) e = bitnet__enqueue_head(c, st, pdl);
+    BITNET__MARK();
 #undef BITNET__MARK
     return e;
 }
 
-/* Captures the step into c->graph: with programmatic dependent launch in the given
-   mode where the GPU has it (compute capability 9.0+), else, or if that capture
-   fails, without. */
+/* The LM head, its argmax and the step's advance, after the layers. */
+static cudaError_t bitnet__enqueue_head(bitnet__cuda_ctx *c, cudaStream_t st, int pdl) {
+    const bitnet__cuda_model *m = c->m;
+    const bitnet__cuda_shape *s = &m->shape;
+    const int late = pdl == BITNET__PDL_LATE;
+    cudaError_t e;
+    bitnet__head_args h;
+    memset(&h, 0, sizeof h);
+    h.w = c->lm_head_int8 ? NULL : m->output;
+    h.w_f16 = s->embd_f16;
+    h.w8 = c->lm_head_int8 ? m->head8 : NULL;
+    h.w8_scale = m->head8_scale;
+    h.n_vocab = s->n_vocab;
+    h.k = s->n_embd;
+    h.x = c->x;
+    h.norm = m->output_norm;
+    h.eps = s->rms_eps;
+    h.logits = c->logits;
+    h.block_best = c->head_best;
+    h.counter = c->counters + s->n_head_kv;
+    h.token = c->d_next;
+    h.tokens = c->d_tokens;
+    h.pos = c->d_pos;
+    h.n_ctx = c->n_ctx;
+    h.late_launch = late;
+    e = c->lm_head_int8 ? bitnet__launch(bitnet__head_kernel<1>, dim3((unsigned)c->head_blocks), dim3(BITNET__HEAD_THREADS),
+                                         (size_t)s->n_embd, st, pdl, h)
+                        : bitnet__launch(bitnet__head_kernel<0>, dim3((unsigned)c->head_blocks), dim3(BITNET__HEAD_THREADS),
+                                         (size_t)s->n_embd * 4, st, pdl, h);
+    return e;
+}
+
+/* Captures the step into c->graph: fused, or the kernel chain with programmatic
+   dependent launch in the given mode where the GPU has it (compute capability
+   9.0+); if that is not possible or its capture fails, the chain with late launch,
+   then without. */
 static int bitnet__capture_step(bitnet__cuda_ctx *c, int mode, bitnet_error *err) {
     int rc = BITNET_OK;
     if (c->graph) cudaGraphExecDestroy(c->graph);
     c->graph = NULL;
-    for (int pdl = c->m->cc >= 90 ? mode : BITNET__PDL_OFF;; pdl = BITNET__PDL_OFF) {
+    const int hopper = c->m->cc >= 90;
+    int first = mode;
+    if (mode == BITNET__STEP_FUSED && !c->fused_blocks) first = BITNET__PDL_LATE;
+    if (first != BITNET__STEP_FUSED && !hopper) first = BITNET__PDL_OFF;
+    for (int pdl = first;; pdl = pdl == BITNET__STEP_FUSED && hopper ? BITNET__PDL_LATE : BITNET__PDL_OFF) {
         cudaGraph_t graph = NULL;
         cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
         if (e == cudaSuccess) {
@@ -1626,12 +2223,12 @@ static int bitnet__capture_step(bitnet__cuda_ctx *c, int mode, bitnet_error *err
     }
 }
 
-/* Benchmark diagnostics: recaptures the step with another overlap mode
-   (0 none, 1 early launch, 2 late launch); returns the mode in effect. */
+/* Benchmark diagnostics: recaptures the step in another mode (the chain with 0 no
+   overlap, 1 early launch, 2 late launch; 3 fused); returns the mode in effect. */
 extern "C" int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err) {
     bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
     int rc;
-    if (mode < BITNET__PDL_OFF || mode > BITNET__PDL_LATE) return bitnet__cuda_fail(err, BITNET_E_ARG, "overlap mode %d", mode);
+    if (mode < BITNET__PDL_OFF || mode > BITNET__STEP_FUSED) return bitnet__cuda_fail(err, BITNET_E_ARG, "step mode %d", mode);
     bitnet__device_guard guard(c->m->device);
     if ((rc = bitnet__cuda_check(cudaStreamSynchronize(c->stream), err, "cudaStreamSynchronize", __LINE__))) return rc;
     if ((rc = bitnet__capture_step(c, mode, err))) return rc;
@@ -1681,6 +2278,10 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
        bandwidth for the bf16 head, tests/PERF.md) */
     c->head_blocks = (per_sm > 0 ? per_sm : 1) * m->n_sm;
     if (c->head_blocks > (s->n_vocab + 7) / 8) c->head_blocks = (s->n_vocab + 7) / 8;
+    /* the partials have room for the slices of either plan */
+    BITNET__CK(bitnet__fused_plan(c, 2));
+    c->part_splits = c->att_splits > c->fused_splits ? c->att_splits : c->fused_splits;
+    BITNET__CK(bitnet__fused_plan(c, 1));
     bitnet__ctx_carve(c, &carve);
     c->arena_bytes = carve.used;
     BITNET__CK(cudaMalloc(&c->arena, c->arena_bytes));
@@ -1689,9 +2290,12 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     bitnet__ctx_carve(c, &carve);
     /* everything starts defined: counters at zero, an empty cache */
     BITNET__CK(cudaMemset(c->arena, 0, c->arena_bytes));
+    if (c->fused_blocks) BITNET__CK(bitnet__fused_upload(c));
     BITNET__CK(cudaMallocHost(&c->h_pinned, ((size_t)n_ctx + 2) * sizeof(int)));
     BITNET__CK(cudaMallocHost(&c->h_cand, sizeof(bitnet__cand_out) + BITNET__CUDA_MAX_PENALTY * sizeof(int)));
     BITNET__CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    /* the kernel chain: faster than the fused step at every position measured
+       (tests/PERF.md) */
     if ((rc = bitnet__capture_step(c, BITNET__PDL_LATE, err))) goto fail;
     *out = c;
     return BITNET_OK;
@@ -1826,4 +2430,78 @@ fail:
     free(ev);
     if (rc != BITNET_OK) c->dev_pos = -1;
     return rc;
+}
+
+/* Diagnostics for the benchmark: one fused step at pos (token 0), timed by block
+   0 inside the kernel and added up over the layers, microseconds: for each phase
+   p (QKV, attention, O, gate/up, down) us[4p] normalizing the input, us[4p + 1]
+   waiting for the weights' copy, us[4p + 2] the dot products, epilogue and next
+   copies (attention: all its work is in us[4p + 2]), us[4p + 3] waiting at the
+   barrier after it; us[20] the LM head kernel (events).  BITNET_E_UNSUPPORTED
+   where the fused step cannot run. */
+extern "C" int bitnet__cuda_profile_fused(void *ctx, int pos, double us[21], bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    const int n_layer = c->m->shape.n_layer, n_stamps = 20 * n_layer + 1;
+    unsigned long long *t = NULL;
+    cudaEvent_t ev[2] = {NULL, NULL};
+    int rc = BITNET_OK;
+    if (!c->fused_blocks) return bitnet__cuda_fail(err, BITNET_E_UNSUPPORTED, "the fused step does not run on this GPU");
+    bitnet__device_guard guard(c->m->device);
+    if (!(t = (unsigned long long *)malloc((size_t)n_stamps * sizeof *t))) return bitnet__cuda_fail(err, BITNET_E_NOMEM, "out of host memory");
+    BITNET__CK(cudaEventCreate(&ev[0]));
+    BITNET__CK(cudaEventCreate(&ev[1]));
+    BITNET__CK(cudaStreamSynchronize(c->stream));
+    for (int rep = 0; rep < 2; rep++) {  /* the first run warms up */
+        c->h_pinned[0] = pos;
+        c->h_pinned[2 + pos] = 0;
+        BITNET__CK(cudaMemcpyAsync(c->d_pos, &c->h_pinned[0], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+        BITNET__CK(cudaMemcpyAsync(c->d_tokens + pos, &c->h_pinned[2 + pos], sizeof(int), cudaMemcpyHostToDevice, c->stream));
+        BITNET__CK(cudaMemsetAsync(c->d_prof, 0, (size_t)n_stamps * sizeof *t, c->stream));
+        BITNET__CK(bitnet__launch_fused(c, c->stream, c->d_prof));
+        BITNET__CK(cudaEventRecord(ev[0], c->stream));
+        BITNET__CK(bitnet__enqueue_head(c, c->stream, BITNET__PDL_OFF));
+        BITNET__CK(cudaEventRecord(ev[1], c->stream));
+        BITNET__CK(cudaStreamSynchronize(c->stream));
+    }
+    BITNET__CK(cudaMemcpy(t, c->d_prof, (size_t)n_stamps * sizeof *t, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < 21; i++) us[i] = 0.0;
+    for (int ph = 0; ph < 5 * n_layer; ph++) {
+        const unsigned long long *p = t + 4 * ph, next = p[4];
+        const int k = 4 * (ph % 5);
+        if (ph % 5 == 1) {
+            us[k + 2] += (double)(p[3] - p[0]) * 1e-3;   /* attention: no input or weights of its own */
+        } else {
+            us[k] += (double)(p[1] - p[0]) * 1e-3;
+            us[k + 1] += (double)(p[2] - p[1]) * 1e-3;
+            us[k + 2] += (double)(p[3] - p[2]) * 1e-3;
+        }
+        us[k + 3] += (double)(next - p[3]) * 1e-3;
+    }
+    {
+        float ms;
+        BITNET__CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+        us[20] = ms * 1000.0;
+    }
+    c->dev_pos = pos + 1;
+fail:
+    for (int i = 0; i < 2; i++)
+        if (ev[i]) cudaEventDestroy(ev[i]);
+    free(t);
+    if (rc != BITNET_OK) c->dev_pos = -1;
+    return rc;
+}
+
+/* Benchmark diagnostics: the fused step's variant (BITNET__FUSED_* bits); recaptures
+   the step if it is the fused one. */
+extern "C" int bitnet__cuda_context_set_fused_variant(void *ctx, int variant, bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    int rc;
+    bitnet__device_guard guard(c->m->device);
+    if ((rc = bitnet__cuda_check(cudaStreamSynchronize(c->stream), err, "cudaStreamSynchronize", __LINE__))) return rc;
+    if (c->fused_blocks) {
+        if ((rc = bitnet__cuda_check(bitnet__fused_plan(c, variant & BITNET__FUSED_TWO_PER_SM ? 2 : 1), err, "planning", __LINE__))) return rc;
+        if (c->fused_splits > c->part_splits) return bitnet__cuda_fail(err, BITNET_E_ARG, "fused variant %d needs more attention slices", variant);
+    }
+    c->fused_variant = variant;
+    return c->pdl == BITNET__STEP_FUSED ? bitnet__capture_step(c, BITNET__STEP_FUSED, err) : BITNET_OK;
 }

@@ -15,7 +15,7 @@ summary=()
 run() {  # run LOG NAME CMD...: append to $out/LOG, record the PASS/FAIL counts
   local log=$out/$1 name=$2; shift 2
   local start=$(date +%s.%N) tmp=$out/.run.tmp
-  "$@" >"$tmp" 2>&1
+  timeout "${GPU_TEST_TIMEOUT:-300}" "$@" >"$tmp" 2>&1
   local rc=$?
   local secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   local p=$(grep -c '^PASS ' "$tmp") f=$(grep -c '^FAIL ' "$tmp")
@@ -23,8 +23,13 @@ run() {  # run LOG NAME CMD...: append to $out/LOG, record the PASS/FAIL counts
   { echo "=== $name: $*"; cat "$tmp"; } >>"$log"
   summary+=("$(printf '%-24s %3d passed %3d failed  rc=%d  %ss' "$name" "$p" "$f" "$rc" "$secs")")
   grep '^FAIL \|^SKIP ' "$tmp" | head -8 | sed "s/^/$name: /"
-  grep -h 'relative L2\|^greedy:\|int8 LM head vs\|ERROR SUMMARY' "$tmp" | sed "s/^/$name: /"
+  grep -h 'relative L2\|^greedy:\|int8 LM head vs\|ERROR SUMMARY\|^step mode' "$tmp" | sed "s/^/$name: /"
   rm -f "$tmp"
+  if [ "$rc" -eq 124 ]; then  # a hang: nothing after it can be trusted
+    echo "$name timed out; stopping"
+    printf '%s\n' "${summary[@]}"
+    exit 1
+  fi
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem --format=csv 2>&1 | tee "$out/gpu.txt"
@@ -55,6 +60,20 @@ run tests.log kv32-tiny   build/gpu/gpu_model_kv32 "$tmp/tiny.gguf" 64 16 0.05 1
 run tests.log kv32-mid    build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.05 1e-5
 run tests.log kv32-wide1  build/gpu/gpu_model_kv32 "$tmp/wide1.gguf" 32 8 0.05 1e-5
 run tests.log kv32-2b4t   build/gpu/gpu_model_kv32 "$tmp/2b4t.gguf" 24 8 0.2
+# the fused step (step mode 3, bitnet_cuda.cu) as the main path, against the CPU
+# too (every run above also checks it against the kernel chain on the prompt)
+run tests.log fused-mid       build/gpu/gpu_model "$tmp/mid.gguf" 64 32 0.2 0 3
+run tests.log fused-2b4t      build/gpu/gpu_model "$tmp/2b4t.gguf" 24 8 0.2 0 3
+run tests.log kv32-fused-tiny build/gpu/gpu_model_kv32 "$tmp/tiny.gguf" 64 16 0.05 1e-5 3
+run tests.log kv32-fused-mid  build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.05 1e-5 3
+# a deliberately broken fused step must fail these tests
+timeout 120 build/gpu/gpu_model_mutant "$tmp/tiny.gguf" 16 16 0.05 1e-5 3 >"$out/mutant.log" 2>&1
+if grep -q '^FAIL ' "$out/mutant.log"; then
+  echo "PASS the broken fused step fails: $(grep -c '^FAIL ' "$out/mutant.log") checks" >"$out/.mutant"
+else
+  echo "FAIL the broken fused step passes the tests" >"$out/.mutant"
+fi
+run tests.log mutant cat "$out/.mutant"
 # the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
 for d in tests/fixtures/*/; do
   [ -e "$d/config.json" ] || continue
@@ -62,13 +81,14 @@ for d in tests/fixtures/*/; do
   build/convert -q "$d" "$f" >/dev/null 2>&1 || { echo "conversion of $d failed"; continue; }
   run tests.log "fixture-$(basename "$d")" build/gpu/gpu_model "$f" 64 16 0.2
   run tests.log "kv32-fixture-$(basename "$d")" build/gpu/gpu_model_kv32 "$f" 64 16 0.05 1e-5
+  run tests.log "fused-fixture-$(basename "$d")" build/gpu/gpu_model "$f" 64 16 0.2 0 3
 done
 if [ "$mode" != quick ]; then
   : >"$out/sanitizer.log"
   for tool in memcheck racecheck initcheck; do
-    run sanitizer.log "$tool" compute-sanitizer --tool $tool --error-exitcode 9 build/gpu/gpu_model "$tmp/tiny.gguf" 4 4 0.2
+    GPU_TEST_TIMEOUT=400 run sanitizer.log "$tool" compute-sanitizer --tool $tool --error-exitcode 9 build/gpu/gpu_model "$tmp/tiny.gguf" 4 4 0.2 0 3
   done
-  { build/gpu/gpu_bench_gemv 9; echo; build/gpu/gpu_bench_decode "$tmp/2b4t.gguf" 5; } >"$out/bench.md" 2>&1
+  { timeout 300 build/gpu/gpu_bench_gemv 9; echo; timeout 300 build/gpu/gpu_bench_decode "$tmp/2b4t.gguf" 5; } >"$out/bench.md" 2>&1
   cat "$out/bench.md"
 fi
 printf '%s\n' "${summary[@]}"

@@ -117,14 +117,21 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
         if (head == 0) {
-            /* how the kernels overlap (bitnet_cuda.cu, bitnet__launch), at position 128 */
-            static const char *modes[3] = {"none", "early launch", "late launch"};
+            /* the step modes (bitnet_cuda.cu): the kernel chain with its kernels
+               overlapping in three ways (bitnet__launch), the fused step; at 128 */
+            static const char *modes[11] = {"kernel chain, no overlap", "kernel chain, early launch", "kernel chain, late launch (default)",
+                                            "fused step", "fused, fenced barrier", "fused, per-thread copies",
+                                            "fused, fenced barrier, per-thread copies", "fused, 2 blocks/SM", "fused, 2 blocks/SM, fenced barrier",
+                                            "fused, 2 blocks/SM, per-thread copies", "fused, 2 blocks/SM, fenced barrier, per-thread copies"};
             int mode;
-            printf("\n| kernel overlap | graph tokens/s at 128 |\n|---|---:|\n");
-            for (mode = 0; mode < 3; mode++) {
+            printf("\n| step mode | graph tokens/s at 128 |\n|---|---:|\n");
+            for (mode = 0; mode < 11; mode++) {
+                const int step_mode = mode < 3 ? mode : 3;
                 double graph[16];
                 bitnet_token next;
-                if (bitnet__cuda_context_set_overlap(g->dev, mode, &err) != mode) die("overlap", &err);
+                if (bitnet__cuda_context_set_overlap(g->dev, step_mode, &err) != step_mode) die("overlap", &err);
+                if (step_mode == 3 && bitnet__cuda_context_set_fused_variant(g->dev, mode - 3, &err) != BITNET_OK)
+                    die("variant", &err);
                 bitnet_context_reset(ctx);
                 if (bitnet_eval(ctx, prefill, 128, 0, &err) != BITNET_OK) die("prefill", &err);
                 for (r = 0; r < runs && r < 16; r++) {
@@ -137,9 +144,56 @@ int main(int argc, char **argv) {
                 qsort(graph, (size_t)r, sizeof *graph, cmp_double);
                 printf("| %s | %.0f |\n", modes[mode], graph[r / 2]);
             }
+            if (bitnet__cuda_context_set_fused_variant(g->dev, 0, &err) != BITNET_OK) die("variant", &err);
             if (bitnet__cuda_context_set_overlap(g->dev, 2, &err) != 2) die("overlap", &err);
+            /* the kernel chain against the fused step by position */
+            {
+                static const int at[4] = {128, 1024, 2048, 4000};
+                int a;
+                printf("\n| position | kernel chain tokens/s | fused step tokens/s |\n|---:|---:|---:|\n");
+                for (a = 0; a < 4; a++) {
+                    double rate[2];
+                    for (mode = 0; mode < 2; mode++) {
+                        double graph[16];
+                        bitnet_token next;
+                        if (bitnet__cuda_context_set_overlap(g->dev, mode ? 3 : 2, &err) != (mode ? 3 : 2)) die("overlap", &err);
+                        bitnet_context_reset(ctx);
+                        if (bitnet_eval(ctx, prefill, at[a], 0, &err) != BITNET_OK) die("prefill", &err);
+                        for (r = 0; r < runs && r < 16; r++) {
+                            if (bitnet__cuda_decode(g->dev, prefill[at[a]], at[a], &next, &err) != BITNET_OK) die("decode", &err);
+                            t0 = now();
+                            for (i = 1; i <= STEPS; i++)
+                                if (bitnet__cuda_decode(g->dev, -1, at[a] + i, i == STEPS ? &next : NULL, &err) != BITNET_OK) die("decode", &err);
+                            graph[r] = STEPS / (now() - t0);
+                        }
+                        qsort(graph, (size_t)r, sizeof *graph, cmp_double);
+                        rate[mode] = graph[r / 2];
+                    }
+                    printf("| %d | %.0f | %.0f |\n", at[a], rate[0], rate[1]);
+                }
+                if (bitnet__cuda_context_set_overlap(g->dev, 2, &err) != 2) die("overlap", &err);
+            }
         }
-        /* one step kernel by kernel, at the last position */
+        /* one fused step, phase by phase as block 0 sees them */
+        {
+            static const char *phases[5] = {"QKV + RoPE + KV append", "attention", "O + residual", "gate/up + ReLU^2", "down + residual"};
+            static const int at[2] = {128, 4000};
+            double us[2][21];
+            int a, k;
+            for (a = 0; a < 2; a++)
+                if (bitnet__cuda_profile_fused(g->dev, at[a], us[a], &err) != BITNET_OK) die("profile", &err);
+            printf("\n%s LM head, one fused step phase by phase as block 0 sees it, us summed over the layers (pos 128 / pos 4000):\n\n"
+                   "| phase | normalize input | wait for weights | dots + epilogue + next copies | wait at barrier | sum |\n"
+                   "|---|---:|---:|---:|---:|---:|\n",
+                   head ? "int8" : "bf16");
+            for (k = 0; k < 5; k++) {
+                const double *u0 = us[0] + 4 * k, *u1 = us[1] + 4 * k;
+                printf("| %s | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f |\n", phases[k], u0[0], u1[0], u0[1], u1[1],
+                       u0[2], u1[2], u0[3], u1[3], u0[0] + u0[1] + u0[2] + u0[3], u1[0] + u1[1] + u1[2] + u1[3]);
+            }
+            printf("| LM head + argmax (own kernel) | | | | | %.1f / %.1f |\n", us[0][20], us[1][20]);
+        }
+        /* one step of the kernel chain kernel by kernel, at the last position */
         {
             static const char *parts[6] = {"QKV + RoPE + KV append", "attention", "O + residual", "gate/up + ReLU^2",
                                            "down + residual", "LM head + argmax"};
@@ -151,7 +205,7 @@ int main(int argc, char **argv) {
                 if (bitnet__cuda_profile_step(g->dev, at[a], us[a], &err) != BITNET_OK) die("profile", &err);
                 for (k = 0; k < 6; k++) tot[a] += us[a][k];
             }
-            printf("\n%s LM head, one step kernel by kernel (no overlap), us:\n\n| part | pos 128 | pos 4000 |\n|---|---:|---:|\n",
+            printf("\n%s LM head, one step of the kernel chain kernel by kernel (no overlap), us:\n\n| part | pos 128 | pos 4000 |\n|---|---:|---:|\n",
                    head ? "int8" : "bf16");
             for (k = 0; k < 6; k++) printf("| %s | %.1f | %.1f |\n", parts[k], us[0][k], us[1][k]);
             printf("| sum | %.1f | %.1f |\n\n", tot[0], tot[1]);

@@ -1,6 +1,11 @@
 /* Whole model, GPU against CPU, through the public API (run by tests/gpu.sh).
 
-   usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance] [median tolerance]
+   usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance] [median tolerance] [step mode]
+
+   step mode (bitnet__cuda_context_set_overlap): 0-2 the kernel chain (2, late
+   launch, the library's default, is the default here); 3 the fused step (which
+   must then be in effect).  The chain (late launch) or the fused step, whichever
+   the mode does not run, is also checked against it on the prompt.
 
    For the model: a CPU context and a CUDA context get the same prompt (every
    position's logits compared) and then generate greedily for `steps` steps with
@@ -59,6 +64,7 @@ int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : NULL;
     const int steps = argc > 2 ? atoi(argv[2]) : 64, prompt_len = argc > 3 ? atoi(argv[3]) : 16;
     const double tol = argc > 4 ? atof(argv[4]) : 2e-2, tol_median = argc > 5 ? atof(argv[5]) : 0;
+    const int mode = argc > 6 ? atoi(argv[6]) : 2;
     bitnet_error err;
     bitnet_model *model;
     bitnet_context *cpu, *gpu, *gpu8;
@@ -82,7 +88,7 @@ int main(int argc, char **argv) {
     }
     hp = bitnet_model_hparams(model);
     n_vocab = hp->n_vocab;
-    n_ctx = prompt_len + steps + 8;
+    n_ctx = prompt_len + (steps > 16 ? steps : 16) + 8;   /* the sampling test takes 16 steps */
     if (n_ctx > hp->n_ctx_train) n_ctx = hp->n_ctx_train;
     cp.n_ctx = n_ctx;
     cp.backend = BITNET_BACKEND_CUDA;
@@ -105,6 +111,12 @@ int main(int argc, char **argv) {
         printf("FAIL contexts: %s\n", err.message);
         return 1;
     }
+    {
+        bitnet__cuda_glue *g = (bitnet__cuda_glue *)gpu->cuda, *g8 = (bitnet__cuda_glue *)gpu8->cuda;
+        int got = bitnet__cuda_context_set_overlap(g->dev, mode, &err), got8 = bitnet__cuda_context_set_overlap(g8->dev, mode, &err);
+        printf("step mode: %d requested, %d in effect\n", mode, got);
+        TEST("the requested step mode is in effect") { CHECKF(got == mode && got8 == mode, "asked for %d, got %d and %d", mode, got, got8); }
+    }
     prompt = (bitnet_token *)malloc((size_t)prompt_len * sizeof *prompt);
     errs = (double *)malloc((size_t)(prompt_len + steps) * sizeof *errs);
     for (i = 0; i < prompt_len; i++) prompt[i] = (bitnet_token)((i * 7919 + 13) % n_vocab);
@@ -122,6 +134,32 @@ int main(int argc, char **argv) {
         }
         CHECK(bitnet_n_past(gpu) == prompt_len);
         free(gl);
+    }
+
+    TEST("the fused step and the kernel chain agree") {
+        /* the same integer dot products; only attention's slices (summation order)
+           differ, so the two must be far closer than GPU and CPU (a rounding flip
+           of an int8 activation can still lift a single position) */
+        bitnet__cuda_glue *g = (bitnet__cuda_glue *)gpu->cuda;
+        const int other = mode == 3 ? 2 : 3;
+        float *a = (float *)malloc((size_t)prompt_len * n_vocab * sizeof(float));
+        double *d = (double *)malloc((size_t)prompt_len * sizeof(double)), med;
+        CHECK(bitnet_context_truncate(gpu, 0, &err) == BITNET_OK);
+        CHECK(bitnet_eval(gpu, prompt, prompt_len, BITNET_EVAL_ALL_LOGITS, &err) == BITNET_OK);
+        for (i = 0; i < prompt_len; i++) memcpy(a + (size_t)i * n_vocab, bitnet_logits(gpu, i), (size_t)n_vocab * sizeof(float));
+        CHECK(bitnet__cuda_context_set_overlap(g->dev, other, &err) == other);
+        CHECK(bitnet_context_truncate(gpu, 0, &err) == BITNET_OK);
+        CHECK(bitnet_eval(gpu, prompt, prompt_len, BITNET_EVAL_ALL_LOGITS, &err) == BITNET_OK);
+        for (i = 0; i < prompt_len; i++) d[i] = rel_l2(bitnet_logits(gpu, i), a + (size_t)i * n_vocab, n_vocab);
+        qsort(d, (size_t)prompt_len, sizeof *d, cmp_double);
+        med = d[prompt_len / 2];
+        printf("step modes %d vs %d: relative L2 median %.3g, worst %.3g\n", mode, other, med, d[prompt_len - 1]);
+        CHECKF(med < 1e-4 && d[prompt_len - 1] < tol, "median %.3g, worst %.3g", med, d[prompt_len - 1]);
+        CHECK(bitnet__cuda_context_set_overlap(g->dev, mode, &err) == mode);
+        CHECK(bitnet_context_truncate(gpu, 0, &err) == BITNET_OK);
+        CHECK(bitnet_eval(gpu, prompt, prompt_len, 0, &err) == BITNET_OK);
+        free(a);
+        free(d);
     }
 
     TEST("greedy generation: the same picks, close logits") {
