@@ -29,6 +29,14 @@
    (griddepcontrol.wait); see bitnet__launch.  On older GPUs the wait is a no-op
    and launches simply serialize.
 
+   THE FUSED STEP (step mode 3, not the default)
+   bitnet__fused_layers_kernel runs all layers in one cooperative launch of one
+   256-thread block per SM, the five phases of a layer separated by grid-wide
+   barriers, each block's tiles of the next layer copied into its shared memory
+   while the current one runs.  It computes exactly what the chain computes, but
+   measured slower at every context length (tests/PERF.md has the profile); it is
+   reachable through bitnet__cuda_context_set_overlap for benchmarks and tests.
+
    SAMPLING
    Greedy decoding ends in the LM head's argmax; sampled decoding runs a few more
    kernels after the step that return the best logits and the log-sum-exp
