@@ -55,7 +55,7 @@ build/%: examples/%.c bitnet.h $(wildcard examples/*.h) $(CUDA_OBJ)
 gpu: $(GPU_PROGS)
 
 build/gpu/gpu_bench_gemv: GPU_LIBS := -lcublas
-build/gpu/%: tests/%.cu tests/test.h bitnet.h bitnet_cuda.cu
+build/gpu/%: tests/%.cu tests/test.h tests/gpu_check.h bitnet.h bitnet_cuda.cu
 	@mkdir -p build/gpu
 	$(NVCC) $(NVCCFLAGS) -Xcompiler $(GPU_HOST_ARCH) -I. -Itests $< -o $@ $(GPU_LIBS)
 

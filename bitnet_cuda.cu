@@ -1235,11 +1235,10 @@ struct bitnet__fused_args {
 
 /* Diagnostic variants of the fused step (bitnet__cuda_context_set_fused_variant):
    FENCE: the barrier fences with __threadfence() around a relaxed atomic instead
-   of a release add and acquire loads; PER_THREAD_COPIES:
-   cp.async by every thread instead of bulk copies on Hopper; TWO_PER_SM: two blocks per SM where they
-   fit (the kernel compiled for it, 128 registers a thread, spilling) instead of
-   one (measured slower, tests/PERF.md). */
-enum { BITNET__FUSED_FENCE = 1, BITNET__FUSED_PER_THREAD_COPIES = 2, BITNET__FUSED_TWO_PER_SM = 4 };
+   of a release add and acquire loads; PER_THREAD_COPIES: cp.async by every
+   thread instead of bulk copies on Hopper.  (Two blocks per SM, 128 registers a
+   thread, measured half as fast and is gone: tests/PERF.md.) */
+enum { BITNET__FUSED_FENCE = 1, BITNET__FUSED_PER_THREAD_COPIES = 2 };
 
 /* Block b's tiles of a matrix of n_tiles: [t0, t1); at most ceil(n_tiles / blocks). */
 __host__ __device__ __forceinline__ void bitnet__fused_tiles(int n_tiles, int b, int blocks, int *t0, int *t1) {
@@ -1437,9 +1436,8 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
     bitnet__fused_mark(a, mark + 3);
 }
 
-/* BLOCKS_PER_SM: the occupancy it is compiled for (registers: 128 a thread for 2) */
-template <int BLOCKS_PER_SM>
-__global__ void __launch_bounds__(BITNET__FUSED_THREADS, BLOCKS_PER_SM) bitnet__fused_layers_kernel(const bitnet__fused_args a) {
+/* One block per SM: all the registers a thread may have (the kernel is large). */
+__global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers_kernel(const bitnet__fused_args a) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ int part[BITNET__FUSED_THREADS / 32][17];
     __shared__ int s_pos;
@@ -1809,9 +1807,7 @@ struct bitnet__cuda_ctx {
     int att_splits;             /* gridDim.y of the attention kernel */
     int head_blocks;            /* blocks of the LM head kernel */
     int fused_blocks;           /* the fused step (0: not possible here): blocks, */
-    int fused_per_sm;           /* per SM (the kernel's instance), */
     int fused_splits;           /* attention slices per KV head at most, */
-    int part_splits;            /* slices per KV head the attention partials have room for */
     size_t fused_smem;          /* dynamic shared memory per block */
     unsigned fused_off[8];      /* and its layout (bitnet__fused_args.smem_w, smem_dots, smem_scratch, smem_layers, smem_freq) */
     int fused_variant;          /* diagnostics: BITNET__FUSED_* */
@@ -1845,7 +1841,8 @@ struct bitnet__cuda_ctx {
 static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     const bitnet__cuda_shape *s = &c->m->shape;
     const size_t cache = (size_t)s->n_layer * s->n_head_kv * c->n_ctx * s->head_dim * sizeof(bitnet__kv);
-    const size_t parts = (size_t)s->n_head_kv * c->part_splits * (s->n_head / s->n_head_kv);
+    const size_t parts = (size_t)s->n_head_kv * (c->att_splits > c->fused_splits ? c->att_splits : c->fused_splits) *
+                         (s->n_head / s->n_head_kv);
     c->k_cache = (bitnet__kv *)cv->take(cache);
     c->v_cache = (bitnet__kv *)cv->take(cache);
     c->x = (float *)cv->take((size_t)s->n_embd * 4);
@@ -1878,11 +1875,10 @@ enum { BITNET__PDL_OFF = 0, BITNET__PDL_EARLY = 1, BITNET__PDL_LATE = 2 };
 enum { BITNET__STEP_FUSED = 3 };
 
 /* Whether the fused step (bitnet__fused_layers_kernel) can run here, and its
-   launch shape: as many blocks per SM, up to max_per_sm (1 or 2), as the shared
-   memory for their tiles allows; c->fused_blocks stays 0 when it cannot.  The slices of attention
-   (at most 256 positions each) are at most one unit per block where the context
-   allows. */
-static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c, int max_per_sm) {
+   launch shape: one block per SM, if the shared memory for its tiles fits;
+   c->fused_blocks stays 0 when it cannot.  The slices of attention (at most 256
+   positions each) are at most one unit per block where the context allows. */
+static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
     const bitnet__cuda_model *m = c->m;
     const bitnet__cuda_shape *s = &m->shape;
     const int G = s->n_head / s->n_head_kv;
@@ -1895,18 +1891,13 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c, int max_per_sm) {
         (void)cudaGetLastError();
         return cudaSuccess;
     }
-    void (*const kernels[2])(bitnet__fused_args) = {bitnet__fused_layers_kernel<1>, bitnet__fused_layers_kernel<2>};
-    size_t max_dynamic = m->max_smem;
-    for (int i = 0; i < 2; i++) {
-        if ((e = cudaFuncGetAttributes(&fa, kernels[i])) != cudaSuccess) return e;
-        if (m->max_smem - fa.sharedSizeBytes < max_dynamic) max_dynamic = m->max_smem - fa.sharedSizeBytes;
-    }
-    for (int i = 0; i < 2; i++) {
-        if ((e = cudaFuncSetAttribute(kernels[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dynamic)) != cudaSuccess) return e;
-        if ((e = cudaFuncSetAttribute(kernels[i], cudaFuncAttributePreferredSharedMemoryCarveout, 100)) != cudaSuccess) return e;
-    }
-    for (int per_sm = max_per_sm; per_sm >= 1; per_sm--) {
-        const int blocks = per_sm * m->n_sm;
+    if ((e = cudaFuncGetAttributes(&fa, bitnet__fused_layers_kernel)) != cudaSuccess) return e;
+    const size_t max_dynamic = m->max_smem > fa.sharedSizeBytes ? m->max_smem - fa.sharedSizeBytes : 0;
+    if ((e = cudaFuncSetAttribute(bitnet__fused_layers_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dynamic)) != cudaSuccess)
+        return e;
+    if ((e = cudaFuncSetAttribute(bitnet__fused_layers_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100)) != cudaSuccess) return e;
+    {
+        const int blocks = m->n_sm;
         size_t off = 0, scratch;
         int max_tiles = 0, occ = 0;
         for (int mtx = 0; mtx < 4; mtx++) {
@@ -1928,18 +1919,16 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c, int max_per_sm) {
         off += (size_t)s->n_layer * sizeof(bitnet__fused_layer);
         c->fused_off[7] = (unsigned)off;
         off += ((size_t)s->head_dim / 2 * sizeof(float2) + 15) / 16 * 16;
-        if (off > max_dynamic) continue;
-        if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernels[per_sm - 1], BITNET__FUSED_THREADS, off)) != cudaSuccess)
+        if (off > max_dynamic) return cudaSuccess;
+        if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, bitnet__fused_layers_kernel, BITNET__FUSED_THREADS, off)) != cudaSuccess)
             return e;
-        if (occ < per_sm) continue;
-        c->fused_per_sm = per_sm;
+        if (occ < 1) return cudaSuccess;
         c->fused_blocks = blocks;
         c->fused_smem = off;
         c->fused_splits = blocks / s->n_head_kv;
         if (c->fused_splits < (c->n_ctx + BITNET__ATT_THREADS - 1) / BITNET__ATT_THREADS)
             c->fused_splits = (c->n_ctx + BITNET__ATT_THREADS - 1) / BITNET__ATT_THREADS;
         if (c->fused_splits < 1) c->fused_splits = 1;
-        break;
     }
     return cudaSuccess;
 }
@@ -1995,8 +1984,7 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     attr[0].val.cooperative = 1;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
-    return c->fused_per_sm == 2 ? cudaLaunchKernelEx(&cfg, bitnet__fused_layers_kernel<2>, a)
-                                : cudaLaunchKernelEx(&cfg, bitnet__fused_layers_kernel<1>, a);
+    return cudaLaunchKernelEx(&cfg, bitnet__fused_layers_kernel, a);
 }
 
 /* The fused step's layer table, to the device (once per context). */
@@ -2286,10 +2274,7 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
        bandwidth for the bf16 head, tests/PERF.md) */
     c->head_blocks = (per_sm > 0 ? per_sm : 1) * m->n_sm;
     if (c->head_blocks > (s->n_vocab + 7) / 8) c->head_blocks = (s->n_vocab + 7) / 8;
-    /* the partials have room for the slices of either plan */
-    BITNET__CK(bitnet__fused_plan(c, 2));
-    c->part_splits = c->att_splits > c->fused_splits ? c->att_splits : c->fused_splits;
-    BITNET__CK(bitnet__fused_plan(c, 1));
+    BITNET__CK(bitnet__fused_plan(c));
     bitnet__ctx_carve(c, &carve);
     c->arena_bytes = carve.used;
     BITNET__CK(cudaMalloc(&c->arena, c->arena_bytes));
@@ -2506,10 +2491,6 @@ extern "C" int bitnet__cuda_context_set_fused_variant(void *ctx, int variant, bi
     int rc;
     bitnet__device_guard guard(c->m->device);
     if ((rc = bitnet__cuda_check(cudaStreamSynchronize(c->stream), err, "cudaStreamSynchronize", __LINE__))) return rc;
-    if (c->fused_blocks) {
-        if ((rc = bitnet__cuda_check(bitnet__fused_plan(c, variant & BITNET__FUSED_TWO_PER_SM ? 2 : 1), err, "planning", __LINE__))) return rc;
-        if (c->fused_splits > c->part_splits) return bitnet__cuda_fail(err, BITNET_E_ARG, "fused variant %d needs more attention slices", variant);
-    }
     c->fused_variant = variant;
     return c->pdl == BITNET__STEP_FUSED ? bitnet__capture_step(c, BITNET__STEP_FUSED, err) : BITNET_OK;
 }

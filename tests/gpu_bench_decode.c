@@ -119,13 +119,12 @@ int main(int argc, char **argv) {
         if (head == 0) {
             /* the step modes (bitnet_cuda.cu): the kernel chain with its kernels
                overlapping in three ways (bitnet__launch), the fused step; at 128 */
-            static const char *modes[11] = {"kernel chain, no overlap", "kernel chain, early launch", "kernel chain, late launch (default)",
-                                            "fused step", "fused, fenced barrier", "fused, per-thread copies",
-                                            "fused, fenced barrier, per-thread copies", "fused, 2 blocks/SM", "fused, 2 blocks/SM, fenced barrier",
-                                            "fused, 2 blocks/SM, per-thread copies", "fused, 2 blocks/SM, fenced barrier, per-thread copies"};
+            static const char *modes[7] = {"kernel chain, no overlap", "kernel chain, early launch", "kernel chain, late launch (default)",
+                                           "fused step", "fused, fenced barrier", "fused, per-thread copies",
+                                           "fused, fenced barrier, per-thread copies"};
             int mode;
             printf("\n| step mode | graph tokens/s at 128 |\n|---|---:|\n");
-            for (mode = 0; mode < 11; mode++) {
+            for (mode = 0; mode < 7; mode++) {
                 const int step_mode = mode < 3 ? mode : 3;
                 double graph[16];
                 bitnet_token next;

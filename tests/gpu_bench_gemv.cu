@@ -31,11 +31,7 @@
 #include <cublas_v2.h>
 #include <vector>
 
-#define CK(...)                                                                                                 \
-    do {                                                                                                        \
-        cudaError_t e_ = (__VA_ARGS__);                                                                         \
-        if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #__VA_ARGS__, cudaGetErrorString(e_)); exit(1); } \
-    } while (0)
+#include "gpu_check.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void) {

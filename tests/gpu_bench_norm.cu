@@ -10,11 +10,7 @@
 #include <algorithm>
 #include <vector>
 
-#define CK(...)                                                                                                 \
-    do {                                                                                                        \
-        cudaError_t e_ = (__VA_ARGS__);                                                                         \
-        if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #__VA_ARGS__, cudaGetErrorString(e_)); exit(1); } \
-    } while (0)
+#include "gpu_check.h"
 
 /* phases: 0 load x, 1 sum of squares + reduce, 2 inv_rms, 3 norm weights + max + reduce, 4 quantize + sum reduce,
    and the whole function */
