@@ -426,15 +426,18 @@ BITNET__CUDA_FN int bitnet__cuda_candidates(void *ctx, const bitnet_token *pen, 
    of kernel: QKV, attention, O, gate/up, down, LM head. */
 BITNET__CUDA_FN int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err);
 /* The same for the fused step (bitnet_cuda.cu): its five phases, each split into
-   four parts, added up over the layers as block 0 sees them, then the LM head
+   five parts, added up over the layers as block 0 sees them, then the LM head
    (see bitnet_cuda.cu); and its diagnostic variants. */
-BITNET__CUDA_FN int bitnet__cuda_profile_fused(void *ctx, int pos, double us[21], bitnet_error *err);
+BITNET__CUDA_FN int bitnet__cuda_profile_fused(void *ctx, int pos, double us[26], bitnet_error *err);
 BITNET__CUDA_FN int bitnet__cuda_context_set_fused_variant(void *ctx, int variant, bitnet_error *err);
 /* Benchmark diagnostics: recaptures the step in another mode: the kernel chain
    with its kernels overlapping in one of three ways (0 none, 1 early launch, 2
-   late launch; see bitnet_cuda.cu, bitnet__launch) or 3, the fused step (the
-   default where it runs); returns the mode in effect or an error. */
+   late launch, the default; see bitnet_cuda.cu, bitnet__launch) or 3, the fused
+   step; returns the mode in effect or an error. */
 BITNET__CUDA_FN int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err);
+/* Benchmark diagnostics: attention slices of at least min_positions positions
+   (1 .. 256; the default is 64); recaptures the step. */
+BITNET__CUDA_FN int bitnet__cuda_context_set_att_chunk(void *ctx, int min_positions, bitnet_error *err);
 #endif
 #endif
 

@@ -207,6 +207,8 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
 
 #define BITNET__NQ_REGS 3   /* float4 of the input per thread per round, in registers */
 
+#define BITNET__NQ_W 4       /* float4 of an unstaged norm weight per thread in flight, staged input */
+
 /* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
    NULL.  Latency is everything here (the whole next kernel waits for it): a
    block-wide reduction costs about 1000 cycles on an H100 (tests/PERF.md), so
@@ -214,41 +216,83 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
    exact max |y| of y = w (x inv_rms), which the CPU's scale needs, can only sit at
    an element with |w x| >= M (1 - 2^-20) (the two roundings in y move a value by
    less than that), and those few elements settle it with a shared-memory atomic.
-   The vector goes in rounds of BITNET__NQ_REGS float4 per thread whose loads are
-   all issued at once; a one-round vector stays in registers, a longer one is read
-   again.  x is read through L2 (other blocks of the kernel may just have written
-   it). */
-__device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *copy_to) {
+   x is read through L2 (other blocks of the kernel may just have written it).
+   The three passes over the vector each wait for their loads, so the vector must
+   come from far away only once:
+   - stage (shared memory for n floats, float vectors only): x is copied there with
+     cp.async, all at once, and the passes read it there; stage_w (n floats more,
+     or NULL) takes the norm weight the same way, else the first pass loads it in
+     batches of BITNET__NQ_W float4 per thread (the callers have it pulled into L2
+     beforehand, bitnet__prefetch_l2);
+   - otherwise rounds of BITNET__NQ_REGS float4 per thread whose loads are all
+     issued at once: a one-round vector stays in registers, a longer one is read
+     again in every pass (one L2 round trip per round and pass). */
+template <int NQ_W = BITNET__NQ_W>
+__device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *copy_to,
+                                                            float *stage = NULL, float *stage_w = NULL) {
     __shared__ double red_d[32];
     __shared__ float red_f[32];
     __shared__ unsigned amax_bits;
     const uint16_t *row = in.x ? NULL : in.table + (size_t)in.tokens[*in.pos] * (size_t)n;
-    const int T = blockDim.x, round = BITNET__NQ_REGS * 4 * T, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const bool one_round = n <= round;
+    const int T = blockDim.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const bool staged = stage && in.x;   /* (copy_to is for embedding rows only) */
+    const int round = staged ? n : BITNET__NQ_REGS * 4 * T;
+    const bool one_round = !staged && n <= round;
+    const float *xs = staged ? stage : NULL, *ws = staged && stage_w ? stage_w : in.norm;
     float4 v[BITNET__NQ_REGS], wr[BITNET__NQ_REGS];   /* a one-round vector and its norm weight stay in registers */
     double ss = 0.0;
     float m = 0.0f;
     if (threadIdx.x == 0) amax_bits = 0;
-    for (int base = 0; base < n; base += round) {
-        float4 *w = wr;
+    if (staged) {
+        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
+            bitnet__copy16_async(stage + i, in.x + i);
+            if (stage_w) bitnet__copy16_async(stage_w + i, in.norm + i);
+        }
+        bitnet__copy_async_commit();
+        bitnet__copy_async_wait<0>();
+        __syncthreads();
+        /* an unstaged weight: NQ_W float4 loads in flight per thread (the later
+           passes find it in L1) */
+        for (int base = threadIdx.x * 4; base < n; base += T * 4 * NQ_W) {
+            float4 wv[NQ_W];
 #pragma unroll
-        for (int j = 0; j < BITNET__NQ_REGS; j++) {
-            const int i = base + (threadIdx.x + j * T) * 4;
-            if (i < n) {
-                v[j] = bitnet__load_in4(in, row, i);
-                w[j] = *(const float4 *)(in.norm + i);
+            for (int j = 0; j < NQ_W; j++)
+                if (base + j * T * 4 < n) wv[j] = *(const float4 *)(ws + base + j * T * 4);
+#pragma unroll
+            for (int j = 0; j < NQ_W; j++) {
+                const int i = base + j * T * 4;
+                if (i < n) {
+                    const float4 x = *(const float4 *)(xs + i), w = wv[j];
+                    ss += (double)x.x * x.x;
+                    ss += (double)x.y * x.y;
+                    ss += (double)x.z * x.z;
+                    ss += (double)x.w * x.w;
+                    m = fmaxf(fmaxf(m, fabsf(w.x * x.x)), fmaxf(fabsf(w.y * x.y), fmaxf(fabsf(w.z * x.z), fabsf(w.w * x.w))));
+                }
             }
         }
+    } else {
+        for (int base = 0; base < n; base += round) {
+            float4 *w = wr;
 #pragma unroll
-        for (int j = 0; j < BITNET__NQ_REGS; j++) {
-            const int i = base + (threadIdx.x + j * T) * 4;
-            if (i < n) {
-                ss += (double)v[j].x * v[j].x;
-                ss += (double)v[j].y * v[j].y;
-                ss += (double)v[j].z * v[j].z;
-                ss += (double)v[j].w * v[j].w;
-                m = fmaxf(fmaxf(m, fabsf(w[j].x * v[j].x)), fmaxf(fabsf(w[j].y * v[j].y), fmaxf(fabsf(w[j].z * v[j].z), fabsf(w[j].w * v[j].w))));
-                if (copy_to) *(float4 *)(copy_to + i) = v[j];
+            for (int j = 0; j < BITNET__NQ_REGS; j++) {
+                const int i = base + (threadIdx.x + j * T) * 4;
+                if (i < n) {
+                    v[j] = bitnet__load_in4(in, row, i);
+                    w[j] = *(const float4 *)(in.norm + i);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < BITNET__NQ_REGS; j++) {
+                const int i = base + (threadIdx.x + j * T) * 4;
+                if (i < n) {
+                    ss += (double)v[j].x * v[j].x;
+                    ss += (double)v[j].y * v[j].y;
+                    ss += (double)v[j].z * v[j].z;
+                    ss += (double)v[j].w * v[j].w;
+                    m = fmaxf(fmaxf(m, fabsf(w[j].x * v[j].x)), fmaxf(fabsf(w[j].y * v[j].y), fmaxf(fabsf(w[j].z * v[j].z), fabsf(w[j].w * v[j].w))));
+                    if (copy_to) *(float4 *)(copy_to + i) = v[j];
+                }
             }
         }
     }
@@ -263,6 +307,27 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     m = red_f[0];
     for (int w = 1; w < (T >> 5); w++) { ss += red_d[w]; m = fmaxf(m, red_f[w]); }
     const float inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps), cut = m * (1.0f - 1.0f / 1048576.0f);
+    if (staged) {
+        /* y, and the exact max |y| from the candidates; then q */
+        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
+            const float4 x = *(const float4 *)(xs + i), w = *(const float4 *)(ws + i);
+            const float4 y = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
+            if (fabsf(w.x * x.x) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(y.x)));
+            if (fabsf(w.y * x.y) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(y.y)));
+            if (fabsf(w.z * x.z) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(y.z)));
+            if (fabsf(w.w * x.w) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(y.w)));
+        }
+        __syncthreads();
+        const float s = 127.0f / fmaxf(__uint_as_float(amax_bits), 1e-5f);
+        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
+            const float4 x = *(const float4 *)(xs + i), w = *(const float4 *)(ws + i);
+            const float4 y = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
+            *(char4 *)(q + i) = make_char4((signed char)bitnet__quant1(y.x, s), (signed char)bitnet__quant1(y.y, s),
+                                           (signed char)bitnet__quant1(y.z, s), (signed char)bitnet__quant1(y.w, s));
+        }
+        *scale_out = s;
+        return;
+    }
     /* y, and the exact max |y| from the candidates */
     for (int base = 0; base < n; base += round) {
 #pragma unroll
@@ -306,21 +371,33 @@ struct bitnet__tail {
     int8_t *q;                 /* NULL: no tail */
     float *scale;
     unsigned *counter;         /* zero between kernels */
+    int staged;                /* the kernel's dynamic shared memory holds n floats: stage x there */
 };
+
+/* Whether this block is the last of n to arrive at *counter (all threads call
+   it, after their writes that the last block will read).  One thread's
+   acquire-release add after the block's barrier publishes the block's writes and,
+   in the last block, makes everyone's visible; the last block reads them through
+   L2 (ld.cg, cp.async.cg).  A __threadfence() in every thread (a sequentially
+   consistent fence per warp) did the same at a higher price. */
+__device__ __forceinline__ bool bitnet__arrive_last(unsigned *counter, unsigned n) {
+    __shared__ int last;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned prev;
+        asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], 1;" : "=r"(prev) : "l"(counter) : "memory");
+        last = prev == n - 1;
+    }
+    __syncthreads();
+    return last;
+}
 
 /* Every block calls this (with all its threads) once its outputs are written;
    the n_blocks-th to arrive does the work. */
-__device__ void bitnet__run_tail(const bitnet__tail &t, unsigned n_blocks) {
-    __shared__ int last;
-    if (!t.q) return;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(t.counter, 1u) == n_blocks - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
+__device__ void bitnet__run_tail(const bitnet__tail &t, unsigned n_blocks, float *stage) {
+    if (!t.q || !bitnet__arrive_last(t.counter, n_blocks)) return;
     float s;
-    bitnet__norm_quantize_block(t.in, t.n, t.q, &s, NULL);
+    bitnet__norm_quantize_block(t.in, t.n, t.q, &s, NULL, t.staged ? stage : NULL);
     if (threadIdx.x == 0) {
         *t.scale = s;
         *t.counter = 0;
@@ -368,14 +445,25 @@ struct bitnet__gemv_args {
     bitnet__tail tail;         /* ADD / GATEUP: quantize the finished output for the next GEMV */
 };
 
-/* dot of 16 two-bit codes (one interleaved word) with 16 int8 activations */
-__device__ __forceinline__ int bitnet__dot16(uint32_t w, int4 x, int acc) {
-    acc = __dp4a((int)(w & 0x03030303u), x.x, acc);
-    acc = __dp4a((int)((w >> 2) & 0x03030303u), x.y, acc);
-    acc = __dp4a((int)((w >> 4) & 0x03030303u), x.z, acc);
-    acc = __dp4a((int)((w >> 6) & 0x03030303u), x.w, acc);
-    return acc;
+/* dp4a of four unsigned bytes with four signed ones */
+__device__ __forceinline__ int bitnet__dp4a_us(unsigned a, int b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
 }
+
+/* One interleaved word holds 16 two-bit codes of a row: byte j, bits 2p..2p+1 is
+   the code of activation 4p + j of the 16.  Plane p is used where it sits (masked,
+   not shifted: one instruction fewer per dp4a), so plane p's sum comes out 4^p
+   times too large, exactly; acc[p] keeps plane p's sum and bitnet__planes_sum
+   divides the powers out. */
+__device__ __forceinline__ void bitnet__dot16_planes(uint32_t w, int4 x, int *acc) {
+    acc[0] = bitnet__dp4a_us(w & 0x03030303u, x.x, acc[0]);
+    acc[1] = bitnet__dp4a_us(w & 0x0c0c0c0cu, x.y, acc[1]);
+    acc[2] = bitnet__dp4a_us(w & 0x30303030u, x.z, acc[2]);
+    acc[3] = bitnet__dp4a_us(w & 0xc0c0c0c0u, x.w, acc[3]);
+}
+__device__ __forceinline__ int bitnet__planes_sum(const int *acc) { return acc[0] + (acc[1] >> 2) + (acc[2] >> 4) + (acc[3] >> 6); }
 
 /* The exact dot products of n_tiles consecutive 16-row tiles (in shared memory,
    4k bytes each) with the k int8 activations xq: dots[16 t + r].  All threads of
@@ -392,20 +480,22 @@ __device__ void bitnet__tiles_dot(const uint8_t *tiles, int n_tiles, int k, cons
     for (int first = 0; first < n_tiles; first += n_warps) {
         const int nt = min(n_tiles - first, n_warps), wpt = n_warps / nt;   /* tiles this round, warps per tile */
         const int t = warp / wpt, sub = warp % wpt;
-        int acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0, acc_x = 0;
+        int acc[4][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}, acc_x = 0;   /* [row][plane] */
         if (t < nt) {
             const uint4 *tw = (const uint4 *)(tiles + (size_t)(first + t) * k * 4);
 #pragma unroll 4
             for (int c = sub * 8 + (lane >> 2); c < n_chunks; c += wpt * 8) {
                 uint4 w = tw[c * 4 + g];
                 int4 x = tx[c];
-                acc0 = bitnet__dot16(w.x, x, acc0);
-                acc1 = bitnet__dot16(w.y, x, acc1);
-                acc2 = bitnet__dot16(w.z, x, acc2);
-                acc3 = bitnet__dot16(w.w, x, acc3);
+                bitnet__dot16_planes(w.x, x, acc[0]);
+                bitnet__dot16_planes(w.y, x, acc[1]);
+                bitnet__dot16_planes(w.z, x, acc[2]);
+                bitnet__dot16_planes(w.w, x, acc[3]);
                 acc_x = __dp4a(x.x, 0x01010101, __dp4a(x.y, 0x01010101, __dp4a(x.z, 0x01010101, __dp4a(x.w, 0x01010101, acc_x))));
             }
         }
+        int acc0 = bitnet__planes_sum(acc[0]), acc1 = bitnet__planes_sum(acc[1]), acc2 = bitnet__planes_sum(acc[2]),
+            acc3 = bitnet__planes_sum(acc[3]);
         /* lanes with the same g (lane % 4) hold the same rows */
         for (int o = 4; o < 32; o <<= 1) {
             acc0 += __shfl_xor_sync(0xffffffffu, acc0, o);
@@ -461,7 +551,8 @@ __device__ __forceinline__ void bitnet__gemv_epilogue(const bitnet__gemv_args &a
             const int head = tile / tiles_per_head, i = (tile % tiles_per_head) * 8 + r;
             const int pos = *a.pos;
             const int part_id = head < a.n_head ? 0 : head < a.n_head + a.n_head_kv ? 1 : 2;
-            const float f = a.w_scale[part_id] / x_scale;
+            /* (no dynamic index into a.w_scale: that would put the arguments in local memory) */
+            const float f = (part_id == 0 ? a.w_scale[0] : part_id == 1 ? a.w_scale[1] : a.w_scale[2]) / x_scale;
             float x0 = (float)dots[r] * f, x1 = (float)dots[r + 8] * f;
             if (part_id < 2) {
                 /* as the CPU: angle = pos * inv_freq, products rounded separately */
@@ -515,6 +606,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
     }
     for (int i = tid; i < a.k / 4; i += blockDim.x) bitnet__copy16_async(tile + (size_t)i * 16, gtile + (size_t)i * 16);
     bitnet__copy_async_commit();
+    if (a.tail.q && blockIdx.x == 0) bitnet__prefetch_l2(a.tail.in.norm, (size_t)a.tail.n * 4);   /* for whichever block runs the tail */
     bitnet__pdl_wait();
     if (a.late_launch) bitnet__pdl_launch_next();
 
@@ -546,7 +638,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
 
     /* 4. the epilogue */
     if (tid < 16) bitnet__gemv_epilogue<OUT>(a, blockIdx.x, tid, dots, x_scale);
-    bitnet__run_tail(a.tail, gridDim.x);
+    bitnet__run_tail(a.tail, gridDim.x, (float *)smem);
 }
 
 /* ===========================================================================
@@ -565,6 +657,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
 #define BITNET__ATT_THREADS 256
 #define BITNET__ATT_MAX_GROUP 8   /* query heads per KV head */
 #define BITNET__ATT_MAX_DIM 256
+#define BITNET__ATT_MIN_CHUNK 64  /* positions per slice at least, by default */
 
 struct bitnet__attn_args {
     const float *q;                  /* n_head x head_dim, after RoPE */
@@ -576,13 +669,15 @@ struct bitnet__attn_args {
     const int *pos;
     int n_ctx, head_dim, n_head, n_head_kv;
     float scale;                     /* 1 / sqrt(head_dim) */
+    int min_chunk;                   /* positions per slice at least (<= BITNET__ATT_THREADS) */
     int late_launch;
     bitnet__tail tail;               /* the output, quantized for the O projection */
 };
 
-/* The slicing of n positions over at most max_splits blocks. */
-__device__ __forceinline__ void bitnet__att_slices(int n, int max_splits, int *chunk, int *splits) {
-    int s0 = (n + 63) / 64;
+/* The slicing of n positions over at most max_splits blocks, slices of at least
+   min_chunk positions. */
+__device__ __forceinline__ void bitnet__att_slices(int n, int max_splits, int min_chunk, int *chunk, int *splits) {
+    int s0 = (n + min_chunk - 1) / min_chunk;
     if (s0 > max_splits) s0 = max_splits;
     *chunk = (n + s0 - 1) / s0;
     *splits = (n + *chunk - 1) / *chunk;
@@ -593,7 +688,7 @@ __device__ __forceinline__ void bitnet__att_slices(int n, int max_splits, int *c
 __device__ __forceinline__ bool bitnet__att_slice(const bitnet__attn_args &a, int split, int max_splits, int *p0, int *np, int *splits) {
     const int n = *a.pos + 1;
     int chunk;
-    bitnet__att_slices(n, max_splits, &chunk, splits);
+    bitnet__att_slices(n, max_splits, a.min_chunk, &chunk, splits);
     if (split >= *splits) return false;
     *p0 = split * chunk;
     *np = min(n, *p0 + chunk) - *p0;
@@ -620,7 +715,6 @@ template <int MG, int MD>
 __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, int h, int split, int splits, int max_splits, int p0, int np,
                                   float *s_q, float *s_w, float *s_red) {
     __shared__ float s_m[MG], s_l[MG];
-    __shared__ int s_last;
     const int tid = threadIdx.x, hd = a.head_dim;
     const int G = a.n_head / a.n_head_kv;
     const size_t head_off = (size_t)h * a.n_ctx * hd;
@@ -736,17 +830,12 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         if (splits > 1 && tid < G) a.part_ml[((size_t)h * max_splits + split) * G + tid] = make_float2(s_m[tid], s_l[tid]);
     }
     if (splits == 1) {
-        bitnet__run_tail(a.tail, (unsigned)a.n_head_kv);
+        bitnet__run_tail(a.tail, (unsigned)a.n_head_kv, s_red);
         return;
     }
 
     /* the last block of this head to finish combines the slices */
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) s_last = atomicAdd(&a.counters[h], 1u) == (unsigned)splits - 1;
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
+    if (!bitnet__arrive_last(&a.counters[h], (unsigned)splits)) return;
     for (int i = tid; i < G * hd; i += blockDim.x) {
         const int g = i / hd;
         const float2 *ml = a.part_ml + (size_t)h * max_splits * G + g;
@@ -774,7 +863,7 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         a.out[(size_t)h * G * hd + i] = o / l;
     }
     if (tid == 0) a.counters[h] = 0;
-    bitnet__run_tail(a.tail, (unsigned)a.n_head_kv);
+    bitnet__run_tail(a.tail, (unsigned)a.n_head_kv, s_red);
 }
 
 /* bitnet__att_block_t unrolled for the shape at hand: the instance for groups of
@@ -789,12 +878,13 @@ __device__ __forceinline__ void bitnet__att_block(const bitnet__attn_args &a, in
 __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(const bitnet__attn_args a) {
     __shared__ __align__(16) float s_q[BITNET__ATT_MAX_GROUP * BITNET__ATT_MAX_DIM];
     __shared__ float s_w[BITNET__ATT_MAX_GROUP * BITNET__ATT_THREADS];  /* scores, then weights */
-    __shared__ float s_red[BITNET__ATT_MAX_GROUP * 512];                /* [PG][G][head_dim] */
+    __shared__ __align__(16) float s_red[BITNET__ATT_MAX_GROUP * 512];             /* [PG][G][head_dim] */
     int p0 = 0, np = 0, splits = 0;
     if (!a.late_launch) bitnet__pdl_launch_next();
     /* the position is written before the graph starts, so it can be read now */
     const bool mine = bitnet__att_slice(a, blockIdx.y, gridDim.y, &p0, &np, &splits);
     if (mine) bitnet__att_prefetch(a, blockIdx.x, p0, np);
+    if (a.tail.q && blockIdx.x == 0 && blockIdx.y == 0) bitnet__prefetch_l2(a.tail.in.norm, (size_t)a.tail.n * 4);
     bitnet__pdl_wait();
     if (a.late_launch) bitnet__pdl_launch_next();
     if (mine) bitnet__att_block(a, blockIdx.x, blockIdx.y, splits, gridDim.y, p0, np, s_q, s_w, s_red);
@@ -1201,6 +1291,7 @@ struct bitnet__cuda_layer_dev {
    Needs: cooperative launch, and shared memory for one block's tiles of the four
    matrices (bitnet__fused_plan); otherwise the context runs the kernel chain. */
 #define BITNET__FUSED_THREADS 256
+#define BITNET__FUSED_MARKS 5     /* timestamps per phase when profiled: start, normalized, weights here, dots, epilogue */
 
 /* What changes from layer to layer (the rest is in the kernel's parameters); the
    whole table sits in shared memory during the step. */
@@ -1222,10 +1313,12 @@ struct bitnet__fused_args {
     bitnet__kv *k_cache, *v_cache;         /* [n_layer][n_head_kv][n_ctx][head_dim] */
     int n_ctx;
     int att_splits;                        /* slices per KV head at most (the partials' stride) */
+    int att_chunk;                         /* positions per slice at least */
     float *part_o;
     float2 *part_ml;
     unsigned *att_counters;                /* n_head_kv, zero between launches */
     int variant;                           /* diagnostics: BITNET__FUSED_* bits */
+    int down_stage;                        /* down's input and its norm weight staged in gate/up's region */
     unsigned *barrier;                     /* [0] arrivals, [1] departures; zero between launches */
     unsigned long long *prof;              /* NULL, or 4 timestamps per phase and one at the end (block 0, ns) */
     unsigned smem_w[4];                    /* the four tile regions: QKV, O, gate/up, down */
@@ -1365,6 +1458,14 @@ __device__ __forceinline__ void bitnet__fused_fetch_wait(const bitnet__fused_arg
     bitnet__copy_async_wait<3>();
 }
 
+/* The four norm weights of layer l into L2 (one of the last four blocks each):
+   every block reads them at the start of a phase. */
+__device__ __forceinline__ void bitnet__fused_norms_to_l2(const bitnet__fused_args &a, int l, const uint8_t *smem) {
+    const int m = (int)gridDim.x - 1 - (int)blockIdx.x;
+    if (l < a.n_layer && m >= 0 && m < 4)
+        bitnet__prefetch_l2(((const bitnet__fused_layer *)(smem + a.smem_layers))[l].norm[m], (size_t)(m == 3 ? a.n_ff : a.n_embd) * 4);
+}
+
 __device__ __forceinline__ void bitnet__fused_mark(const bitnet__fused_args &a, int i) {
     if (a.prof && blockIdx.x == 0 && threadIdx.x == 0) {
         unsigned long long t;
@@ -1405,23 +1506,31 @@ __device__ __forceinline__ bitnet__gemv_args bitnet__fused_gemv_args(const bitne
 __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars,
                                                    int (*part)[17], const int *pos, const float *freq) {
     const bitnet__fused_layer &L = ((const bitnet__fused_layer *)(smem + a.smem_layers))[l];
-    const int mark = 4 * (5 * l + m + (m > 0));
+    const int mark = BITNET__FUSED_MARKS * (5 * l + m + (m > 0));
     int n_tiles, k, t0, t1;
     float x_scale;
     int8_t *xq = (int8_t *)(smem + a.smem_scratch);
     int *dots = (int *)(smem + a.smem_dots);
     bitnet__fused_matrix(m, a.n_embd, a.n_ff, a.n_head_kv, a.head_dim, &n_tiles, &k);
     bitnet__fused_tiles(n_tiles, blockIdx.x, gridDim.x, &t0, &t1);
+    /* down's long input is staged in gate/up's tile region, whose next copy waits
+       until then (see bitnet__fused_plan) */
+    const bool stage = m == 3 && a.down_stage && bitnet__fused_bulk(a);
     {
         const bool embed = l == 0 && m == 0;
         bitnet__quant_in in = {embed ? NULL : m == 1 ? a.att : m == 3 ? a.ffn : a.x, a.tok_embd, a.embd_f16, a.tokens, pos, L.norm[m], a.eps};
-        bitnet__norm_quantize_block(in, k, xq, &x_scale, embed && blockIdx.x == 0 ? a.x : NULL);
+        float *st = stage ? (float *)(smem + a.smem_w[2]) : NULL;
+        /* (one float4 in flight in the unused unstaged-weight path: the kernel has
+           no registers to spare) */
+        bitnet__norm_quantize_block<1>(in, k, xq, &x_scale, embed && blockIdx.x == 0 ? a.x : NULL, st, st ? st + k : NULL);
     }
     bitnet__fused_mark(a, mark + 1);
     bitnet__fused_fetch_wait(a, l, m, bars);
     __syncthreads();
+    if (stage) bitnet__fused_fetch(a, l + 1, 2, smem, bars);
     bitnet__fused_mark(a, mark + 2);
     bitnet__tiles_dot(smem + a.smem_w[m], t1 - t0, k, xq, dots, part);
+    bitnet__fused_mark(a, mark + 3);
     {
         const bitnet__gemv_args g = bitnet__fused_gemv_args(a, L, l, m, pos, freq);
         for (int j = threadIdx.x; j < (t1 - t0) * 16; j += blockDim.x) {
@@ -1432,8 +1541,9 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
             else bitnet__gemv_epilogue<BITNET__OUT_ADD>(g, tile, r, d, x_scale);
         }
     }
-    bitnet__fused_fetch(a, l + 1, m, smem, bars);   /* the region's reads ended at tiles_dot's last __syncthreads */
-    bitnet__fused_mark(a, mark + 3);
+    if (!(m == 2 && a.down_stage && bitnet__fused_bulk(a)))
+        bitnet__fused_fetch(a, l + 1, m, smem, bars);   /* the region's reads ended at tiles_dot's last __syncthreads */
+    bitnet__fused_mark(a, mark + 4);
 }
 
 /* One block per SM: all the registers a thread may have (the kernel is large). */
@@ -1456,6 +1566,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
     __syncthreads();
     bitnet__fused_bars_init(bars);
     for (int m = 0; m < 4; m++) bitnet__fused_fetch(a, 0, m, smem, bars);
+    bitnet__fused_norms_to_l2(a, 0, smem);
     if (threadIdx.x == 0) s_pos = *a.pos;
     __syncthreads();
     for (int i = threadIdx.x; i < a.head_dim / 2; i += blockDim.x) {
@@ -1480,20 +1591,23 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         at.n_head = a.n_head;
         at.n_head_kv = a.n_head_kv;
         at.scale = a.att_scale;
+        at.min_chunk = a.att_chunk;
         /* the phases: 0 QKV, RoPE, K/V append (layer 0 reads the token's embedding
            row; block 0 also stores it as the residual stream); 1 attention; 2 O and
            the residual; 3 gate/up and act(gate) * up; 4 down and the residual.  A
            loop, not unrolled, so that the four GEMV phases run the same code. */
 #pragma unroll 1
         for (int p = 0; p < 5; p++) {
-            bitnet__fused_mark(a, 4 * (5 * l + p));
+            bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + p));
             if (p == 0) {
-                /* this block's attention slices of the cache go to L2, a phase early */
+                /* this block's attention slices of the cache go to L2, a phase early;
+                   the last four blocks pull the next layer's norm weights there */
                 for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
                     int p0, np, splits;
                     if (bitnet__att_slice(at, u / a.n_head_kv, a.att_splits, &p0, &np, &splits))
                         bitnet__att_prefetch(at, u % a.n_head_kv, p0, np);
                 }
+                bitnet__fused_norms_to_l2(a, l + 1, smem);
             }
             if (p == 4 && l == a.n_layer - 1) bitnet__pdl_launch_next();   /* the LM head may get ready */
             if (p == 1) {
@@ -1504,14 +1618,14 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
                         bitnet__att_block(at, u % a.n_head_kv, u / a.n_head_kv, splits, a.att_splits, p0, np, scratch,
                                           scratch + G * a.head_dim, scratch + G * (a.head_dim + BITNET__ATT_THREADS));
                 }
-                bitnet__fused_mark(a, 4 * (5 * l + 1) + 3);
+                bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + 1) + 4);
             } else {
                 bitnet__fused_gemv(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq);
             }
             if (p < 4 || l + 1 < a.n_layer) bitnet__grid_sync(a.barrier, &target, fence);
         }
     }
-    bitnet__fused_mark(a, 4 * 5 * a.n_layer);
+    bitnet__fused_mark(a, BITNET__FUSED_MARKS * 5 * a.n_layer);
     /* the last block out resets the barrier for the next launch (every block has
        left its last wait once it counts itself out) */
     bitnet__copy_async_wait<0>();
@@ -1588,8 +1702,10 @@ static int bitnet__gemv_threads(int k) { return k > 4096 ? 256 : 128; }
 
 template <int IN, int OUT>
 static cudaError_t bitnet__launch_gemv(const bitnet__gemv_args &a, cudaStream_t stream, int pdl) {
-    return bitnet__launch(bitnet__gemv_kernel<IN, OUT>, dim3((unsigned)(a.n / 16)), dim3((unsigned)bitnet__gemv_threads(a.k)),
-                          bitnet__gemv_smem(a.k, IN), stream, pdl, a);
+    size_t smem = bitnet__gemv_smem(a.k, IN);
+    if (a.tail.q && a.tail.staged && smem < (size_t)a.tail.n * 4) smem = (size_t)a.tail.n * 4;   /* within what kernels_prepare allows */
+    return bitnet__launch(bitnet__gemv_kernel<IN, OUT>, dim3((unsigned)(a.n / 16)), dim3((unsigned)bitnet__gemv_threads(a.k)), smem, stream,
+                          pdl, a);
 }
 
 /* Raises the dynamic shared memory limit of the kernels that need more than the
@@ -1805,12 +1921,14 @@ struct bitnet__cuda_ctx {
     bitnet__cuda_model *m;
     int n_ctx, lm_head_int8, pdl;
     int att_splits;             /* gridDim.y of the attention kernel */
+    int att_chunk;              /* positions per attention slice at least */
     int head_blocks;            /* blocks of the LM head kernel */
     int fused_blocks;           /* the fused step (0: not possible here): blocks, */
     int fused_splits;           /* attention slices per KV head at most, */
     size_t fused_smem;          /* dynamic shared memory per block */
     unsigned fused_off[8];      /* and its layout (bitnet__fused_args.smem_w, smem_dots, smem_scratch, smem_layers, smem_freq) */
     int fused_variant;          /* diagnostics: BITNET__FUSED_* */
+    int fused_stage;            /* bitnet__fused_args.down_stage */
     void *arena;
     size_t arena_bytes;
     bitnet__kv *k_cache, *v_cache;  /* [n_layer][n_head_kv][n_ctx][head_dim] */
@@ -1857,7 +1975,7 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->xq_scale = (float *)cv->take(sizeof(float));
     c->d_fused = (bitnet__fused_layer *)cv->take((size_t)s->n_layer * sizeof(bitnet__fused_layer));
     c->d_barrier = (unsigned *)cv->take(2 * sizeof(unsigned));
-    c->d_prof = (unsigned long long *)cv->take(((size_t)20 * s->n_layer + 1) * sizeof(unsigned long long));
+    c->d_prof = (unsigned long long *)cv->take(((size_t)5 * BITNET__FUSED_MARKS * s->n_layer + 1) * sizeof(unsigned long long));
     c->counters = (unsigned *)cv->take(((size_t)s->n_head_kv + 2) * sizeof(unsigned));
     c->d_pos = (int *)cv->take(sizeof(int));
     c->d_next = (int *)cv->take(sizeof(int));
@@ -1907,6 +2025,12 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
             c->fused_off[mtx] = (unsigned)off;
             off += (size_t)tiles * k * 4;
             if (tiles > max_tiles) max_tiles = tiles;
+        }
+        {
+            int n_tiles, k;
+            bitnet__fused_matrix(2, s->n_embd, s->n_ff, s->n_head_kv, s->head_dim, &n_tiles, &k);
+            const size_t region = (size_t)((n_tiles + blocks - 1) / blocks) * k * 4;
+            c->fused_stage = region >= (size_t)s->n_ff * 8;
         }
         c->fused_off[4] = (unsigned)off;
         off += (size_t)max_tiles * 16 * sizeof(int);
@@ -1965,10 +2089,12 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     a.v_cache = c->v_cache;
     a.n_ctx = c->n_ctx;
     a.att_splits = c->fused_splits;
+    a.att_chunk = c->att_chunk;
     a.part_o = c->part_o;
     a.part_ml = c->part_ml;
     a.att_counters = c->counters;
     a.variant = c->fused_variant;
+    a.down_stage = c->fused_stage;
     a.barrier = c->d_barrier;
     a.prof = prof;
     for (int i = 0; i < 4; i++) a.smem_w[i] = c->fused_off[i];
@@ -2047,6 +2173,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
     tail.q = c->xq;
     tail.scale = c->xq_scale;
     tail.counter = c->counters + s->n_head_kv + 1;
+    tail.staged = 1;   /* the GEMV kernels' shared memory holds 5 max(n_embd, n_ff) bytes (bitnet__kernels_prepare) */
     for (int l = 0; l < s->n_layer && e == cudaSuccess; l++) {
         const bitnet__cuda_layer_dev *L = &m->layers[l];
         bitnet__gemv_args g;
@@ -2096,11 +2223,13 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
             a.n_head = s->n_head;
             a.n_head_kv = s->n_head_kv;
             a.scale = 1.0f / sqrtf((float)s->head_dim);
+            a.min_chunk = c->att_chunk;
             a.late_launch = late;
             a.tail = tail;
             a.tail.in.x = c->att;
             a.tail.in.norm = L->attn_sub_norm;
             a.tail.n = s->n_embd;
+            a.tail.staged = (size_t)s->n_embd * 4 <= sizeof(float) * BITNET__ATT_MAX_GROUP * 512;   /* its s_red */
             e = bitnet__launch(bitnet__attention_kernel, dim3((unsigned)s->n_head_kv, (unsigned)c->att_splits),
                                dim3(BITNET__ATT_THREADS), 0, st, pdl, a);
         }
@@ -2231,6 +2360,19 @@ extern "C" int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_erro
     return c->pdl;
 }
 
+/* Benchmark diagnostics: attention slices of at least min_positions (1 ..
+   BITNET__ATT_THREADS); recaptures the step. */
+extern "C" int bitnet__cuda_context_set_att_chunk(void *ctx, int min_positions, bitnet_error *err) {
+    bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
+    int rc;
+    if (min_positions < 1 || min_positions > BITNET__ATT_THREADS)
+        return bitnet__cuda_fail(err, BITNET_E_ARG, "attention slices of %d positions (1 .. %d)", min_positions, BITNET__ATT_THREADS);
+    bitnet__device_guard guard(c->m->device);
+    if ((rc = bitnet__cuda_check(cudaStreamSynchronize(c->stream), err, "cudaStreamSynchronize", __LINE__))) return rc;
+    c->att_chunk = min_positions;
+    return bitnet__capture_step(c, c->pdl, err);
+}
+
 extern "C" void bitnet__cuda_context_free(void *ctx) {
     bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
     if (!c) return;
@@ -2265,6 +2407,7 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     c->lm_head_int8 = lm_head_int8 != 0;
     c->dev_pos = -1;
     /* slices of at most 256 positions, and up to 16 of at least 64 */
+    c->att_chunk = BITNET__ATT_MIN_CHUNK;
     c->att_splits = (n_ctx + 255) / 256;
     if (c->att_splits < 16) c->att_splits = (n_ctx + 63) / 64 < 16 ? (n_ctx + 63) / 64 : 16;
     if (lm_head_int8 && (rc = bitnet__model_build_head8(m, err))) goto fail;
@@ -2427,14 +2570,14 @@ fail:
 
 /* Diagnostics for the benchmark: one fused step at pos (token 0), timed by block
    0 inside the kernel and added up over the layers, microseconds: for each phase
-   p (QKV, attention, O, gate/up, down) us[4p] normalizing the input, us[4p + 1]
-   waiting for the weights' copy, us[4p + 2] the dot products, epilogue and next
-   copies (attention: all its work is in us[4p + 2]), us[4p + 3] waiting at the
-   barrier after it; us[20] the LM head kernel (events).  BITNET_E_UNSUPPORTED
-   where the fused step cannot run. */
-extern "C" int bitnet__cuda_profile_fused(void *ctx, int pos, double us[21], bitnet_error *err) {
+   p (QKV, attention, O, gate/up, down) us[5p] normalizing the input, us[5p + 1]
+   waiting for the weights' copy, us[5p + 2] the dot products, us[5p + 3] the
+   epilogue and next copies (attention: all its work is in us[5p + 3]), us[5p + 4]
+   waiting at the barrier after it; us[25] the LM head kernel (events).
+   BITNET_E_UNSUPPORTED where the fused step cannot run. */
+extern "C" int bitnet__cuda_profile_fused(void *ctx, int pos, double us[26], bitnet_error *err) {
     bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
-    const int n_layer = c->m->shape.n_layer, n_stamps = 20 * n_layer + 1;
+    const int n_layer = c->m->shape.n_layer, n_stamps = 5 * BITNET__FUSED_MARKS * n_layer + 1;
     unsigned long long *t = NULL;
     cudaEvent_t ev[2] = {NULL, NULL};
     int rc = BITNET_OK;
@@ -2457,23 +2600,21 @@ extern "C" int bitnet__cuda_profile_fused(void *ctx, int pos, double us[21], bit
         BITNET__CK(cudaStreamSynchronize(c->stream));
     }
     BITNET__CK(cudaMemcpy(t, c->d_prof, (size_t)n_stamps * sizeof *t, cudaMemcpyDeviceToHost));
-    for (int i = 0; i < 21; i++) us[i] = 0.0;
+    for (int i = 0; i < 26; i++) us[i] = 0.0;
     for (int ph = 0; ph < 5 * n_layer; ph++) {
-        const unsigned long long *p = t + 4 * ph, next = p[4];
-        const int k = 4 * (ph % 5);
+        const unsigned long long *p = t + BITNET__FUSED_MARKS * ph, next = p[BITNET__FUSED_MARKS];
+        const int k = 5 * (ph % 5);
         if (ph % 5 == 1) {
-            us[k + 2] += (double)(p[3] - p[0]) * 1e-3;   /* attention: no input or weights of its own */
+            us[k + 3] += (double)(p[4] - p[0]) * 1e-3;   /* attention: no input or weights of its own */
         } else {
-            us[k] += (double)(p[1] - p[0]) * 1e-3;
-            us[k + 1] += (double)(p[2] - p[1]) * 1e-3;
-            us[k + 2] += (double)(p[3] - p[2]) * 1e-3;
+            for (int j = 0; j < 4; j++) us[k + j] += (double)(p[j + 1] - p[j]) * 1e-3;
         }
-        us[k + 3] += (double)(next - p[3]) * 1e-3;
+        us[k + 4] += (double)(next - p[4]) * 1e-3;
     }
     {
         float ms;
         BITNET__CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
-        us[20] = ms * 1000.0;
+        us[25] = ms * 1000.0;
     }
     c->dev_pos = pos + 1;
 fail:

@@ -32,6 +32,33 @@ static int cmp_double(const void *a, const void *b) {
 
 #define STEPS 64
 
+static void die(const char *what, const bitnet_error *err);
+
+/* Graph tokens/s of the step as it is captured now at position pos (after a
+   prefill of pos tokens): the median of `runs` runs of STEPS back-to-back replays. */
+static double graph_rate(bitnet_context *ctx, void *dev, const bitnet_token *prefill, int pos, int runs) {
+    double graph[16], t0;
+    bitnet_error err;
+    bitnet_token next;
+    int r, i;
+    if (ctx->n_past >= pos) { /* the cache holds the prompt already */
+        if (bitnet_context_truncate(ctx, pos, &err) != BITNET_OK) die("truncate", &err);
+    } else {
+        bitnet_context_reset(ctx);
+        if (bitnet_eval(ctx, prefill, pos, 0, &err) != BITNET_OK) die("prefill", &err);
+    }
+    for (r = 0; r < runs && r < 16; r++) {
+        if (bitnet__cuda_decode(dev, prefill[pos], pos, &next, &err) != BITNET_OK) die("decode", &err);
+        t0 = now();
+        for (i = 1; i <= STEPS; i++)
+            if (bitnet__cuda_decode(dev, -1, pos + i, i == STEPS ? &next : NULL, &err) != BITNET_OK) die("decode", &err);
+        graph[r] = STEPS / (now() - t0);
+    }
+    ctx->n_past = pos + STEPS + 1;   /* what the replays wrote */
+    qsort(graph, (size_t)r, sizeof *graph, cmp_double);
+    return graph[r / 2];
+}
+
 static void die(const char *what, const bitnet_error *err) {
     fprintf(stderr, "gpu_bench_decode: %s: %s\n", what, err->message);
     exit(1);
@@ -126,22 +153,10 @@ int main(int argc, char **argv) {
             printf("\n| step mode | graph tokens/s at 128 |\n|---|---:|\n");
             for (mode = 0; mode < 7; mode++) {
                 const int step_mode = mode < 3 ? mode : 3;
-                double graph[16];
-                bitnet_token next;
                 if (bitnet__cuda_context_set_overlap(g->dev, step_mode, &err) != step_mode) die("overlap", &err);
                 if (step_mode == 3 && bitnet__cuda_context_set_fused_variant(g->dev, mode - 3, &err) != BITNET_OK)
                     die("variant", &err);
-                bitnet_context_reset(ctx);
-                if (bitnet_eval(ctx, prefill, 128, 0, &err) != BITNET_OK) die("prefill", &err);
-                for (r = 0; r < runs && r < 16; r++) {
-                    if (bitnet__cuda_decode(g->dev, prefill[128], 128, &next, &err) != BITNET_OK) die("decode", &err);
-                    t0 = now();
-                    for (i = 1; i <= STEPS; i++)
-                        if (bitnet__cuda_decode(g->dev, -1, 128 + i, i == STEPS ? &next : NULL, &err) != BITNET_OK) die("decode", &err);
-                    graph[r] = STEPS / (now() - t0);
-                }
-                qsort(graph, (size_t)r, sizeof *graph, cmp_double);
-                printf("| %s | %.0f |\n", modes[mode], graph[r / 2]);
+                printf("| %s | %.0f |\n", modes[mode], graph_rate(ctx, g->dev, prefill, 128, runs));
             }
             if (bitnet__cuda_context_set_fused_variant(g->dev, 0, &err) != BITNET_OK) die("variant", &err);
             if (bitnet__cuda_context_set_overlap(g->dev, 2, &err) != 2) die("overlap", &err);
@@ -153,23 +168,31 @@ int main(int argc, char **argv) {
                 for (a = 0; a < 4; a++) {
                     double rate[2];
                     for (mode = 0; mode < 2; mode++) {
-                        double graph[16];
-                        bitnet_token next;
                         if (bitnet__cuda_context_set_overlap(g->dev, mode ? 3 : 2, &err) != (mode ? 3 : 2)) die("overlap", &err);
-                        bitnet_context_reset(ctx);
-                        if (bitnet_eval(ctx, prefill, at[a], 0, &err) != BITNET_OK) die("prefill", &err);
-                        for (r = 0; r < runs && r < 16; r++) {
-                            if (bitnet__cuda_decode(g->dev, prefill[at[a]], at[a], &next, &err) != BITNET_OK) die("decode", &err);
-                            t0 = now();
-                            for (i = 1; i <= STEPS; i++)
-                                if (bitnet__cuda_decode(g->dev, -1, at[a] + i, i == STEPS ? &next : NULL, &err) != BITNET_OK) die("decode", &err);
-                            graph[r] = STEPS / (now() - t0);
-                        }
-                        qsort(graph, (size_t)r, sizeof *graph, cmp_double);
-                        rate[mode] = graph[r / 2];
+                        rate[mode] = graph_rate(ctx, g->dev, prefill, at[a], runs);
                     }
                     printf("| %d | %.0f | %.0f |\n", at[a], rate[0], rate[1]);
                 }
+                if (bitnet__cuda_context_set_overlap(g->dev, 2, &err) != 2) die("overlap", &err);
+            }
+            /* attention slices: the shortest slice (one block per slice, the last
+               of a head combines them) against the position, both step modes */
+            {
+                static const int at[3] = {128, 1024, 4000}, chunks[3] = {16, 32, 64};
+                int a, ci;
+                printf("\n| step mode | position | least positions per attention slice: 16 | 32 | 64 (default) |\n|---|---:|---:|---:|---:|\n");
+                for (a = 0; a < 3; a++)
+                    for (mode = 0; mode < 2; mode++) {
+                        printf("| %s | %d |", mode ? "fused" : "chain", at[a]);
+                        if (bitnet__cuda_context_set_overlap(g->dev, mode ? 3 : 2, &err) != (mode ? 3 : 2)) die("overlap", &err);
+                        for (ci = 0; ci < 3; ci++) {
+                            if (bitnet__cuda_context_set_att_chunk(g->dev, chunks[ci], &err) != BITNET_OK) die("att chunk", &err);
+                            printf(" %.0f |", graph_rate(ctx, g->dev, prefill, at[a], runs));
+                        }
+                        printf("\n");
+                        fflush(stdout);
+                    }
+                if (bitnet__cuda_context_set_att_chunk(g->dev, 64, &err) != BITNET_OK) die("att chunk", &err);
                 if (bitnet__cuda_context_set_overlap(g->dev, 2, &err) != 2) die("overlap", &err);
             }
         }
@@ -177,20 +200,20 @@ int main(int argc, char **argv) {
         {
             static const char *phases[5] = {"QKV + RoPE + KV append", "attention", "O + residual", "gate/up + ReLU^2", "down + residual"};
             static const int at[2] = {128, 4000};
-            double us[2][21];
+            double us[2][26];
             int a, k;
             for (a = 0; a < 2; a++)
                 if (bitnet__cuda_profile_fused(g->dev, at[a], us[a], &err) != BITNET_OK) die("profile", &err);
             printf("\n%s LM head, one fused step phase by phase as block 0 sees it, us summed over the layers (pos 128 / pos 4000):\n\n"
-                   "| phase | normalize input | wait for weights | dots + epilogue + next copies | wait at barrier | sum |\n"
-                   "|---|---:|---:|---:|---:|---:|\n",
+                   "| phase | normalize input | wait for weights | dot products | epilogue + next copies | wait at barrier | sum |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|\n",
                    head ? "int8" : "bf16");
             for (k = 0; k < 5; k++) {
-                const double *u0 = us[0] + 4 * k, *u1 = us[1] + 4 * k;
-                printf("| %s | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f |\n", phases[k], u0[0], u1[0], u0[1], u1[1],
-                       u0[2], u1[2], u0[3], u1[3], u0[0] + u0[1] + u0[2] + u0[3], u1[0] + u1[1] + u1[2] + u1[3]);
+                const double *u0 = us[0] + 5 * k, *u1 = us[1] + 5 * k;
+                printf("| %s | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f |\n", phases[k], u0[0], u1[0], u0[1],
+                       u1[1], u0[2], u1[2], u0[3], u1[3], u0[4], u1[4], u0[0] + u0[1] + u0[2] + u0[3] + u0[4], u1[0] + u1[1] + u1[2] + u1[3] + u1[4]);
             }
-            printf("| LM head + argmax (own kernel) | | | | | %.1f / %.1f |\n", us[0][20], us[1][20]);
+            printf("| LM head + argmax (own kernel) | | | | | | %.1f / %.1f |\n", us[0][25], us[1][25]);
         }
         /* one step of the kernel chain kernel by kernel, at the last position */
         {

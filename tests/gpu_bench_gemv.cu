@@ -16,7 +16,8 @@
      serial      the same without programmatic dependent launch
      tail        the decode step's variant: residual add into a float output that
                  the last block then RMS-normalizes and quantizes for the next GEMV
-                 (bitnet__tail), late launch
+                 (bitnet__tail), late launch; the output staged in shared memory
+                 where its 4N bytes fit (N <= 12800 here), as in the decode step
      seed        the seed's design, re-implemented here: 16x32 blocks of 128 bytes,
                  a warp reads one block per step with 4-byte loads, the 16-value
                  interleave decoded with shifts and masks, dp4a, activations staged
@@ -53,6 +54,16 @@ static void seed_pack(const int8_t *w, int n, int k, uint8_t *out) {
         }
 }
 
+/* dot of 16 two-bit codes (one interleaved word) with 16 int8 activations, the
+   seed's way: each 2-bit plane shifted down and masked */
+__device__ __forceinline__ int seed_dot16(uint32_t w, int4 x, int acc) {
+    acc = __dp4a((int)(w & 0x03030303u), x.x, acc);
+    acc = __dp4a((int)((w >> 2) & 0x03030303u), x.y, acc);
+    acc = __dp4a((int)((w >> 4) & 0x03030303u), x.z, acc);
+    acc = __dp4a((int)((w >> 6) & 0x03030303u), x.w, acc);
+    return acc;
+}
+
 __global__ void __launch_bounds__(128) seed_gemv_kernel(const uint8_t *w, const int8_t *x, const float *x_scale, const int *x_sum,
                                                         float w_scale, int k, float *y) {
     extern __shared__ __align__(16) int8_t sx[];
@@ -65,7 +76,7 @@ __global__ void __launch_bounds__(128) seed_gemv_kernel(const uint8_t *w, const 
 #pragma unroll 4
     for (int j = warp; j < k / 32; j += 4) {
         uint32_t word = blocks[(size_t)j * 32 + half * 16 + row];
-        acc = bitnet__dot16(word, ((const int4 *)sx)[j * 2 + half], acc);
+        acc = seed_dot16(word, ((const int4 *)sx)[j * 2 + half], acc);
     }
     acc += __shfl_xor_sync(0xffffffffu, acc, 16);
     if (lane < 16) part[warp][lane] = acc;
@@ -227,6 +238,7 @@ int main(int argc, char **argv) {
                 c.y = d_ty;
                 c.tail.in.x = d_ty; c.tail.in.norm = d_ny; c.tail.in.eps = 1e-5f; c.tail.n = n;
                 c.tail.q = d_tq; c.tail.scale = d_tqs; c.tail.counter = d_cnt;
+                c.tail.staged = n <= 12800;   /* within kernels_prepare's 5 x 10240 bytes */
                 return bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(c, st, pdl);
             }, st, rounds);
         };

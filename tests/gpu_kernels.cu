@@ -146,7 +146,7 @@ done:
 
 /* The tail: a residual-add GEMV (or gate/up) whose last block quantizes the
    finished vector for the next GEMV, exactly as the CPU quantizes it. */
-static void tail_case(int n, int k, int gate_up) {
+static void tail_case(int n, int k, int gate_up, int staged) {
     std::vector<int8_t> w((size_t)n * k), xq(k);
     std::vector<uint8_t> packed((size_t)n * k / 4);
     const int n_out = gate_up ? n / 2 : n;
@@ -187,7 +187,7 @@ static void tail_case(int n, int k, int gate_up) {
     a.xq = d_xq; a.xq_scale = d_xs;
     a.w_scale[0] = ws; a.w_scale[1] = ws; a.y = d_y; a.relu2 = 1;
     a.tail.in.x = d_y; a.tail.in.norm = d_norm; a.tail.in.eps = 1e-5f; a.tail.n = n_out;
-    a.tail.q = d_q; a.tail.scale = d_qs; a.tail.counter = d_cnt;
+    a.tail.q = d_q; a.tail.scale = d_qs; a.tail.counter = d_cnt; a.tail.staged = staged;
     if (gate_up) CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(a, 0, 0));
     else CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(a, 0, 0));
     CUDA_OK(cudaDeviceSynchronize());
@@ -200,8 +200,8 @@ static void tail_case(int n, int k, int gate_up) {
     CHECKF(memcmp(goty.data(), y.data(), (size_t)n_out * 4) == 0, "tail %d x %d: outputs differ", n, k);
     int bad = 0;
     for (int i = 0; i < n_out; i++) bad += got[i] != want[i];
-    CHECKF(bad == 0 && got_scale == want_scale && cnt == 0, "tail %d x %d (%s): %d of %d values differ, scale %g vs %g, counter %u", n, k,
-           gate_up ? "gate/up" : "add", bad, n_out, got_scale, want_scale, cnt);
+    CHECKF(bad == 0 && got_scale == want_scale && cnt == 0, "tail %d x %d (%s, %s): %d of %d values differ, scale %g vs %g, counter %u", n,
+           k, gate_up ? "gate/up" : "add", staged ? "staged" : "registers", bad, n_out, got_scale, want_scale, cnt);
     cudaFree(d_w); cudaFree(d_xq); cudaFree(d_q); cudaFree(d_xs); cudaFree(d_y); cudaFree(d_norm); cudaFree(d_qs); cudaFree(d_cnt);
 }
 
@@ -352,9 +352,11 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
         a.q = d_q; a.k_cache = d_k; a.v_cache = d_v; a.out = d_out; a.part_o = d_po; a.part_ml = d_ml; a.counters = d_cnt;
         a.pos = d_pos; a.n_ctx = n_ctx; a.head_dim = hd; a.n_head = n_head; a.n_head_kv = n_kv; a.scale = 1.0f / sqrtf((float)hd);
         a.late_launch = 0;
+        a.min_chunk = pos & 2 ? 256 : 64;   /* one slice up to 256 positions, or several */
         memset(&a.tail, 0, sizeof a.tail);
         a.tail.in.x = d_out; a.tail.in.norm = d_norm; a.tail.in.eps = 1e-5f; a.tail.n = (int)q.size();
         a.tail.q = d_xq; a.tail.scale = d_qs; a.tail.counter = d_cnt + n_kv;
+        a.tail.staged = (pos & 1) && q.size() <= BITNET__ATT_MAX_GROUP * 512;   /* both ways of reading the output again */
         CUDA_OK(cudaMemcpy(d_pos, &pos, 4, cudaMemcpyHostToDevice));
         std::vector<float> first;
         for (int run = 0; run < 2; run++) {
@@ -600,11 +602,13 @@ int main(void) {
         for (auto &v : s) gemv_case(v[0], v[1]);
     }
     TEST("tails: the next GEMV's input quantized by the last block, exact") {
-        tail_case(2560, 2560, 0);      /* one round of registers */
-        tail_case(2560, 6912, 0);
-        tail_case(13824, 2560, 1);     /* 6912 values: several rounds with 128 threads */
-        tail_case(16, 32, 0);
-        tail_case(32, 4096 + 32, 1);
+        for (int staged = 0; staged < 2; staged++) {
+            tail_case(2560, 2560, 0, staged);      /* one round of registers */
+            tail_case(2560, 6912, 0, staged);
+            tail_case(13824, 2560, 1, staged);     /* 6912 values: several rounds with 128 threads */
+            tail_case(16, 32, 0, staged);
+            tail_case(32, 4096 + 32, 1, staged);
+        }
     }
     TEST("QKV epilogue: RoPE, q buffer, fp16 cache append") {
         qkv_case(20, 5, 128, 2560, 4000, 4096);
