@@ -5,14 +5,12 @@
    BITNET_CUDA (see bitnet.h, BUILD).  Needs only the CUDA runtime.
 
    HOW A DECODE STEP RUNS
-   One step (one token at one position) is a fixed chain of kernels, captured once
-   in a CUDA graph and replayed; the token and the position live in device memory,
-   so a replay needs no host work besides a 4-byte copy.  Per layer:
+   One step (one token at one position) is captured once in a CUDA graph and
+   replayed; the token and the position live in device memory, so a replay needs
+   no host work besides a 4-byte copy.  Per layer, five phases:
 
      1. QKV      the fused Q/K/V projection, RoPE, and the K/V append to the cache
-                 (the epilogue).  Layer 0 normalizes and quantizes the token's
-                 embedding row itself (every block), later layers read the int8
-                 vector the previous kernel left.
+                 (the epilogue).  Layer 0 starts from the token's embedding row.
      2. attention  over the cache, split across the sequence; the last block of a
                  KV head combines the splits.
      3. O        the projection and the residual add.
@@ -20,22 +18,27 @@
      5. down     the projection and the residual add.
 
    then the LM head (final RMSNorm, bf16 or int8 rows, the logits, their argmax,
-   which it also feeds to the next step).  Each kernel's last block to finish
-   RMS-normalizes and quantizes the vector it produced for the next BitLinear (a
-   "tail", bitnet__tail), so the next kernel's blocks only copy k bytes of int8.
-   Every kernel is launched with programmatic dependent launch (Hopper): it starts
-   while its predecessor still runs and fetches what does not depend on it (its
-   weights, into shared memory) before waiting for the predecessor's results
-   (griddepcontrol.wait); see bitnet__launch.  On older GPUs the wait is a no-op
-   and launches simply serialize.
+   which it also feeds to the next step).  Every BitLinear's input is RMS-
+   normalized and quantized to int8 exactly as the CPU path does it.  The layers
+   run in one of two ways, which compute the same numbers bit for bit:
 
-   THE FUSED STEP (step mode 3, not the default)
+   THE FUSED STEP (the default on Hopper)
    bitnet__fused_layers_kernel runs all layers in one cooperative launch of one
-   256-thread block per SM, the five phases of a layer separated by grid-wide
-   barriers, each block's tiles of the next layer copied into its shared memory
-   while the current one runs.  It computes exactly what the chain computes, but
-   measured slower at every context length (tests/PERF.md has the profile); it is
-   reachable through bitnet__cuda_context_set_overlap for benchmarks and tests.
+   256-thread block per SM, the five phases separated by grid-wide barriers.
+   Block b owns the same tiles of each matrix in every layer and keeps them in
+   shared memory: its tiles of layer l + 1 are copied in (TMA bulk copies) while
+   layer l runs, so a phase finds its weights there.  Every block normalizes and
+   quantizes a phase's input itself.  tests/PERF.md has its profile.
+
+   THE KERNEL CHAIN (older GPUs, or where the fused step cannot run)
+   A kernel per phase.  Each kernel's last block to finish normalizes and
+   quantizes the vector it produced for the next BitLinear (a "tail",
+   bitnet__tail), so the next kernel's blocks only copy k bytes of int8.  On
+   Hopper every kernel is launched with programmatic dependent launch: it starts
+   while its predecessor still runs and fetches its weights into shared memory
+   before waiting for the predecessor's results (griddepcontrol.wait); see
+   bitnet__launch.  On older GPUs launches simply serialize.
+   bitnet__cuda_context_set_overlap picks either for benchmarks and tests.
 
    SAMPLING
    Greedy decoding ends in the LM head's argmax; sampled decoding runs a few more
@@ -207,7 +210,7 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
 
 #define BITNET__NQ_REGS 3   /* float4 of the input per thread per round, in registers */
 
-#define BITNET__NQ_W 4       /* float4 of an unstaged norm weight per thread in flight, staged input */
+#define BITNET__NQ_W 8       /* float4 of an unstaged norm weight per thread in flight, staged input */
 
 /* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
    NULL.  Latency is everything here (the whole next kernel waits for it): a
@@ -224,10 +227,10 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
      or NULL) takes the norm weight the same way, else the first pass loads it in
      batches of BITNET__NQ_W float4 per thread (the callers have it pulled into L2
      beforehand, bitnet__prefetch_l2);
-   - otherwise rounds of BITNET__NQ_REGS float4 per thread whose loads are all
+   - otherwise rounds of NQ_REGS float4 per thread whose loads are all
      issued at once: a one-round vector stays in registers, a longer one is read
      again in every pass (one L2 round trip per round and pass). */
-template <int NQ_W = BITNET__NQ_W>
+template <int NQ_W = BITNET__NQ_W, int NQ_REGS = BITNET__NQ_REGS>
 __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *copy_to,
                                                             float *stage = NULL, float *stage_w = NULL) {
     __shared__ double red_d[32];
@@ -236,10 +239,10 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     const uint16_t *row = in.x ? NULL : in.table + (size_t)in.tokens[*in.pos] * (size_t)n;
     const int T = blockDim.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const bool staged = stage && in.x;   /* (copy_to is for embedding rows only) */
-    const int round = staged ? n : BITNET__NQ_REGS * 4 * T;
+    const int round = staged ? n : NQ_REGS * 4 * T;
     const bool one_round = !staged && n <= round;
     const float *xs = staged ? stage : NULL, *ws = staged && stage_w ? stage_w : in.norm;
-    float4 v[BITNET__NQ_REGS], wr[BITNET__NQ_REGS];   /* a one-round vector and its norm weight stay in registers */
+    float4 v[NQ_REGS], wr[NQ_REGS];   /* a one-round vector and its norm weight stay in registers */
     double ss = 0.0;
     float m = 0.0f;
     if (threadIdx.x == 0) amax_bits = 0;
@@ -275,7 +278,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
         for (int base = 0; base < n; base += round) {
             float4 *w = wr;
 #pragma unroll
-            for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            for (int j = 0; j < NQ_REGS; j++) {
                 const int i = base + (threadIdx.x + j * T) * 4;
                 if (i < n) {
                     v[j] = bitnet__load_in4(in, row, i);
@@ -283,7 +286,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
                 }
             }
 #pragma unroll
-            for (int j = 0; j < BITNET__NQ_REGS; j++) {
+            for (int j = 0; j < NQ_REGS; j++) {
                 const int i = base + (threadIdx.x + j * T) * 4;
                 if (i < n) {
                     ss += (double)v[j].x * v[j].x;
@@ -331,7 +334,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     /* y, and the exact max |y| from the candidates */
     for (int base = 0; base < n; base += round) {
 #pragma unroll
-        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+        for (int j = 0; j < NQ_REGS; j++) {
             const int i = base + (threadIdx.x + j * T) * 4;
             if (i < n) {
                 const float4 x = one_round ? v[j] : bitnet__load_in4(in, row, i), w = one_round ? wr[j] : *(const float4 *)(in.norm + i);
@@ -347,7 +350,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     const float s = 127.0f / fmaxf(__uint_as_float(amax_bits), 1e-5f);
     for (int base = 0; base < n; base += round) {
 #pragma unroll
-        for (int j = 0; j < BITNET__NQ_REGS; j++) {
+        for (int j = 0; j < NQ_REGS; j++) {
             const int i = base + (threadIdx.x + j * T) * 4;
             if (i < n) {
                 if (!one_round) {
@@ -866,15 +869,13 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
     bitnet__run_tail(a.tail, (unsigned)a.n_head_kv, s_red);
 }
 
-/* bitnet__att_block_t unrolled for the shape at hand: the instance for groups of
-   up to 4 and head dimensions up to 128 (2B4T: 4, 128) does a quarter of the
-   general one's guarded iterations. */
-__device__ __forceinline__ void bitnet__att_block(const bitnet__attn_args &a, int h, int split, int splits, int max_splits, int p0, int np,
-                                               float *s_q, float *s_w, float *s_red) {
-    if (a.n_head <= 4 * a.n_head_kv && a.head_dim <= 128) bitnet__att_block_t<4, 128>(a, h, split, splits, max_splits, p0, np, s_q, s_w, s_red);
-    else bitnet__att_block_t<BITNET__ATT_MAX_GROUP, BITNET__ATT_MAX_DIM>(a, h, split, splits, max_splits, p0, np, s_q, s_w, s_red);
-}
+/* The attention kernel and the fused step come in two instances: unrolled for
+   groups of up to 4 query heads and head dimensions up to 128 (2B4T: 4, 128; a
+   quarter of the general instance's guarded iterations and far fewer registers),
+   and the general one; bitnet__att_small says which a shape takes. */
+static bool bitnet__att_small(int n_head, int n_head_kv, int head_dim) { return n_head <= 4 * n_head_kv && head_dim <= 128; }
 
+template <int MG, int MD>
 __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(const bitnet__attn_args a) {
     __shared__ __align__(16) float s_q[BITNET__ATT_MAX_GROUP * BITNET__ATT_MAX_DIM];
     __shared__ float s_w[BITNET__ATT_MAX_GROUP * BITNET__ATT_THREADS];  /* scores, then weights */
@@ -887,7 +888,12 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
     if (a.tail.q && blockIdx.x == 0 && blockIdx.y == 0) bitnet__prefetch_l2(a.tail.in.norm, (size_t)a.tail.n * 4);
     bitnet__pdl_wait();
     if (a.late_launch) bitnet__pdl_launch_next();
-    if (mine) bitnet__att_block(a, blockIdx.x, blockIdx.y, splits, gridDim.y, p0, np, s_q, s_w, s_red);
+    if (mine) bitnet__att_block_t<MG, MD>(a, blockIdx.x, blockIdx.y, splits, gridDim.y, p0, np, s_q, s_w, s_red);
+}
+typedef void (*bitnet__attention_fn)(const bitnet__attn_args);
+static bitnet__attention_fn bitnet__attention_kernel_for(int n_head, int n_head_kv, int head_dim) {
+    return bitnet__att_small(n_head, n_head_kv, head_dim) ? bitnet__attention_kernel<4, 128>
+                                                          : bitnet__attention_kernel<BITNET__ATT_MAX_GROUP, BITNET__ATT_MAX_DIM>;
 }
 
 /* ===========================================================================
@@ -1324,6 +1330,7 @@ struct bitnet__fused_args {
     unsigned smem_w[4];                    /* the four tile regions: QKV, O, gate/up, down */
     unsigned smem_dots, smem_scratch;      /* the dot products; the int8 input or attention's scratch */
     unsigned smem_layers, smem_freq;       /* the layer table; (cos, sin) of the RoPE angles at the position */
+    unsigned smem_resid;                   /* this block's rows of the residual stream (O and down split the rows alike) */
 };
 
 /* Diagnostic variants of the fused step (bitnet__cuda_context_set_fused_variant):
@@ -1331,7 +1338,18 @@ struct bitnet__fused_args {
    of a release add and acquire loads; PER_THREAD_COPIES: cp.async by every
    thread instead of bulk copies on Hopper.  (Two blocks per SM, 128 registers a
    thread, measured half as fast and is gone: tests/PERF.md.) */
-enum { BITNET__FUSED_FENCE = 1, BITNET__FUSED_PER_THREAD_COPIES = 2 };
+enum { BITNET__FUSED_FENCE = 1, BITNET__FUSED_PER_THREAD_COPIES = 2, BITNET__FUSED_DOWN_IN_REGISTERS = 4 };
+
+/* The normalization's input per thread in registers, in float4: 3 is one round for
+   3072 values (down's 6912 are staged in shared memory instead). */
+#ifndef BITNET__FUSED_NQ_REGS
+#define BITNET__FUSED_NQ_REGS 3   /* 7 (one round for 6912) spilled and measured 6% slower (tests/PERF.md) */
+#endif
+
+/* Whether down's input and norm weight are staged in gate/up's free tile region
+   (whose next copy then waits until they are read) instead of being read in rounds
+   of registers. */
+__device__ __forceinline__ bool bitnet__fused_down_staged(const bitnet__fused_args &a);
 
 /* Block b's tiles of a matrix of n_tiles: [t0, t1); at most ceil(n_tiles / blocks). */
 __host__ __device__ __forceinline__ void bitnet__fused_tiles(int n_tiles, int b, int blocks, int *t0, int *t1) {
@@ -1389,6 +1407,10 @@ __device__ __forceinline__ bool bitnet__fused_bulk(const bitnet__fused_args &a) 
     (void)a;
     return false;
 #endif
+}
+
+__device__ __forceinline__ bool bitnet__fused_down_staged(const bitnet__fused_args &a) {
+    return a.down_stage && bitnet__fused_bulk(a) && !(a.variant & BITNET__FUSED_DOWN_IN_REGISTERS);
 }
 
 __device__ __forceinline__ void bitnet__fused_bars_init(unsigned long long *bars) {
@@ -1515,14 +1537,14 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
     bitnet__fused_tiles(n_tiles, blockIdx.x, gridDim.x, &t0, &t1);
     /* down's long input is staged in gate/up's tile region, whose next copy waits
        until then (see bitnet__fused_plan) */
-    const bool stage = m == 3 && a.down_stage && bitnet__fused_bulk(a);
+    const bool stage = m == 3 && bitnet__fused_down_staged(a);
     {
         const bool embed = l == 0 && m == 0;
         bitnet__quant_in in = {embed ? NULL : m == 1 ? a.att : m == 3 ? a.ffn : a.x, a.tok_embd, a.embd_f16, a.tokens, pos, L.norm[m], a.eps};
         float *st = stage ? (float *)(smem + a.smem_w[2]) : NULL;
         /* (one float4 in flight in the unused unstaged-weight path: the kernel has
            no registers to spare) */
-        bitnet__norm_quantize_block<1>(in, k, xq, &x_scale, embed && blockIdx.x == 0 ? a.x : NULL, st, st ? st + k : NULL);
+        bitnet__norm_quantize_block<1, BITNET__FUSED_NQ_REGS>(in, k, xq, &x_scale, embed && blockIdx.x == 0 ? a.x : NULL, st, st ? st + k : NULL);
     }
     bitnet__fused_mark(a, mark + 1);
     bitnet__fused_fetch_wait(a, l, m, bars);
@@ -1536,17 +1558,29 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
         for (int j = threadIdx.x; j < (t1 - t0) * 16; j += blockDim.x) {
             const int tile = t0 + (j >> 4), r = j & 15;
             const int *d = dots + (j & ~15);
-            if (m == 0) bitnet__gemv_epilogue<BITNET__OUT_QKV>(g, tile, r, d, x_scale);
-            else if (m == 2) bitnet__gemv_epilogue<BITNET__OUT_GATEUP>(g, tile, r, d, x_scale);
-            else bitnet__gemv_epilogue<BITNET__OUT_ADD>(g, tile, r, d, x_scale);
+            if (m == 0) {
+                bitnet__gemv_epilogue<BITNET__OUT_QKV>(g, tile, r, d, x_scale);
+            } else if (m == 2) {
+                bitnet__gemv_epilogue<BITNET__OUT_GATEUP>(g, tile, r, d, x_scale);
+            } else {
+                /* the residual add of OUT_ADD, its old value from this block's copy
+                   of its rows (from memory only in layer 0's O: block 0 stored
+                   the embedding row) */
+                float *resid = (float *)(smem + a.smem_resid);
+                const float v = __fmul_rn((float)d[r], g.w_scale[0] / x_scale);
+                const float y = __fadd_rn(l == 0 && m == 1 ? __ldcg(a.x + tile * 16 + r) : resid[j], v);
+                a.x[tile * 16 + r] = y;
+                resid[j] = y;
+            }
         }
     }
-    if (!(m == 2 && a.down_stage && bitnet__fused_bulk(a)))
+    if (!(m == 2 && bitnet__fused_down_staged(a)))
         bitnet__fused_fetch(a, l + 1, m, smem, bars);   /* the region's reads ended at tiles_dot's last __syncthreads */
     bitnet__fused_mark(a, mark + 4);
 }
 
 /* One block per SM: all the registers a thread may have (the kernel is large). */
+template <int MG, int MD>
 __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers_kernel(const bitnet__fused_args a) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ int part[BITNET__FUSED_THREADS / 32][17];
@@ -1615,7 +1649,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
                 for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
                     int p0, np, splits;
                     if (bitnet__att_slice(at, u / a.n_head_kv, a.att_splits, &p0, &np, &splits))
-                        bitnet__att_block(at, u % a.n_head_kv, u / a.n_head_kv, splits, a.att_splits, p0, np, scratch,
+                        bitnet__att_block_t<MG, MD>(at, u % a.n_head_kv, u / a.n_head_kv, splits, a.att_splits, p0, np, scratch,
                                           scratch + G * a.head_dim, scratch + G * (a.head_dim + BITNET__ATT_THREADS));
                 }
                 bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + 1) + 4);
@@ -1633,6 +1667,12 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         a.barrier[0] = 0;
         a.barrier[1] = 0;
     }
+}
+
+typedef void (*bitnet__fused_fn)(const bitnet__fused_args);
+static bitnet__fused_fn bitnet__fused_kernel_for(const bitnet__cuda_shape *s) {
+    return bitnet__att_small(s->n_head, s->n_head_kv, s->head_dim) ? bitnet__fused_layers_kernel<4, 128>
+                                                                   : bitnet__fused_layers_kernel<BITNET__ATT_MAX_GROUP, BITNET__ATT_MAX_DIM>;
 }
 
 /* ===========================================================================
@@ -1926,7 +1966,7 @@ struct bitnet__cuda_ctx {
     int fused_blocks;           /* the fused step (0: not possible here): blocks, */
     int fused_splits;           /* attention slices per KV head at most, */
     size_t fused_smem;          /* dynamic shared memory per block */
-    unsigned fused_off[8];      /* and its layout (bitnet__fused_args.smem_w, smem_dots, smem_scratch, smem_layers, smem_freq) */
+    unsigned fused_off[9];      /* and its layout (bitnet__fused_args.smem_w, smem_dots, smem_scratch, smem_layers, smem_freq, smem_resid) */
     int fused_variant;          /* diagnostics: BITNET__FUSED_* */
     int fused_stage;            /* bitnet__fused_args.down_stage */
     void *arena;
@@ -2009,11 +2049,12 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
         (void)cudaGetLastError();
         return cudaSuccess;
     }
-    if ((e = cudaFuncGetAttributes(&fa, bitnet__fused_layers_kernel)) != cudaSuccess) return e;
+    const bitnet__fused_fn kernel = bitnet__fused_kernel_for(s);
+    if ((e = cudaFuncGetAttributes(&fa, kernel)) != cudaSuccess) return e;
     const size_t max_dynamic = m->max_smem > fa.sharedSizeBytes ? m->max_smem - fa.sharedSizeBytes : 0;
-    if ((e = cudaFuncSetAttribute(bitnet__fused_layers_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dynamic)) != cudaSuccess)
+    if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dynamic)) != cudaSuccess)
         return e;
-    if ((e = cudaFuncSetAttribute(bitnet__fused_layers_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100)) != cudaSuccess) return e;
+    if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100)) != cudaSuccess) return e;
     {
         const int blocks = m->n_sm;
         size_t off = 0, scratch;
@@ -2043,8 +2084,10 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
         off += (size_t)s->n_layer * sizeof(bitnet__fused_layer);
         c->fused_off[7] = (unsigned)off;
         off += ((size_t)s->head_dim / 2 * sizeof(float2) + 15) / 16 * 16;
+        c->fused_off[8] = (unsigned)off;
+        off += (size_t)((s->n_embd / 16 + blocks - 1) / blocks) * 16 * sizeof(float);
         if (off > max_dynamic) return cudaSuccess;
-        if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, bitnet__fused_layers_kernel, BITNET__FUSED_THREADS, off)) != cudaSuccess)
+        if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, BITNET__FUSED_THREADS, off)) != cudaSuccess)
             return e;
         if (occ < 1) return cudaSuccess;
         c->fused_blocks = blocks;
@@ -2102,6 +2145,7 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     a.smem_scratch = c->fused_off[5];
     a.smem_layers = c->fused_off[6];
     a.smem_freq = c->fused_off[7];
+    a.smem_resid = c->fused_off[8];
     cfg.gridDim = dim3((unsigned)c->fused_blocks);
     cfg.blockDim = dim3(BITNET__FUSED_THREADS);
     cfg.dynamicSmemBytes = c->fused_smem;
@@ -2110,7 +2154,7 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     attr[0].val.cooperative = 1;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, bitnet__fused_layers_kernel, a);
+    return cudaLaunchKernelEx(&cfg, bitnet__fused_kernel_for(s), a);
 }
 
 /* The fused step's layer table, to the device (once per context). */
@@ -2230,7 +2274,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
             a.tail.in.norm = L->attn_sub_norm;
             a.tail.n = s->n_embd;
             a.tail.staged = (size_t)s->n_embd * 4 <= sizeof(float) * BITNET__ATT_MAX_GROUP * 512;   /* its s_red */
-            e = bitnet__launch(bitnet__attention_kernel, dim3((unsigned)s->n_head_kv, (unsigned)c->att_splits),
+            e = bitnet__launch(bitnet__attention_kernel_for(s->n_head, s->n_head_kv, s->head_dim), dim3((unsigned)s->n_head_kv, (unsigned)c->att_splits),
                                dim3(BITNET__ATT_THREADS), 0, st, pdl, a);
         }
         BITNET__MARK();
@@ -2430,9 +2474,10 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     BITNET__CK(cudaMallocHost(&c->h_pinned, ((size_t)n_ctx + 2) * sizeof(int)));
     BITNET__CK(cudaMallocHost(&c->h_cand, sizeof(bitnet__cand_out) + BITNET__CUDA_MAX_PENALTY * sizeof(int)));
     BITNET__CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    /* the kernel chain: faster than the fused step at every position measured
-       (tests/PERF.md) */
-    if ((rc = bitnet__capture_step(c, BITNET__PDL_LATE, err))) goto fail;
+    /* the fused step on Hopper, where it measured faster than the kernel chain at
+       every position (tests/PERF.md); elsewhere the chain (capture_step falls back
+       to it where the fused step cannot run) */
+    if ((rc = bitnet__capture_step(c, m->cc >= 90 ? (int)BITNET__STEP_FUSED : (int)BITNET__PDL_LATE, err))) goto fail;
     *out = c;
     return BITNET_OK;
 fail:

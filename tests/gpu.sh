@@ -86,7 +86,9 @@ done
 if [ "$mode" != quick ]; then
   : >"$out/sanitizer.log"
   for tool in memcheck racecheck initcheck; do
-    GPU_TEST_TIMEOUT=400 run sanitizer.log "$tool" compute-sanitizer --tool $tool --error-exitcode 9 build/gpu/gpu_model "$tmp/tiny.gguf" 4 4 0.2 0 3
+    for mode in 3 2; do  # the fused step (the default on Hopper), the kernel chain
+      GPU_TEST_TIMEOUT=400 run sanitizer.log "$tool-mode$mode" compute-sanitizer --tool $tool --error-exitcode 9 build/gpu/gpu_model "$tmp/tiny.gguf" 4 4 0.2 0 $mode
+    done
   done
   { timeout 300 build/gpu/gpu_bench_gemv 9; echo; timeout 300 build/gpu/gpu_bench_decode "$tmp/2b4t.gguf" 5; } >"$out/bench.md" 2>&1
   cat "$out/bench.md"

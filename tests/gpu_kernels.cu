@@ -361,7 +361,7 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
         std::vector<float> first;
         for (int run = 0; run < 2; run++) {
             CUDA_OK(cudaMemset(d_out, 0xA5, q.size() * 4));
-            bitnet__attention_kernel<<<dim3((unsigned)n_kv, (unsigned)splits), BITNET__ATT_THREADS>>>(a);
+            bitnet__attention_kernel_for(n_head, n_kv, hd)<<<dim3((unsigned)n_kv, (unsigned)splits), BITNET__ATT_THREADS>>>(a);
             CUDA_OK(cudaGetLastError());
             CUDA_OK(cudaDeviceSynchronize());
             std::vector<float> out = dev_download(d_out, q.size());
