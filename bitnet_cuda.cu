@@ -210,7 +210,7 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
 
 #define BITNET__NQ_REGS 3   /* float4 of the input per thread per round, in registers */
 
-#define BITNET__NQ_W 8       /* float4 of an unstaged norm weight per thread in flight, staged input */
+#define BITNET__NQ_W 6       /* float4 of an unstaged norm weight per thread in flight, staged input (8: 80 registers, a GEMV block too many for one wave of 864) */
 
 /* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
    NULL.  Latency is everything here (the whole next kernel waits for it): a
