@@ -432,8 +432,9 @@ BITNET__CUDA_FN int bitnet__cuda_profile_fused(void *ctx, int pos, double us[26]
 BITNET__CUDA_FN int bitnet__cuda_context_set_fused_variant(void *ctx, int variant, bitnet_error *err);
 /* Benchmark diagnostics: recaptures the step in another mode: the kernel chain
    with its kernels overlapping in one of three ways (0 none, 1 early launch, 2
-   late launch, the default; see bitnet_cuda.cu, bitnet__launch) or 3, the fused
-   step; returns the mode in effect or an error. */
+   late launch, the default before Hopper; see bitnet_cuda.cu, bitnet__launch) or
+   3, the fused step (the default on Hopper); returns the mode in effect or an
+   error. */
 BITNET__CUDA_FN int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err);
 /* Benchmark diagnostics: attention slices of at least min_positions positions
    (1 .. 256; the default is 64); recaptures the step. */
