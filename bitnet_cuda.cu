@@ -51,7 +51,9 @@
    the block copies to shared memory before it waits for its input.  Thread t takes
    4-row group t % 4 of chunks t / 4, t / 4 + T / 4, ...: one 16-byte weight load and
    one 16-byte activation load feed 16 dp4a.  The 2-bit codes are value + 1, so the
-   dot product is sum(code * x) - sum(x), exact in int32.
+   dot product is sum(code * x) - sum(x), exact in int32; each 2-bit plane of a word
+   is used where it sits (masked, not shifted), its sum 4^p times too large, and the
+   powers are divided out once per row (bitnet__dot16_planes).
 
    PRECISION
    The int8 activations are computed exactly as the CPU path computes them, so the
