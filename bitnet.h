@@ -372,7 +372,7 @@ BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hpar
 typedef struct bitnet__cuda_shape {
     int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
     int relu2;                /* FFN activation: 1 ReLU^2, 0 SiLU */
-    int embd_f16;             /* element type of the embedding and LM head: 0 bf16, 1 f16 */
+    int embd_type;            /* element type of the embedding and LM head: 0 bf16, 1 f16, 2 f32 */
     int tied;                 /* the LM head is the token embedding */
     float rms_eps;
 } bitnet__cuda_shape;
@@ -7361,8 +7361,8 @@ BITNET__FN int bitnet__cuda_model_upload(bitnet_model *m, int device, bitnet_err
     size_t qkv_bytes = (e + 2 * kv) * e / 4, wo_bytes = e * e / 4, gu_bytes = 2 * f * e / 4;
     int i, l, rc;
     void *cm = NULL;
-    if (m->tok_embd_type == BITNET__TYPE_F32 || m->output_type == BITNET__TYPE_F32 || m->tok_embd_type != m->output_type)
-        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: the embedding and LM head must both be BF16 or both F16 (file has %s / %s)",
+    if (m->tok_embd_type != m->output_type)
+        return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: the embedding and LM head must have one type (file has %s / %s)",
                             bitnet__ggml_type_name(m->tok_embd_type), bitnet__ggml_type_name(m->output_type));
     if (hp->head_dim % 16 || hp->n_ff % 16)
         return bitnet__fail(err, BITNET_E_UNSUPPORTED, "CUDA backend: head dimension %d and FFN size %d must be multiples of 16",
@@ -7376,7 +7376,7 @@ BITNET__FN int bitnet__cuda_model_upload(bitnet_model *m, int device, bitnet_err
     shape.head_dim = hp->head_dim;
     shape.n_vocab = hp->n_vocab;
     shape.relu2 = m->act == BITNET__ACT_RELU2;
-    shape.embd_f16 = m->tok_embd_type == BITNET__TYPE_F16;
+    shape.embd_type = m->tok_embd_type == BITNET__TYPE_F16 ? 1 : m->tok_embd_type == BITNET__TYPE_F32 ? 2 : 0;
     shape.tied = hp->tied_embeddings;
     shape.rms_eps = hp->rms_eps;
     inv_freq = (float *)bitnet__calloc((size_t)hp->head_dim / 2, sizeof(float));

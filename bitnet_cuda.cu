@@ -144,10 +144,15 @@ __device__ T bitnet__block_reduce(T v, Op op, T *scratch) {
     return v;
 }
 
-/* Element i of a bf16 or f16 vector as a float (exact). */
-__device__ __forceinline__ float bitnet__half_to_float(const uint16_t *p, size_t i, int is_f16) {
-    uint16_t h = p[i];
-    return is_f16 ? __half2float(__ushort_as_half(h)) : __uint_as_float((uint32_t)h << 16);
+/* Element types of the embedding table and the LM head (bitnet__cuda_shape.embd_type). */
+enum { BITNET__TABLE_BF16 = 0, BITNET__TABLE_F16 = 1, BITNET__TABLE_F32 = 2 };
+__host__ __device__ __forceinline__ size_t bitnet__table_elem(int type) { return type == BITNET__TABLE_F32 ? 4 : 2; }
+
+/* Element i of a bf16, f16 or f32 vector as a float (exact). */
+__device__ __forceinline__ float bitnet__table_float(const void *p, size_t i, int type) {
+    if (type == BITNET__TABLE_F32) return ((const float *)p)[i];
+    const uint16_t h = ((const uint16_t *)p)[i];
+    return type == BITNET__TABLE_F16 ? __half2float(__ushort_as_half(h)) : __uint_as_float((uint32_t)h << 16);
 }
 
 /* The KV cache holds fp16.  Built with -DBITNET_CUDA_KV_F32 it holds float32
@@ -181,22 +186,23 @@ __device__ __forceinline__ float2 bitnet__kv2_float(bitnet__kv2 v) { return __ha
    so that the int8 activations come out identical for identical input:
      inv_rms = 1 / sqrtf((float)(sum of x^2 in double / n) + eps)
      y = w * (x * inv_rms),  s = 127 / max(max|y|, 1e-5),  q = clamp(rint(y s))
-   x is a float vector, or (embed) the current token's row of a bf16/f16 table.
+   x is a float vector, or (embed) the current token's row of a bf16/f16/f32 table.
    Writes q to shared memory (natural order), returns s and sum(q). */
 struct bitnet__quant_in {
     const float *x;            /* n floats, or NULL: read the table row */
-    const uint16_t *table;     /* bf16/f16 rows of n */
-    int table_f16;
+    const void *table;         /* rows of n, of type table_type (BITNET__TABLE_*) */
+    int table_type;
     const int *tokens, *pos;   /* device: the row is tokens[*pos] */
     const float *norm;         /* RMSNorm weight, n floats (the GEMV stages it in shared memory) */
     float eps;
 };
 
-__device__ __forceinline__ float4 bitnet__load_in4(const bitnet__quant_in &in, const uint16_t *row, int i) {
+__device__ __forceinline__ float4 bitnet__load_in4(const bitnet__quant_in &in, const void *row, int i) {
     if (in.x) return __ldcg((const float4 *)(in.x + i));
-    uint2 raw = *(const uint2 *)(row + i);
+    if (in.table_type == BITNET__TABLE_F32) return *(const float4 *)((const float *)row + i);
+    uint2 raw = *(const uint2 *)((const uint16_t *)row + i);
     float4 v;
-    if (in.table_f16) {
+    if (in.table_type == BITNET__TABLE_F16) {
         v.x = __half2float(__ushort_as_half((uint16_t)raw.x)); v.y = __half2float(__ushort_as_half((uint16_t)(raw.x >> 16)));
         v.z = __half2float(__ushort_as_half((uint16_t)raw.y)); v.w = __half2float(__ushort_as_half((uint16_t)(raw.y >> 16)));
     } else {
@@ -238,7 +244,9 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     __shared__ double red_d[32];
     __shared__ float red_f[32];
     __shared__ unsigned amax_bits;
-    const uint16_t *row = in.x ? NULL : in.table + (size_t)in.tokens[*in.pos] * (size_t)n;
+    const void *row = in.x ? NULL
+                           : (const void *)((const uint8_t *)in.table +
+                                            (size_t)in.tokens[*in.pos] * (size_t)n * bitnet__table_elem(in.table_type));
     const int T = blockDim.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const bool staged = stage && in.x;   /* (copy_to is for embedding rows only) */
     const int round = staged ? n : NQ_REGS * 4 * T;
@@ -909,8 +917,8 @@ static bitnet__attention_fn bitnet__attention_kernel_for(int n_head, int n_head_
 #define BITNET__HEAD_THREADS 256
 
 struct bitnet__head_args {
-    const uint16_t *w;          /* bf16/f16 rows of k, or NULL */
-    int w_f16;
+    const void *w;              /* rows of k of type w_type (BITNET__TABLE_*), or NULL */
+    int w_type;
     const int8_t *w8;           /* int8 rows of k, or NULL */
     const float *w8_scale;      /* per row: real value = q * scale */
     int n_vocab, k;
@@ -941,7 +949,7 @@ __global__ void __launch_bounds__(BITNET__HEAD_THREADS) bitnet__head_kernel(cons
     __shared__ float best_v[BITNET__HEAD_THREADS / 32];
     __shared__ int best_i[BITNET__HEAD_THREADS / 32];
     __shared__ int s_last;
-    float *hidden = (float *)smem;               /* k floats (bf16/f16 head) */
+    float *hidden = (float *)smem;               /* k floats (bf16/f16/f32 head) */
     int8_t *hq = (int8_t *)smem;                 /* k int8 (int8 head) */
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n_warps = blockDim.x >> 5;
     const int k = a.k;
@@ -970,10 +978,12 @@ __global__ void __launch_bounds__(BITNET__HEAD_THREADS) bitnet__head_kernel(cons
     int bi = 0x7fffffff;
     bool have = false;
     /* a warp takes two rows at a time, each lane keeping 4 loads of each in flight */
-    const int n_vec = INT8 ? k / 16 : k / 8;   /* 16-byte vectors per row */
+    const int f32 = !INT8 && a.w_type == BITNET__TABLE_F32;
+    const int n_vec = INT8 ? k / 16 : f32 ? k / 4 : k / 8;   /* 16-byte vectors per row */
     for (int r0 = (blockIdx.x * n_warps + warp) * 2; r0 < a.n_vocab; r0 += gridDim.x * n_warps * 2) {
         const bool two = r0 + 1 < a.n_vocab;
-        const uint4 *row0 = (const uint4 *)(INT8 ? (const void *)(a.w8 + (size_t)r0 * k) : (const void *)(a.w + (size_t)r0 * k));
+        const uint4 *row0 = (const uint4 *)(INT8 ? (const void *)(a.w8 + (size_t)r0 * k)
+                                                 : (const void *)((const uint8_t *)a.w + (size_t)r0 * k * (f32 ? 4 : 2)));
         const uint4 *row1 = row0 + n_vec;
         float facc[2] = {0.0f, 0.0f};
         int iacc[2] = {0, 0};
@@ -989,7 +999,15 @@ __global__ void __launch_bounds__(BITNET__HEAD_THREADS) bitnet__head_kernel(cons
             for (int u = 0; u < 4; u++) {
                 const int i = base + 32 * u;
                 if (i >= n_vec) continue;
-                if (!INT8) {
+                if (!INT8 && f32) {
+                    const float4 h = *(const float4 *)(hidden + 4 * i);
+#pragma unroll
+                    for (int rr = 0; rr < 2; rr++) {
+                        const uint4 w = wv[rr][u];
+                        facc[rr] += __uint_as_float(w.x) * h.x + __uint_as_float(w.y) * h.y + __uint_as_float(w.z) * h.z +
+                                    __uint_as_float(w.w) * h.w;
+                    }
+                } else if (!INT8) {
                     const float4 h0 = *(const float4 *)(hidden + 8 * i), h1 = *(const float4 *)(hidden + 8 * i + 4);
                     const float hs[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
 #pragma unroll
@@ -998,7 +1016,7 @@ __global__ void __launch_bounds__(BITNET__HEAD_THREADS) bitnet__head_kernel(cons
 #pragma unroll
                         for (int j = 0; j < 4; j++) {
                             float lo, hi;
-                            if (a.w_f16) {
+                            if (a.w_type == BITNET__TABLE_F16) {
                                 const float2 f = __half22float2(*(const __half2 *)&ws[j]);
                                 lo = f.x;
                                 hi = f.y;
@@ -1088,17 +1106,17 @@ __global__ void __launch_bounds__(BITNET__HEAD_THREADS) bitnet__head_kernel(cons
 
 /* The int8 LM head, once per model: per row, s = 127 / max|w|, q = clamp(rint(w s),
    -127, 127), scale = max|w| / 127 (as the CPU path builds it).  A warp per row. */
-__global__ void bitnet__head_int8_build_kernel(const uint16_t *w, int w_f16, int n_vocab, int k, int8_t *q, float *scale) {
+__global__ void bitnet__head_int8_build_kernel(const void *w, int w_type, int n_vocab, int k, int8_t *q, float *scale) {
     const int lane = threadIdx.x & 31;
     const int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (r >= n_vocab) return;
-    const uint16_t *row = w + (size_t)r * k;
+    const void *row = (const uint8_t *)w + (size_t)r * k * bitnet__table_elem(w_type);
     float amax = 0.0f;
-    for (int i = lane; i < k; i += 32) amax = fmaxf(amax, fabsf(bitnet__half_to_float(row, i, w_f16)));
+    for (int i = lane; i < k; i += 32) amax = fmaxf(amax, fabsf(bitnet__table_float(row, i, w_type)));
     for (int o = 16; o; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
     const float s = amax > 0.0f ? 127.0f / amax : 0.0f;
     for (int i = lane; i < k; i += 32)
-        q[(size_t)r * k + i] = (int8_t)fminf(fmaxf(rintf(bitnet__half_to_float(row, i, w_f16) * s), -127.0f), 127.0f);
+        q[(size_t)r * k + i] = (int8_t)fminf(fmaxf(rintf(bitnet__table_float(row, i, w_type) * s), -127.0f), 127.0f);
     if (lane == 0) scale[r] = amax / 127.0f;
 }
 
@@ -1313,8 +1331,8 @@ struct bitnet__fused_args {
     const bitnet__fused_layer *layers;     /* device, n_layer */
     int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, relu2;
     float eps, att_scale;
-    const uint16_t *tok_embd;
-    int embd_f16;
+    const void *tok_embd;
+    int embd_type;
     const int *tokens, *pos;
     const float *inv_freq;
     float *x, *q, *att, *ffn;              /* residual stream, queries, attention output, act(gate) * up */
@@ -1542,7 +1560,7 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
     const bool stage = m == 3 && bitnet__fused_down_staged(a);
     {
         const bool embed = l == 0 && m == 0;
-        bitnet__quant_in in = {embed ? NULL : m == 1 ? a.att : m == 3 ? a.ffn : a.x, a.tok_embd, a.embd_f16, a.tokens, pos, L.norm[m], a.eps};
+        bitnet__quant_in in = {embed ? NULL : m == 1 ? a.att : m == 3 ? a.ffn : a.x, a.tok_embd, a.embd_type, a.tokens, pos, L.norm[m], a.eps};
         float *st = stage ? (float *)(smem + a.smem_w[2]) : NULL;
         /* (one float4 in flight in the unused unstaged-weight path: the kernel has
            no registers to spare) */
@@ -1777,7 +1795,7 @@ struct bitnet__cuda_model {
     void *arena;                  /* everything below, one allocation */
     size_t arena_bytes;
     bitnet__cuda_layer_dev *layers;
-    uint16_t *tok_embd, *output;  /* bf16/f16 [n_vocab][n_embd]; output == tok_embd when tied */
+    void *tok_embd, *output;      /* [n_vocab][n_embd] of shape.embd_type; output == tok_embd when tied */
     float *output_norm, *inv_freq;
     int8_t *head8;                /* int8 LM head, built on first use */
     float *head8_scale;
@@ -1798,9 +1816,9 @@ static size_t bitnet__qkv_rows(const bitnet__cuda_shape *s) { return (size_t)s->
 
 static void bitnet__model_carve(bitnet__cuda_model *m, bitnet__carver *c) {
     const bitnet__cuda_shape *s = &m->shape;
-    const size_t e = (size_t)s->n_embd, f = (size_t)s->n_ff, table = (size_t)s->n_vocab * e * 2;
-    m->tok_embd = (uint16_t *)c->take(table);
-    m->output = s->tied ? m->tok_embd : (uint16_t *)c->take(table);
+    const size_t e = (size_t)s->n_embd, f = (size_t)s->n_ff, table = (size_t)s->n_vocab * e * bitnet__table_elem(s->embd_type);
+    m->tok_embd = c->take(table);
+    m->output = s->tied ? m->tok_embd : c->take(table);
     m->output_norm = (float *)c->take(e * 4);
     m->inv_freq = (float *)c->take((size_t)s->head_dim / 2 * 4);
     for (int l = 0; l < s->n_layer; l++) {
@@ -1860,7 +1878,7 @@ extern "C" int bitnet__cuda_model_create(const bitnet__cuda_shape *shape, int de
     bitnet__cuda_model *m = NULL;
     cudaDeviceProp prop;
     int n_dev = 0, rc = BITNET_OK;
-    const size_t table = (size_t)shape->n_vocab * shape->n_embd * 2;
+    const size_t table = (size_t)shape->n_vocab * shape->n_embd * bitnet__table_elem(shape->embd_type);
     bitnet__carver carve = {NULL, 0};
     *out = NULL;
     cudaError_t e = cudaGetDeviceCount(&n_dev);
@@ -1943,7 +1961,7 @@ static int bitnet__model_build_head8(bitnet__cuda_model *m, bitnet_error *err) {
     if (m->head8) return BITNET_OK;
     BITNET__CK(cudaMalloc(&m->head8, (size_t)s->n_vocab * s->n_embd));
     BITNET__CK(cudaMalloc(&m->head8_scale, (size_t)s->n_vocab * 4));
-    bitnet__head_int8_build_kernel<<<(s->n_vocab + 7) / 8, 256>>>(m->output, s->embd_f16, s->n_vocab, s->n_embd, m->head8,
+    bitnet__head_int8_build_kernel<<<(s->n_vocab + 7) / 8, 256>>>(m->output, s->embd_type, s->n_vocab, s->n_embd, m->head8,
                                                                  m->head8_scale);
     BITNET__CK(cudaGetLastError());
     BITNET__CK(cudaDeviceSynchronize());
@@ -2122,7 +2140,7 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     a.eps = s->rms_eps;
     a.att_scale = 1.0f / sqrtf((float)s->head_dim);
     a.tok_embd = m->tok_embd;
-    a.embd_f16 = s->embd_f16;
+    a.embd_type = s->embd_type;
     a.tokens = c->d_tokens;
     a.pos = c->d_pos;
     a.inv_freq = m->inv_freq;
@@ -2232,7 +2250,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.n = (int)bitnet__qkv_rows(s);
         g.k = s->n_embd;
         g.in.table = m->tok_embd;
-        g.in.table_f16 = s->embd_f16;
+        g.in.table_type = s->embd_type;
         g.in.tokens = c->d_tokens;
         g.in.pos = c->d_pos;
         g.in.norm = L->attn_norm;
@@ -2338,7 +2356,7 @@ static cudaError_t bitnet__enqueue_head(bitnet__cuda_ctx *c, cudaStream_t st, in
     bitnet__head_args h;
     memset(&h, 0, sizeof h);
     h.w = c->lm_head_int8 ? NULL : m->output;
-    h.w_f16 = s->embd_f16;
+    h.w_type = s->embd_type;
     h.w8 = c->lm_head_int8 ? m->head8 : NULL;
     h.w8_scale = m->head8_scale;
     h.n_vocab = s->n_vocab;

@@ -419,13 +419,14 @@ static uint16_t f32_to_bf16(float f) {
 
 /* The LM head over a random table: logits against float64, the int8 head exactly
    against the CPU's int8 arithmetic, the argmax, the feed of the next step. */
-static void head_case(int n_vocab, int k, int f16, int int8_head) {
+static void head_case(int n_vocab, int k, int type, int int8_head) {
+    const int f16 = type == BITNET__TABLE_F16, f32 = type == BITNET__TABLE_F32;
     std::vector<uint16_t> table((size_t)n_vocab * k);
     std::vector<float> x(k), norm(k), tf((size_t)n_vocab * k);
     for (size_t i = 0; i < table.size(); i++) {
         float v = frand(-0.1f, 0.1f);
         table[i] = f16 ? __half_as_ushort(__float2half(v)) : f32_to_bf16(v);
-        tf[i] = f16 ? __half2float(__ushort_as_half(table[i])) : bitnet__bf16_to_f32(table[i]);
+        tf[i] = f32 ? v : f16 ? __half2float(__ushort_as_half(table[i])) : bitnet__bf16_to_f32(table[i]);
     }
     for (int i = 0; i < k; i++) { x[i] = frand(-3.0f, 3.0f); norm[i] = frand(0.5f, 1.5f); }
     const int pos = 7, n_ctx = 16;
@@ -436,7 +437,7 @@ static void head_case(int n_vocab, int k, int f16, int int8_head) {
     std::vector<float> hidden(k);
     for (int i = 0; i < k; i++) hidden[i] = norm[i] * (x[i] * inv_rms);
 
-    uint16_t *d_table = dev_upload(table.data(), table.size());
+    void *d_table = f32 ? (void *)dev_upload(tf.data(), tf.size()) : (void *)dev_upload(table.data(), table.size());
     float *d_x = dev_upload(x.data(), (size_t)k), *d_norm = dev_upload(norm.data(), (size_t)k);
     float *d_logits = dev_poisoned<float>((size_t)n_vocab);
     int8_t *d_w8 = NULL;
@@ -444,7 +445,7 @@ static void head_case(int n_vocab, int k, int f16, int int8_head) {
     if (int8_head) {
         CUDA_OK(cudaMalloc(&d_w8, (size_t)n_vocab * k));
         CUDA_OK(cudaMalloc(&d_w8s, (size_t)n_vocab * 4));
-        bitnet__head_int8_build_kernel<<<(n_vocab + 7) / 8, 256>>>(d_table, f16, n_vocab, k, d_w8, d_w8s);
+        bitnet__head_int8_build_kernel<<<(n_vocab + 7) / 8, 256>>>(d_table, type, n_vocab, k, d_w8, d_w8s);
         CUDA_OK(cudaGetLastError());
     }
     int per_sm = 0, n_sm = 0;
@@ -460,7 +461,7 @@ static void head_case(int n_vocab, int k, int f16, int int8_head) {
     CUDA_OK(cudaMemset(d_cnt, 0, 4));
     bitnet__head_args a;
     memset(&a, 0, sizeof a);
-    a.w = int8_head ? NULL : d_table; a.w_f16 = f16; a.w8 = d_w8; a.w8_scale = d_w8s;
+    a.w = int8_head ? NULL : d_table; a.w_type = type; a.w8 = d_w8; a.w8_scale = d_w8s;
     a.n_vocab = n_vocab; a.k = k; a.x = d_x; a.norm = d_norm; a.eps = 1e-5f; a.logits = d_logits;
     a.block_best = d_best; a.counter = d_cnt; a.token = d_tok; a.tokens = d_tokens; a.pos = d_pos; a.n_ctx = n_ctx;
     if (int8_head) bitnet__head_kernel<1><<<blocks, BITNET__HEAD_THREADS, (size_t)k>>>(a);
@@ -481,7 +482,7 @@ static void head_case(int n_vocab, int k, int f16, int int8_head) {
             max_err = fmax(max_err, fabs(logits[r] - d));
             max_ref = fmax(max_ref, fabs(d));
         }
-        CHECKF(max_err <= 1e-5 * (max_ref + 1e-3), "LM head %s %d x %d: max error %.3g (max |logit| %.3g)", f16 ? "f16" : "bf16", n_vocab,
+        CHECKF(max_err <= 1e-5 * (max_ref + 1e-3), "LM head %s %d x %d: max error %.3g (max |logit| %.3g)", f32 ? "f32" : f16 ? "f16" : "bf16", n_vocab,
                k, max_err, max_ref);
     } else {
         /* the CPU's int8 head and activation quantization, exactly */
@@ -627,10 +628,12 @@ int main(void) {
         attention_case(8, 1, 256, 600, {599});
         attention_case(4, 4, 16, 64, {0, 40, 63});
     }
-    TEST("LM head: bf16 / f16 logits, argmax, next-step feed") {
-        head_case(128256, 2560, 0, 0);
-        head_case(1000, 128, 1, 0);
-        head_case(333, 64, 0, 0);
+    TEST("LM head: bf16 / f16 / f32 logits, argmax, next-step feed") {
+        head_case(128256, 2560, BITNET__TABLE_BF16, 0);
+        head_case(1000, 128, BITNET__TABLE_F16, 0);
+        head_case(333, 64, BITNET__TABLE_BF16, 0);
+        head_case(5000, 2560, BITNET__TABLE_F32, 0);
+        head_case(333, 96, BITNET__TABLE_F32, 0);
     }
     TEST("sampling candidates: the CPU sampler's ranking, log-sum-exp") {
         candidates_case(128256, 64, 1.3f, 0.8f);   /* three rounds */
@@ -641,8 +644,9 @@ int main(void) {
         candidates_case(4096, 3, 1.5f, 0.3f);      /* exactly one block */
     }
     TEST("LM head: int8, exact") {
-        head_case(128256, 2560, 0, 1);
-        head_case(1000, 128, 0, 1);
+        head_case(128256, 2560, BITNET__TABLE_BF16, 1);
+        head_case(1000, 128, BITNET__TABLE_BF16, 1);
+        head_case(1000, 128, BITNET__TABLE_F32, 1);   /* built from f32 rows */
     }
     return TEST_EXIT();
 }

@@ -224,7 +224,7 @@ int main(int argc, char **argv) {
             if (e8 > worst8) worst8 = e8;
             agree += argmax(a, n_vocab) == argmax(b, n_vocab);
         }
-        printf("int8 LM head vs bf16: relative L2 worst %.3g, argmax agrees at %d of %d positions\n", worst8, agree, prompt_len);
+        printf("int8 LM head vs the exact one: relative L2 worst %.3g, argmax agrees at %d of %d positions\n", worst8, agree, prompt_len);
         CHECKF(worst8 < 5e-2, "int8 LM head moves the logits by %.3g", worst8);
     }
 
