@@ -369,10 +369,13 @@ BITNET_API int bitnet_write_random_model(const char *out_path, const bitnet_hpar
 #define BITNET__CUDA_FN extern
 #endif
 
+/* Element types of the embedding table and the LM head on the GPU. */
+enum { BITNET__TABLE_BF16 = 0, BITNET__TABLE_F16 = 1, BITNET__TABLE_F32 = 2 };
+
 typedef struct bitnet__cuda_shape {
     int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
     int relu2;                /* FFN activation: 1 ReLU^2, 0 SiLU */
-    int embd_type;            /* element type of the embedding and LM head: 0 bf16, 1 f16, 2 f32 */
+    int embd_type;            /* element type of the embedding and LM head: BITNET__TABLE_* */
     int tied;                 /* the LM head is the token embedding */
     float rms_eps;
 } bitnet__cuda_shape;
@@ -7376,7 +7379,9 @@ BITNET__FN int bitnet__cuda_model_upload(bitnet_model *m, int device, bitnet_err
     shape.head_dim = hp->head_dim;
     shape.n_vocab = hp->n_vocab;
     shape.relu2 = m->act == BITNET__ACT_RELU2;
-    shape.embd_type = m->tok_embd_type == BITNET__TYPE_F16 ? 1 : m->tok_embd_type == BITNET__TYPE_F32 ? 2 : 0;
+    shape.embd_type = m->tok_embd_type == BITNET__TYPE_F16   ? BITNET__TABLE_F16
+                      : m->tok_embd_type == BITNET__TYPE_F32 ? BITNET__TABLE_F32
+                                                             : BITNET__TABLE_BF16;
     shape.tied = hp->tied_embeddings;
     shape.rms_eps = hp->rms_eps;
     inv_freq = (float *)bitnet__calloc((size_t)hp->head_dim / 2, sizeof(float));

@@ -144,8 +144,7 @@ __device__ T bitnet__block_reduce(T v, Op op, T *scratch) {
     return v;
 }
 
-/* Element types of the embedding table and the LM head (bitnet__cuda_shape.embd_type). */
-enum { BITNET__TABLE_BF16 = 0, BITNET__TABLE_F16 = 1, BITNET__TABLE_F32 = 2 };
+/* Bytes per element of a BITNET__TABLE_* type (bitnet.h). */
 __host__ __device__ __forceinline__ size_t bitnet__table_elem(int type) { return type == BITNET__TABLE_F32 ? 4 : 2; }
 
 /* Element i of a bf16, f16 or f32 vector as a float (exact). */
@@ -218,6 +217,32 @@ __device__ __forceinline__ int bitnet__quant1(float y, float s) {
 
 #define BITNET__NQ_REGS 3   /* float4 of the input per thread per round, in registers */
 
+/* Four elements x (input) and w (norm weight) at a time, in the CPU's arithmetic: */
+/* the first pass's sum of squares (in order) and max |w x|, */
+__device__ __forceinline__ void bitnet__norm_stats4(float4 x, float4 w, double &ss, float &m) {
+    ss += (double)x.x * x.x;
+    ss += (double)x.y * x.y;
+    ss += (double)x.z * x.z;
+    ss += (double)x.w * x.w;
+    m = fmaxf(fmaxf(m, fabsf(w.x * x.x)), fmaxf(fabsf(w.y * x.y), fmaxf(fabsf(w.z * x.z), fabsf(w.w * x.w))));
+}
+/* y = w (x inv_rms), */
+__device__ __forceinline__ float4 bitnet__norm_y4(float4 x, float4 w, float inv_rms) {
+    return make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
+}
+/* the candidates for the exact max |y| (|w x| >= cut) into *amax_bits, */
+__device__ __forceinline__ void bitnet__norm_max4(float4 x, float4 w, float4 y, float cut, unsigned *amax_bits) {
+    if (fabsf(w.x * x.x) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.x)));
+    if (fabsf(w.y * x.y) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.y)));
+    if (fabsf(w.z * x.z) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.z)));
+    if (fabsf(w.w * x.w) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.w)));
+}
+/* and q = clamp(rint(y s)). */
+__device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 y, float s) {
+    *(char4 *)q = make_char4((signed char)bitnet__quant1(y.x, s), (signed char)bitnet__quant1(y.y, s), (signed char)bitnet__quant1(y.z, s),
+                             (signed char)bitnet__quant1(y.w, s));
+}
+
 #define BITNET__NQ_W 6       /* float4 of an unstaged norm weight per thread in flight, staged input (8: 80 registers, a GEMV block too many for one wave of 864) */
 
 /* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
@@ -274,14 +299,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
 #pragma unroll
             for (int j = 0; j < NQ_W; j++) {
                 const int i = base + j * T * 4;
-                if (i < n) {
-                    const float4 x = *(const float4 *)(xs + i), w = wv[j];
-                    ss += (double)x.x * x.x;
-                    ss += (double)x.y * x.y;
-                    ss += (double)x.z * x.z;
-                    ss += (double)x.w * x.w;
-                    m = fmaxf(fmaxf(m, fabsf(w.x * x.x)), fmaxf(fabsf(w.y * x.y), fmaxf(fabsf(w.z * x.z), fabsf(w.w * x.w))));
-                }
+                if (i < n) bitnet__norm_stats4(*(const float4 *)(xs + i), wv[j], ss, m);
             }
         }
     } else {
@@ -299,11 +317,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
             for (int j = 0; j < NQ_REGS; j++) {
                 const int i = base + (threadIdx.x + j * T) * 4;
                 if (i < n) {
-                    ss += (double)v[j].x * v[j].x;
-                    ss += (double)v[j].y * v[j].y;
-                    ss += (double)v[j].z * v[j].z;
-                    ss += (double)v[j].w * v[j].w;
-                    m = fmaxf(fmaxf(m, fabsf(w[j].x * v[j].x)), fmaxf(fabsf(w[j].y * v[j].y), fmaxf(fabsf(w[j].z * v[j].z), fabsf(w[j].w * v[j].w))));
+                    bitnet__norm_stats4(v[j], w[j], ss, m);
                     if (copy_to) *(float4 *)(copy_to + i) = v[j];
                 }
             }
@@ -324,20 +338,12 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
         /* y, and the exact max |y| from the candidates; then q */
         for (int i = threadIdx.x * 4; i < n; i += T * 4) {
             const float4 x = *(const float4 *)(xs + i), w = *(const float4 *)(ws + i);
-            const float4 y = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
-            if (fabsf(w.x * x.x) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(y.x)));
-            if (fabsf(w.y * x.y) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(y.y)));
-            if (fabsf(w.z * x.z) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(y.z)));
-            if (fabsf(w.w * x.w) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(y.w)));
+            bitnet__norm_max4(x, w, bitnet__norm_y4(x, w, inv_rms), cut, &amax_bits);
         }
         __syncthreads();
         const float s = 127.0f / fmaxf(__uint_as_float(amax_bits), 1e-5f);
-        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
-            const float4 x = *(const float4 *)(xs + i), w = *(const float4 *)(ws + i);
-            const float4 y = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
-            *(char4 *)(q + i) = make_char4((signed char)bitnet__quant1(y.x, s), (signed char)bitnet__quant1(y.y, s),
-                                           (signed char)bitnet__quant1(y.z, s), (signed char)bitnet__quant1(y.w, s));
-        }
+        for (int i = threadIdx.x * 4; i < n; i += T * 4)
+            bitnet__quant4(q + i, bitnet__norm_y4(*(const float4 *)(xs + i), *(const float4 *)(ws + i), inv_rms), s);
         *scale_out = s;
         return;
     }
@@ -348,11 +354,8 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
             const int i = base + (threadIdx.x + j * T) * 4;
             if (i < n) {
                 const float4 x = one_round ? v[j] : bitnet__load_in4(in, row, i), w = one_round ? wr[j] : *(const float4 *)(in.norm + i);
-                v[j] = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
-                if (fabsf(w.x * x.x) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].x)));
-                if (fabsf(w.y * x.y) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].y)));
-                if (fabsf(w.z * x.z) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].z)));
-                if (fabsf(w.w * x.w) >= cut) atomicMax(&amax_bits, __float_as_uint(fabsf(v[j].w)));
+                v[j] = bitnet__norm_y4(x, w, inv_rms);
+                bitnet__norm_max4(x, w, v[j], cut, &amax_bits);
             }
         }
     }
@@ -363,12 +366,8 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
         for (int j = 0; j < NQ_REGS; j++) {
             const int i = base + (threadIdx.x + j * T) * 4;
             if (i < n) {
-                if (!one_round) {
-                    const float4 x = bitnet__load_in4(in, row, i), w = *(const float4 *)(in.norm + i);
-                    v[j] = make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
-                }
-                *(char4 *)(q + i) = make_char4((signed char)bitnet__quant1(v[j].x, s), (signed char)bitnet__quant1(v[j].y, s),
-                                               (signed char)bitnet__quant1(v[j].z, s), (signed char)bitnet__quant1(v[j].w, s));
+                if (!one_round) v[j] = bitnet__norm_y4(bitnet__load_in4(in, row, i), *(const float4 *)(in.norm + i), inv_rms);
+                bitnet__quant4(q + i, v[j], s);
             }
         }
     }
@@ -1304,14 +1303,14 @@ struct bitnet__cuda_layer_dev {
    (QKV; attention; O; gate/up; down).  Block b owns the same contiguous range of
    16-row tiles of each matrix in every layer (bitnet__fused_tiles), one
    contiguous run of bytes, and keeps it in shared memory: as soon as a phase has
-   used its tiles of layer l, the block starts copying (cp.async) its tiles of the
-   same matrix of layer l + 1 into the same place.  So the weights stream from
+   used its tiles of layer l, the block starts copying (bitnet__fused_fetch) its
+   tiles of the same matrix of layer l + 1 into the same place.  So the weights stream from
    memory a whole layer ahead, during the barriers and the latency-bound parts,
    and a phase finds them in shared memory.  Each phase normalizes and quantizes
    its input vector itself, in every block (bitnet__norm_quantize_block, the same
    arithmetic as the chain and the CPU), so the integer dot products and their
    epilogues are those of the chain, bit for bit.  Attention runs as the chain's
-   bitnet__att_block, one (KV head, slice) unit per block.  The LM head stays a
+   bitnet__att_block_t, one (KV head, slice) unit per block.  The LM head stays a
    separate kernel (it streams the head at ~95% of copy bandwidth already).
 
    Needs: cooperative launch, and shared memory for one block's tiles of the four
@@ -1346,7 +1345,7 @@ struct bitnet__fused_args {
     int variant;                           /* diagnostics: BITNET__FUSED_* bits */
     int down_stage;                        /* down's input and its norm weight staged in gate/up's region */
     unsigned *barrier;                     /* [0] arrivals, [1] departures; zero between launches */
-    unsigned long long *prof;              /* NULL, or 4 timestamps per phase and one at the end (block 0, ns) */
+    unsigned long long *prof;              /* NULL, or BITNET__FUSED_MARKS timestamps per phase and one at the end (block 0, ns) */
     unsigned smem_w[4];                    /* the four tile regions: QKV, O, gate/up, down */
     unsigned smem_dots, smem_scratch;      /* the dot products; the int8 input or attention's scratch */
     unsigned smem_layers, smem_freq;       /* the layer table; (cos, sin) of the RoPE angles at the position */
@@ -1365,11 +1364,6 @@ enum { BITNET__FUSED_FENCE = 1, BITNET__FUSED_PER_THREAD_COPIES = 2, BITNET__FUS
 #ifndef BITNET__FUSED_NQ_REGS
 #define BITNET__FUSED_NQ_REGS 3   /* 7 (one round for 6912) spilled and measured 6% slower (tests/PERF.md) */
 #endif
-
-/* Whether down's input and norm weight are staged in gate/up's free tile region
-   (whose next copy then waits until they are read) instead of being read in rounds
-   of registers. */
-__device__ __forceinline__ bool bitnet__fused_down_staged(const bitnet__fused_args &a);
 
 /* Block b's tiles of a matrix of n_tiles: [t0, t1); at most ceil(n_tiles / blocks). */
 __host__ __device__ __forceinline__ void bitnet__fused_tiles(int n_tiles, int b, int blocks, int *t0, int *t1) {
@@ -1429,6 +1423,9 @@ __device__ __forceinline__ bool bitnet__fused_bulk(const bitnet__fused_args &a) 
 #endif
 }
 
+/* Whether down's input and norm weight are staged in gate/up's free tile region
+   (whose next copy then waits until they are read) instead of being read in rounds
+   of registers. */
 __device__ __forceinline__ bool bitnet__fused_down_staged(const bitnet__fused_args &a) {
     return a.down_stage && bitnet__fused_bulk(a) && !(a.variant & BITNET__FUSED_DOWN_IN_REGISTERS);
 }
