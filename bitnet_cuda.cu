@@ -211,8 +211,15 @@ __device__ __forceinline__ float4 bitnet__load_in4(const bitnet__quant_in &in, c
     return v;
 }
 
+/* clamp(rint(y s)) as the CPU computes it, without a conversion instruction (they
+   run at a quarter of the rate of a multiply or an add, and quantizing a vector
+   took two per value: tests/gpu_bench_norm.cu): adding 1.5 * 2^23 rounds a float
+   of magnitude <= 2^22 to an integer, ties to even, in the low bits (larger
+   values are clamped to that first; a NaN becomes -128, as through rintf). */
 __device__ __forceinline__ int bitnet__quant1(float y, float s) {
-    return (int)fminf(fmaxf(rintf(y * s), -128.0f), 127.0f);
+    const float v = fminf(fmaxf(__fmul_rn(y, s), -4194304.0f), 4194304.0f);
+    const int i = __float_as_int(__fadd_rn(v, 12582912.0f)) - 0x4B400000;
+    return min(max(i, -128), 127);
 }
 
 #define BITNET__NQ_REGS 3   /* float4 of the input per thread per round, in registers */
@@ -244,6 +251,11 @@ __device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 y, float s) {
 }
 
 #define BITNET__NQ_W 6       /* float4 of an unstaged norm weight per thread in flight, staged input (8: 80 registers, a GEMV block too many for one wave of 864) */
+
+/* (tests/gpu_bench_norm.cu defines this to take a timestamp between the steps) */
+#ifndef BITNET__NORM_MARK
+#define BITNET__NORM_MARK(i) ((void)0)
+#endif
 
 /* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
    NULL.  Latency is everything here (the whole next kernel waits for it): a
@@ -280,6 +292,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     float4 v[NQ_REGS], wr[NQ_REGS];   /* a one-round vector and its norm weight stay in registers */
     double ss = 0.0;
     float m = 0.0f;
+    BITNET__NORM_MARK(0);
     if (threadIdx.x == 0) amax_bits = 0;
     if (staged) {
         for (int i = threadIdx.x * 4; i < n; i += T * 4) {
@@ -323,17 +336,21 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
             }
         }
     }
+    BITNET__NORM_MARK(2);
     /* one reduction for both */
     for (int o = 16; o; o >>= 1) {
         ss += __shfl_xor_sync(0xffffffffu, ss, o);
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
     }
+    BITNET__NORM_MARK(3);
     if (lane == 0) { red_d[warp] = ss; red_f[warp] = m; }
     __syncthreads();
     ss = red_d[0];
     m = red_f[0];
     for (int w = 1; w < (T >> 5); w++) { ss += red_d[w]; m = fmaxf(m, red_f[w]); }
+    BITNET__NORM_MARK(4);
     const float inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps), cut = m * (1.0f - 1.0f / 1048576.0f);
+    BITNET__NORM_MARK(5);
     if (staged) {
         /* y, and the exact max |y| from the candidates; then q */
         for (int i = threadIdx.x * 4; i < n; i += T * 4) {
@@ -341,10 +358,12 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
             bitnet__norm_max4(x, w, bitnet__norm_y4(x, w, inv_rms), cut, &amax_bits);
         }
         __syncthreads();
+        BITNET__NORM_MARK(6);
         const float s = 127.0f / fmaxf(__uint_as_float(amax_bits), 1e-5f);
         for (int i = threadIdx.x * 4; i < n; i += T * 4)
             bitnet__quant4(q + i, bitnet__norm_y4(*(const float4 *)(xs + i), *(const float4 *)(ws + i), inv_rms), s);
         *scale_out = s;
+        BITNET__NORM_MARK(7);
         return;
     }
     /* y, and the exact max |y| from the candidates */
@@ -360,6 +379,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
         }
     }
     __syncthreads();
+    BITNET__NORM_MARK(6);
     const float s = 127.0f / fmaxf(__uint_as_float(amax_bits), 1e-5f);
     for (int base = 0; base < n; base += round) {
 #pragma unroll
@@ -372,6 +392,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
         }
     }
     *scale_out = s;
+    BITNET__NORM_MARK(7);
 }
 
 /* The next BitLinear's input, normalized and quantized once, by the last block of

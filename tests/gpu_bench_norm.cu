@@ -1,8 +1,17 @@
 /* Where the time of one block's RMSNorm + quantization goes (bitnet_cuda.cu,
    bitnet__norm_quantize_block): one block runs it on a vector already in L2, with
    clock64() between the phases.  Prints cycles per phase (median of 21 runs) and
-   the SM clock, for n = 2560 and 6912 with 128 and 256 threads.
+   the SM clock, for n = 2560 and 6912 with 128 and 256 threads.  Then the
+   library function's own steps (BITNET__NORM_MARK), in its register and its
+   shared-memory ways, run by one block and by one block on every SM at once (as
+   the fused step runs it: every block normalizes the same vector).
    usage: gpu_bench_norm */
+/* the library's own marks inside bitnet__norm_quantize_block: block 0, thread 0 */
+__device__ long long bench_marks[8];
+#define BITNET__NORM_MARK(i)                                                      \
+    do {                                                                          \
+        if (blockIdx.x == 0 && threadIdx.x == 0) bench_marks[i] = clock64();      \
+    } while (0)
 #define BITNET_IMPLEMENTATION
 #include "bitnet.h"
 #include "../bitnet_cuda.cu"
@@ -89,6 +98,69 @@ __global__ void norm_phases(const float *x, const float *norm, int n, int8_t *q,
     }
 }
 
+/* The library function, its marks in bench_marks; STAGED: the input is staged in
+   shared memory (as the fused step's down phase does it; the norm weight in
+   shared memory too here). */
+template <bool STAGED>
+__global__ void norm_marked(const float *x, const float *norm, int n, float *scale) {
+    extern __shared__ __align__(16) float st[];   /* n: the stage, n: the weight, n / 4: q */
+    int8_t *q = (int8_t *)(st + 2 * n);
+    bitnet__quant_in in;
+    memset(&in, 0, sizeof in);
+    in.x = x;
+    in.norm = norm;
+    in.eps = 1e-5f;
+    float sc;
+    if (STAGED) {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) st[n + i] = norm[i];
+        __syncthreads();
+        in.norm = st + n;
+        bitnet__norm_quantize_block<1>(in, n, q, &sc, NULL, st, NULL);
+    } else {
+        bitnet__norm_quantize_block(in, n, q, &sc, NULL);
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) *scale = sc + q[0];
+}
+
+static void library_steps(void) {
+    int n_sm = 0;
+    CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0));
+    printf("\n# bitnet__norm_quantize_block step by step (BITNET__NORM_MARK), cycles of block 0, median of 21\n\n");
+    printf("| way | n | blocks | input loaded + first pass | warp reduction | block reduction | inv_rms | max candidates | quantize | total |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int staged = 0; staged < 2; staged++)
+        for (int n : {2560, 6912}) {
+            if (!staged && n > BITNET__NQ_REGS * 4 * 256) continue;
+            for (int blocks : {1, n_sm}) {
+                std::vector<float> h(n);
+                for (int i = 0; i < n; i++) h[i] = (float)((i * 7919) % 1000) / 100.0f - 5.0f;
+                float *x, *w, *sc;
+                CK(cudaMalloc(&x, n * 4)); CK(cudaMalloc(&w, n * 4)); CK(cudaMalloc(&sc, 4));
+                CK(cudaMemcpy(x, h.data(), n * 4, cudaMemcpyHostToDevice));
+                CK(cudaMemcpy(w, h.data(), n * 4, cudaMemcpyHostToDevice));
+                const size_t smem = (size_t)n * 8 + n;
+                if (staged) CK(cudaFuncSetAttribute(norm_marked<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+                std::vector<std::vector<long long>> all(7);
+                for (int r = 0; r < 21; r++) {
+                    long long c[8];
+                    if (staged) norm_marked<true><<<blocks, 256, smem>>>(x, w, n, sc);
+                    else norm_marked<false><<<blocks, 256, smem>>>(x, w, n, sc);
+                    CK(cudaGetLastError());
+                    CK(cudaMemcpyFromSymbol(c, bench_marks, sizeof c));
+                    static const int from[7] = {0, 2, 3, 4, 5, 6, 0}, to[7] = {2, 3, 4, 5, 6, 7, 7};
+                    for (int i = 0; i < 7; i++) all[i].push_back(c[to[i]] - c[from[i]]);
+                }
+                printf("| %s | %d | %d |", staged ? "staged" : "registers", n, blocks);
+                for (int i = 0; i < 7; i++) {
+                    std::sort(all[i].begin(), all[i].end());
+                    printf(" %lld |", all[i][10]);
+                }
+                printf("\n");
+                CK(cudaFree(x)); CK(cudaFree(w)); CK(cudaFree(sc));
+            }
+        }
+}
+
 int main(void) {
     int n_dev = 0, clk = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
@@ -127,5 +199,6 @@ int main(void) {
             CK(cudaFree(x)); CK(cudaFree(w)); CK(cudaFree(q)); CK(cudaFree(cyc));
         }
     }
+    library_steps();
     return 0;
 }

@@ -627,6 +627,7 @@ int main(void) {
         attention_case(4, 2, 32, 300, {0, 70, 299});
         attention_case(8, 1, 256, 600, {599});
         attention_case(4, 4, 16, 64, {0, 40, 63});
+        attention_case(8, 1, 64, 64, {0, 33, 63});   /* 8 query heads of 64 dimensions per KV head, one slice */
     }
     TEST("LM head: bf16 / f16 / f32 logits, argmax, next-step feed") {
         head_case(128256, 2560, BITNET__TABLE_BF16, 0);
