@@ -274,8 +274,9 @@ __device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 y, float s) {
      beforehand, bitnet__prefetch_l2);
    - otherwise rounds of NQ_REGS float4 per thread whose loads are all
      issued at once: a one-round vector stays in registers, a longer one is read
-     again in every pass (one L2 round trip per round and pass). */
-template <int NQ_W = BITNET__NQ_W, int NQ_REGS = BITNET__NQ_REGS>
+     again in every pass (one L2 round trip per round and pass).
+   THREADS: blockDim.x where the caller knows it at compile time (0: not). */
+template <int NQ_W = BITNET__NQ_W, int NQ_REGS = BITNET__NQ_REGS, int THREADS = 0>
 __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *copy_to,
                                                             float *stage = NULL, float *stage_w = NULL) {
     __shared__ double red_d[32];
@@ -284,7 +285,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     const void *row = in.x ? NULL
                            : (const void *)((const uint8_t *)in.table +
                                             (size_t)in.tokens[*in.pos] * (size_t)n * bitnet__table_elem(in.table_type));
-    const int T = blockDim.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int T = THREADS ? THREADS : blockDim.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const bool staged = stage && in.x;   /* (copy_to is for embedding rows only) */
     const int round = staged ? n : NQ_REGS * 4 * T;
     const bool one_round = !staged && n <= round;
@@ -1418,10 +1419,14 @@ __device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *tar
             } while ((int)(seen - *target) < 0);
             __threadfence();
         } else {
+            /* polled with relaxed loads: an acquire load is compiled with an
+               invalidation of the whole L1 after it (CCTL.IVALL), which in the
+               loop ran once per poll (ncu); one acquire load after the wait */
             asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(count) : "memory");
             do {
-                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
+                asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
             } while ((int)(seen - *target) < 0);
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
         }
     }
     __syncthreads();
@@ -1466,17 +1471,17 @@ __device__ __forceinline__ void bitnet__fused_bars_init(unsigned long long *bars
 }
 
 /* Starts the copy of this block's tiles of matrix m of layer l into their region
-   (all threads call it, after a __syncthreads that ends the region's reads). */
-__device__ void bitnet__fused_fetch(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars) {
-    int n_tiles, k, t0, t1;
+   (all threads call it, after a __syncthreads that ends the region's reads).
+   mtx[m]: this block's tiles of matrix m, [x, y), and its row length z
+   (bitnet__fused_mtx_init). */
+__device__ void bitnet__fused_fetch(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars, const int4 *mtx) {
     const uint8_t *src = NULL;
     uint8_t *dst = smem + a.smem_w[m];
     size_t bytes = 0;
     if (l < a.n_layer) {
-        bitnet__fused_matrix(m, a.n_embd, a.n_ff, a.n_head_kv, a.head_dim, &n_tiles, &k);
-        bitnet__fused_tiles(n_tiles, blockIdx.x, gridDim.x, &t0, &t1);
-        src = ((const bitnet__fused_layer *)(smem + a.smem_layers))[l].w[m] + (size_t)t0 * k * 4;
-        bytes = (size_t)(t1 - t0) * k * 4;
+        const int4 t = mtx[m];
+        src = ((const bitnet__fused_layer *)(smem + a.smem_layers))[l].w[m] + (size_t)t.x * t.z * 4;
+        bytes = (size_t)(t.y - t.x) * t.z * 4;
     }
     if (bitnet__fused_bulk(a)) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -1564,15 +1569,14 @@ __device__ __forceinline__ bitnet__gemv_args bitnet__fused_gemv_args(const bitne
    step's code must fit the SM's instruction cache, and four inlined copies of it
    did not (ncu: a quarter of the warps' time stalled on instruction fetch). */
 __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars,
-                                                   int (*part)[17], const int *pos, const float *freq) {
+                                                   int (*part)[17], const int *pos, const float *freq, const int4 *mtx) {
     const bitnet__fused_layer &L = ((const bitnet__fused_layer *)(smem + a.smem_layers))[l];
     const int mark = BITNET__FUSED_MARKS * (5 * l + m + (m > 0));
-    int n_tiles, k, t0, t1;
+    const int4 tiles = mtx[m];
+    const int t0 = tiles.x, t1 = tiles.y, k = tiles.z;
     float x_scale;
     int8_t *xq = (int8_t *)(smem + a.smem_scratch);
     int *dots = (int *)(smem + a.smem_dots);
-    bitnet__fused_matrix(m, a.n_embd, a.n_ff, a.n_head_kv, a.head_dim, &n_tiles, &k);
-    bitnet__fused_tiles(n_tiles, blockIdx.x, gridDim.x, &t0, &t1);
     /* down's long input is staged in gate/up's tile region, whose next copy waits
        until then (see bitnet__fused_plan) */
     const bool stage = m == 3 && bitnet__fused_down_staged(a);
@@ -1582,12 +1586,13 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
         float *st = stage ? (float *)(smem + a.smem_w[2]) : NULL;
         /* (one float4 in flight in the unused unstaged-weight path: the kernel has
            no registers to spare) */
-        bitnet__norm_quantize_block<1, BITNET__FUSED_NQ_REGS>(in, k, xq, &x_scale, embed && blockIdx.x == 0 ? a.x : NULL, st, st ? st + k : NULL);
+        bitnet__norm_quantize_block<1, BITNET__FUSED_NQ_REGS, BITNET__FUSED_THREADS>(in, k, xq, &x_scale, embed && blockIdx.x == 0 ? a.x : NULL, st,
+                                                                                      st ? st + k : NULL);
     }
     bitnet__fused_mark(a, mark + 1);
     bitnet__fused_fetch_wait(a, l, m, bars);
     __syncthreads();
-    if (stage) bitnet__fused_fetch(a, l + 1, 2, smem, bars);
+    if (stage) bitnet__fused_fetch(a, l + 1, 2, smem, bars, mtx);
     bitnet__fused_mark(a, mark + 2);
     bitnet__tiles_dot(smem + a.smem_w[m], t1 - t0, k, xq, dots, part);
     bitnet__fused_mark(a, mark + 3);
@@ -1613,7 +1618,7 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
         }
     }
     if (!(m == 2 && bitnet__fused_down_staged(a)))
-        bitnet__fused_fetch(a, l + 1, m, smem, bars);   /* the region's reads ended at tiles_dot's last __syncthreads */
+        bitnet__fused_fetch(a, l + 1, m, smem, bars, mtx);   /* the region's reads ended at tiles_dot's last __syncthreads */
     bitnet__fused_mark(a, mark + 4);
 }
 
@@ -1624,6 +1629,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
     __shared__ int part[BITNET__FUSED_THREADS / 32][17];
     __shared__ int s_pos;
     __shared__ unsigned long long bars[4];
+    __shared__ int4 mtx[4];
     float *scratch = (float *)(smem + a.smem_scratch), *freq = (float *)(smem + a.smem_freq);  /* (cos, sin) per dim pair */
     const int fence = a.variant & BITNET__FUSED_FENCE;
     const int n_units = a.n_head_kv * a.att_splits, G = a.n_head / a.n_head_kv;
@@ -1637,7 +1643,15 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
     bitnet__copy_async_wait<0>();
     __syncthreads();
     bitnet__fused_bars_init(bars);
-    for (int m = 0; m < 4; m++) bitnet__fused_fetch(a, 0, m, smem, bars);
+    if (threadIdx.x < 4) {
+        /* this block's tiles of each matrix (the divisions once, not every phase) */
+        int n_tiles, k, t0, t1;
+        bitnet__fused_matrix(threadIdx.x, a.n_embd, a.n_ff, a.n_head_kv, a.head_dim, &n_tiles, &k);
+        bitnet__fused_tiles(n_tiles, blockIdx.x, gridDim.x, &t0, &t1);
+        mtx[threadIdx.x] = make_int4(t0, t1, k, 0);
+    }
+    __syncthreads();
+    for (int m = 0; m < 4; m++) bitnet__fused_fetch(a, 0, m, smem, bars, mtx);
     bitnet__fused_norms_to_l2(a, 0, smem);
     if (threadIdx.x == 0) s_pos = *a.pos;
     __syncthreads();
@@ -1692,7 +1706,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
                 }
                 bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + 1) + 4);
             } else {
-                bitnet__fused_gemv(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq);
+                bitnet__fused_gemv(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq, mtx);
             }
             if (p < 4 || l + 1 < a.n_layer) bitnet__grid_sync(a.barrier, &target, fence);
         }
