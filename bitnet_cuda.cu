@@ -512,8 +512,11 @@ __device__ void bitnet__tiles_dot(const uint8_t *tiles, int n_tiles, int k, cons
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, n_warps = blockDim.x >> 5, n_chunks = k / 16, g = lane & 3;
     const int4 *tx = (const int4 *)xq;
     for (int first = 0; first < n_tiles; first += n_warps) {
-        const int nt = min(n_tiles - first, n_warps), wpt = n_warps / nt;   /* tiles this round, warps per tile */
-        const int t = warp / wpt, sub = warp % wpt;
+        /* tiles this round; warps per tile, a power of two (shifts, not the
+           integer divisions that were a chain of ~100 cycles in every phase) */
+        const int nt = min(n_tiles - first, n_warps);
+        const int shift = max(31 - __clz(n_warps) - (nt > 1 ? 32 - __clz(nt - 1) : 0), 0), wpt = 1 << shift;
+        const int t = warp >> shift, sub = warp & (wpt - 1);
         int acc[4][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}, acc_x = 0;   /* [row][plane] */
         if (t < nt) {
             const uint4 *tw = (const uint4 *)(tiles + (size_t)(first + t) * k * 4);
@@ -582,7 +585,15 @@ __device__ __forceinline__ void bitnet__gemv_epilogue(const bitnet__gemv_args &a
            half + 8j..; heads: n_head q, then n_head_kv k, then n_head_kv v */
         if (r < 8) {
             const int tiles_per_head = a.head_dim / 16, half = a.head_dim / 2;
-            const int head = tile / tiles_per_head, i = (tile % tiles_per_head) * 8 + r;
+            int head, i;
+            if ((tiles_per_head & (tiles_per_head - 1)) == 0) {   /* (shifts where they do: a division is ~100 cycles of latency) */
+                const int sh = 31 - __clz(tiles_per_head);
+                head = tile >> sh;
+                i = (tile & (tiles_per_head - 1)) * 8 + r;
+            } else {
+                head = tile / tiles_per_head;
+                i = (tile % tiles_per_head) * 8 + r;
+            }
             const int pos = *a.pos;
             const int part_id = head < a.n_head ? 0 : head < a.n_head + a.n_head_kv ? 1 : 2;
             /* (no dynamic index into a.w_scale: that would put the arguments in local memory) */
