@@ -1484,7 +1484,7 @@ __device__ __forceinline__ void bitnet__fused_bars_init(unsigned long long *bars
 /* Starts the copy of this block's tiles of matrix m of layer l into their region
    (all threads call it, after a __syncthreads that ends the region's reads).
    mtx[m]: this block's tiles of matrix m, [x, y), and its row length z
-   (bitnet__fused_mtx_init). */
+   (computed once at the kernel's start). */
 __device__ void bitnet__fused_fetch(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars, const int4 *mtx) {
     const uint8_t *src = NULL;
     uint8_t *dst = smem + a.smem_w[m];
