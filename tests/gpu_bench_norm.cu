@@ -21,6 +21,16 @@ __device__ long long bench_marks[8];
 
 #include "gpu_check.h"
 
+/* The library function's input: the float vector x with its norm weight. */
+__device__ bitnet__quant_in bench_input(const float *x, const float *norm) {
+    bitnet__quant_in in;
+    memset(&in, 0, sizeof in);
+    in.x = x;
+    in.norm = norm;
+    in.eps = 1e-5f;
+    return in;
+}
+
 /* phases: 0 load x, 1 sum of squares + reduce, 2 inv_rms, 3 norm weights + max + reduce, 4 quantize + sum reduce,
    and the whole function */
 __global__ void norm_phases(const float *x, const float *norm, int n, int8_t *q, long long *cycles) {
@@ -84,13 +94,8 @@ __global__ void norm_phases(const float *x, const float *norm, int n, int8_t *q,
     sum = bitnet__block_reduce(sum, bitnet__op_add(), red_i);
     t[5] = clock64();
     /* the library function as a whole */
-    bitnet__quant_in in;
-    memset(&in, 0, sizeof in);
-    in.x = x;
-    in.norm = norm;
-    in.eps = 1e-5f;
     float sc;
-    bitnet__norm_quantize_block(in, n, q, &sc, NULL);
+    bitnet__norm_quantize_block(bench_input(x, norm), n, q, &sc, NULL);
     t[6] = clock64();
     if (threadIdx.x == 0) {
         for (int i = 0; i < 6; i++) cycles[i] = t[i + 1] - t[i];
@@ -105,11 +110,7 @@ template <bool STAGED>
 __global__ void norm_marked(const float *x, const float *norm, int n, float *scale) {
     extern __shared__ __align__(16) float st[];   /* n: the stage, n: the weight, n / 4: q */
     int8_t *q = (int8_t *)(st + 2 * n);
-    bitnet__quant_in in;
-    memset(&in, 0, sizeof in);
-    in.x = x;
-    in.norm = norm;
-    in.eps = 1e-5f;
+    bitnet__quant_in in = bench_input(x, norm);
     float sc;
     if (STAGED) {
         for (int i = threadIdx.x; i < n; i += blockDim.x) st[n + i] = norm[i];
