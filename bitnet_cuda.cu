@@ -185,8 +185,8 @@ __device__ __forceinline__ float2 bitnet__kv2_float(bitnet__kv2 v) { return __ha
    so that the int8 activations come out identical for identical input:
      inv_rms = 1 / sqrtf((float)(sum of x^2 in double / n) + eps)
      y = w * (x * inv_rms),  s = 127 / max(max|y|, 1e-5),  q = clamp(rint(y s))
-   x is a float vector, or (embed) the current token's row of a bf16/f16/f32 table.
-   Writes q to shared memory (natural order), returns s and sum(q). */
+   x is a float vector or (embed) the current token's row of a bf16/f16/f32
+   table.  Writes q to shared memory (natural order) and returns s. */
 struct bitnet__quant_in {
     const float *x;            /* n floats, or NULL: read the table row */
     const void *table;         /* rows of n, of type table_type (BITNET__TABLE_*) */
@@ -194,6 +194,8 @@ struct bitnet__quant_in {
     const int *tokens, *pos;   /* device: the row is tokens[*pos] */
     const float *norm;         /* RMSNorm weight, n floats (the GEMV stages it in shared memory) */
     float eps;
+    float *copy_to;            /* or NULL: where elements [copy_lo, copy_hi) of the input are */
+    int copy_lo, copy_hi;      /*   stored as loaded (the residual stream; multiples of 4) */
 };
 
 __device__ __forceinline__ float4 bitnet__load_in4(const bitnet__quant_in &in, const void *row, int i) {
@@ -213,41 +215,74 @@ __device__ __forceinline__ float4 bitnet__load_in4(const bitnet__quant_in &in, c
 
 /* clamp(rint(y s)) as the CPU computes it, without a conversion instruction (they
    run at a quarter of the rate of a multiply or an add, and quantizing a vector
-   took two per value: tests/gpu_bench_norm.cu): adding 1.5 * 2^23 rounds a float
-   of magnitude <= 2^22 to an integer, ties to even, in the low bits (larger
-   values are clamped to that first; a NaN becomes -128, as through rintf). */
-__device__ __forceinline__ int bitnet__quant1(float y, float s) {
-    const float v = fminf(fmaxf(__fmul_rn(y, s), -4194304.0f), 4194304.0f);
-    const int i = __float_as_int(__fadd_rn(v, 12582912.0f)) - 0x4B400000;
-    return min(max(i, -128), 127);
+   took two per value: tests/gpu_bench_norm.cu): clamped to [-128, 127] first (a
+   NaN becomes -128, as through rintf), adding 1.5 * 2^23 rounds to an integer,
+   ties to even, which then sits in the low bits: the low byte is the int8. */
+__device__ __forceinline__ unsigned bitnet__quant_bits(float y, float s) {
+    const float v = fminf(fmaxf(__fmul_rn(y, s), -128.0f), 127.0f);
+    return __float_as_uint(__fadd_rn(v, 12582912.0f));
 }
+__device__ __forceinline__ int bitnet__quant1(float y, float s) { return (int)bitnet__quant_bits(y, s) - 0x4B400000; }
 
 #define BITNET__NQ_REGS 3   /* float4 of the input per thread per round, in registers */
 
+/* The two largest |w x| of a set (m1 >= m2; one occurrence of m1 does not count
+   in m2, so a tie leaves m2 == m1) and the x, w of that m1: with them the max |y|
+   is found without another pass (bitnet__norm_quantize_block). */
+struct bitnet__top2 {
+    float m1, m2, x1, w1;
+};
+template <bool TOP2>
+__device__ __forceinline__ void bitnet__top2_add(bitnet__top2 &t, float x, float w) {
+    const float a = fabsf(w * x);
+    if (!TOP2) {   /* only the max: the caller takes the exact path */
+        t.m1 = fmaxf(t.m1, a);
+        return;
+    }
+    const bool up = a > t.m1;
+    t.m2 = fmaxf(t.m2, fminf(a, t.m1));   /* (a NaN counts as a tie: the exact path then) */
+    t.m1 = up ? a : t.m1;
+    t.x1 = up ? x : t.x1;
+    t.w1 = up ? w : t.w1;
+}
+__device__ __forceinline__ void bitnet__top2_merge(bitnet__top2 &t, const bitnet__top2 &o) {
+    const bool up = o.m1 > t.m1;
+    t.m2 = fmaxf(fmaxf(t.m2, o.m2), fminf(t.m1, o.m1));
+    t.m1 = up ? o.m1 : t.m1;
+    t.x1 = up ? o.x1 : t.x1;
+    t.w1 = up ? o.w1 : t.w1;
+}
+
 /* Four elements x (input) and w (norm weight) at a time, in the CPU's arithmetic: */
-/* the first pass's sum of squares (in order) and max |w x|, */
-__device__ __forceinline__ void bitnet__norm_stats4(float4 x, float4 w, double &ss, float &m) {
+/* the first pass's sum of squares (in order) and the top two |w x| (or the max), */
+template <bool TOP2>
+__device__ __forceinline__ void bitnet__norm_stats4(float4 x, float4 w, double &ss, bitnet__top2 &t) {
     ss += (double)x.x * x.x;
     ss += (double)x.y * x.y;
     ss += (double)x.z * x.z;
     ss += (double)x.w * x.w;
-    m = fmaxf(fmaxf(m, fabsf(w.x * x.x)), fmaxf(fabsf(w.y * x.y), fmaxf(fabsf(w.z * x.z), fabsf(w.w * x.w))));
+    bitnet__top2_add<TOP2>(t, x.x, w.x);
+    bitnet__top2_add<TOP2>(t, x.y, w.y);
+    bitnet__top2_add<TOP2>(t, x.z, w.z);
+    bitnet__top2_add<TOP2>(t, x.w, w.w);
 }
 /* y = w (x inv_rms), */
 __device__ __forceinline__ float4 bitnet__norm_y4(float4 x, float4 w, float inv_rms) {
     return make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
 }
-/* the candidates for the exact max |y| (|w x| >= cut) into *amax_bits, */
+/* the candidates for the exact max |y| (|w x| >= cut) into *amax_bits (where the
+   top two are too close to tell), */
 __device__ __forceinline__ void bitnet__norm_max4(float4 x, float4 w, float4 y, float cut, unsigned *amax_bits) {
     if (fabsf(w.x * x.x) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.x)));
     if (fabsf(w.y * x.y) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.y)));
     if (fabsf(w.z * x.z) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.z)));
     if (fabsf(w.w * x.w) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.w)));
 }
-/* and q = clamp(rint(y s)). */
+/* and q = clamp(rint(y s)): the low bytes of four bitnet__quant_bits. */
 __device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 y, float s) {
-    *(char4 *)q = make_char4((signed char)bitnet__quant1(y.x, s), (signed char)bitnet__quant1(y.y, s), (signed char)bitnet__quant1(y.z, s),
-                             (signed char)bitnet__quant1(y.w, s));
+    const unsigned lo = __byte_perm(bitnet__quant_bits(y.x, s), bitnet__quant_bits(y.y, s), 0x0040);
+    const unsigned hi = __byte_perm(bitnet__quant_bits(y.z, s), bitnet__quant_bits(y.w, s), 0x0040);
+    *(unsigned *)q = __byte_perm(lo, hi, 0x5410);
 }
 
 #define BITNET__NQ_W 6       /* float4 of an unstaged norm weight per thread in flight, staged input (8: 80 registers, a GEMV block too many for one wave of 864) */
@@ -257,42 +292,46 @@ __device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 y, float s) {
 #define BITNET__NORM_MARK(i) ((void)0)
 #endif
 
-/* n % 4 == 0.  copy_to: where to store the float input (the residual stream), or
-   NULL.  Latency is everything here (the whole next kernel waits for it): a
-   block-wide reduction costs about 1000 cycles on an H100 (tests/PERF.md), so
-   there is only one.  It finds the sum of squares and M = max |w x| together.  The
-   exact max |y| of y = w (x inv_rms), which the CPU's scale needs, can only sit at
-   an element with |w x| >= M (1 - 2^-20) (the two roundings in y move a value by
-   less than that), and those few elements settle it with a shared-memory atomic.
+/* n % 4 == 0.  Latency is everything here (the whole phase waits for it): a
+   block-wide reduction costs about 700 cycles on an H100 (tests/PERF.md), so there
+   is only one.  It finds the sum of squares and the two largest |w x| with the x
+   and w of the largest, M.  The exact max |y| of y = w (x inv_rms), which the
+   CPU's scale needs, can only sit at an element with |w x| >= M (1 - 2^-20) (the
+   two roundings in y move a value by less than that): when the second largest is
+   below that, it is the y of M's element; otherwise (ties, near-ties) the few
+   elements above the cut settle it with a shared-memory atomic, in another pass.
    x is read through L2 (other blocks of the kernel may just have written it).
-   The three passes over the vector each wait for their loads, so the vector must
-   come from far away only once:
-   - stage (shared memory for n floats, float vectors only): x is copied there with
-     cp.async, all at once, and the passes read it there; stage_w (n floats more,
-     or NULL) takes the norm weight the same way, else the first pass loads it in
-     batches of BITNET__NQ_W float4 per thread (the callers have it pulled into L2
-     beforehand, bitnet__prefetch_l2);
+   The passes over the vector each wait for their loads, so the vector must come
+   from far away only once:
+   - stage (shared memory for n floats, float vectors only): x is
+     copied there with cp.async, all at once, and the passes read it there;
+     stage_w (n floats more, or NULL) takes the norm weight the same way, else the
+     first pass loads it in batches of BITNET__NQ_W float4 per thread (the callers
+     have it pulled into L2 beforehand, bitnet__prefetch_l2);
    - otherwise rounds of NQ_REGS float4 per thread whose loads are all
      issued at once: a one-round vector stays in registers, a longer one is read
      again in every pass (one L2 round trip per round and pass).
-   THREADS: blockDim.x where the caller knows it at compile time (0: not). */
-template <int NQ_W = BITNET__NQ_W, int NQ_REGS = BITNET__NQ_REGS, int THREADS = 0>
-__device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *copy_to,
-                                                            float *stage = NULL, float *stage_w = NULL) {
+   THREADS: blockDim.x where the caller knows it at compile time (0: not).
+   TOP2 false: the max only, and always the exact path's pass (fewer registers:
+   the GEMV kernels whose tail this runs in must stay at 64 for one wave of
+   blocks). */
+template <int NQ_W = BITNET__NQ_W, int NQ_REGS = BITNET__NQ_REGS, int THREADS = 0, bool TOP2 = true>
+__device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *stage = NULL,
+                                                            float *stage_w = NULL) {
     __shared__ double red_d[32];
-    __shared__ float red_f[32];
+    __shared__ bitnet__top2 red_t[32];
     __shared__ unsigned amax_bits;
     const void *row = in.x ? NULL
                            : (const void *)((const uint8_t *)in.table +
                                             (size_t)in.tokens[*in.pos] * (size_t)n * bitnet__table_elem(in.table_type));
     const int T = THREADS ? THREADS : blockDim.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const bool staged = stage && in.x;   /* (copy_to is for embedding rows only) */
+    const bool staged = stage && in.x;   /* (copy_to is for embedding rows: the register path) */
     const int round = staged ? n : NQ_REGS * 4 * T;
     const bool one_round = !staged && n <= round;
     const float *xs = staged ? stage : NULL, *ws = staged && stage_w ? stage_w : in.norm;
     float4 v[NQ_REGS], wr[NQ_REGS];   /* a one-round vector and its norm weight stay in registers */
     double ss = 0.0;
-    float m = 0.0f;
+    bitnet__top2 top = {0.0f, 0.0f, 0.0f, 0.0f};
     BITNET__NORM_MARK(0);
     if (threadIdx.x == 0) amax_bits = 0;
     if (staged) {
@@ -313,7 +352,7 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
 #pragma unroll
             for (int j = 0; j < NQ_W; j++) {
                 const int i = base + j * T * 4;
-                if (i < n) bitnet__norm_stats4(*(const float4 *)(xs + i), wv[j], ss, m);
+                if (i < n) bitnet__norm_stats4<TOP2>(*(const float4 *)(xs + i), wv[j], ss, top);
             }
         }
     } else {
@@ -331,8 +370,8 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
             for (int j = 0; j < NQ_REGS; j++) {
                 const int i = base + (threadIdx.x + j * T) * 4;
                 if (i < n) {
-                    bitnet__norm_stats4(v[j], w[j], ss, m);
-                    if (copy_to) *(float4 *)(copy_to + i) = v[j];
+                    bitnet__norm_stats4<TOP2>(v[j], w[j], ss, top);
+                    if (in.copy_to && i >= in.copy_lo && i < in.copy_hi) *(float4 *)(in.copy_to + i) = v[j];
                 }
             }
         }
@@ -340,55 +379,71 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     BITNET__NORM_MARK(2);
     /* one reduction for both */
     for (int o = 16; o; o >>= 1) {
+        bitnet__top2 other;
         ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        other.m1 = __shfl_xor_sync(0xffffffffu, top.m1, o);
+        if (TOP2) {
+            other.m2 = __shfl_xor_sync(0xffffffffu, top.m2, o);
+            other.x1 = __shfl_xor_sync(0xffffffffu, top.x1, o);
+            other.w1 = __shfl_xor_sync(0xffffffffu, top.w1, o);
+            bitnet__top2_merge(top, other);
+        } else {
+            top.m1 = fmaxf(top.m1, other.m1);
+        }
     }
     BITNET__NORM_MARK(3);
-    if (lane == 0) { red_d[warp] = ss; red_f[warp] = m; }
+    if (lane == 0) { red_d[warp] = ss; red_t[warp] = top; }
     __syncthreads();
     ss = red_d[0];
-    m = red_f[0];
-    for (int w = 1; w < (T >> 5); w++) { ss += red_d[w]; m = fmaxf(m, red_f[w]); }
-    BITNET__NORM_MARK(4);
-    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps), cut = m * (1.0f - 1.0f / 1048576.0f);
-    BITNET__NORM_MARK(5);
-    if (staged) {
-        /* y, and the exact max |y| from the candidates; then q */
-        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
-            const float4 x = *(const float4 *)(xs + i), w = *(const float4 *)(ws + i);
-            bitnet__norm_max4(x, w, bitnet__norm_y4(x, w, inv_rms), cut, &amax_bits);
-        }
-        __syncthreads();
-        BITNET__NORM_MARK(6);
-        const float s = 127.0f / fmaxf(__uint_as_float(amax_bits), 1e-5f);
-        for (int i = threadIdx.x * 4; i < n; i += T * 4)
-            bitnet__quant4(q + i, bitnet__norm_y4(*(const float4 *)(xs + i), *(const float4 *)(ws + i), inv_rms), s);
-        *scale_out = s;
-        BITNET__NORM_MARK(7);
-        return;
+    top = red_t[0];
+    for (int w = 1; w < (T >> 5); w++) {
+        ss += red_d[w];
+        if (TOP2) bitnet__top2_merge(top, red_t[w]);
+        else top.m1 = fmaxf(top.m1, red_t[w].m1);
     }
-    /* y, and the exact max |y| from the candidates */
-    for (int base = 0; base < n; base += round) {
+    if (!TOP2) top.m2 = top.m1;
+    BITNET__NORM_MARK(4);
+    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps), cut = top.m1 * (1.0f - 1.0f / 1048576.0f);
+    BITNET__NORM_MARK(5);
+    /* every thread holds the same top and inv_rms: the branch is uniform */
+    float amax = fabsf(top.w1 * (top.x1 * inv_rms));
+    if (!TOP2 || !(top.m2 < cut)) {
+        /* the exact max |y| from the candidates */
+        if (staged) {
+            for (int i = threadIdx.x * 4; i < n; i += T * 4) {
+                const float4 x = *(const float4 *)(xs + i), w = *(const float4 *)(ws + i);
+                bitnet__norm_max4(x, w, bitnet__norm_y4(x, w, inv_rms), cut, &amax_bits);
+            }
+        } else {
+            for (int base = 0; base < n; base += round) {
 #pragma unroll
-        for (int j = 0; j < NQ_REGS; j++) {
-            const int i = base + (threadIdx.x + j * T) * 4;
-            if (i < n) {
-                const float4 x = one_round ? v[j] : bitnet__load_in4(in, row, i), w = one_round ? wr[j] : *(const float4 *)(in.norm + i);
-                v[j] = bitnet__norm_y4(x, w, inv_rms);
-                bitnet__norm_max4(x, w, v[j], cut, &amax_bits);
+                for (int j = 0; j < NQ_REGS; j++) {
+                    const int i = base + (threadIdx.x + j * T) * 4;
+                    if (i < n) {
+                        const float4 x = one_round ? v[j] : bitnet__load_in4(in, row, i), w = one_round ? wr[j] : *(const float4 *)(in.norm + i);
+                        bitnet__norm_max4(x, w, bitnet__norm_y4(x, w, inv_rms), cut, &amax_bits);
+                    }
+                }
             }
         }
+        __syncthreads();
+        amax = __uint_as_float(amax_bits);
     }
-    __syncthreads();
     BITNET__NORM_MARK(6);
-    const float s = 127.0f / fmaxf(__uint_as_float(amax_bits), 1e-5f);
-    for (int base = 0; base < n; base += round) {
+    const float s = 127.0f / fmaxf(amax, 1e-5f);
+    if (staged) {
+        for (int i = threadIdx.x * 4; i < n; i += T * 4)
+            bitnet__quant4(q + i, bitnet__norm_y4(*(const float4 *)(xs + i), *(const float4 *)(ws + i), inv_rms), s);
+    } else {
+        for (int base = 0; base < n; base += round) {
 #pragma unroll
-        for (int j = 0; j < NQ_REGS; j++) {
-            const int i = base + (threadIdx.x + j * T) * 4;
-            if (i < n) {
-                if (!one_round) v[j] = bitnet__norm_y4(bitnet__load_in4(in, row, i), *(const float4 *)(in.norm + i), inv_rms);
-                bitnet__quant4(q + i, v[j], s);
+            for (int j = 0; j < NQ_REGS; j++) {
+                const int i = base + (threadIdx.x + j * T) * 4;
+                if (i < n)
+                    bitnet__quant4(q + i,
+                                   bitnet__norm_y4(one_round ? v[j] : bitnet__load_in4(in, row, i), one_round ? wr[j] : *(const float4 *)(in.norm + i),
+                                                   inv_rms),
+                                   s);
             }
         }
     }
@@ -431,7 +486,7 @@ __device__ __forceinline__ bool bitnet__arrive_last(unsigned *counter, unsigned 
 __device__ void bitnet__run_tail(const bitnet__tail &t, unsigned n_blocks, float *stage) {
     if (!t.q || !bitnet__arrive_last(t.counter, n_blocks)) return;
     float s;
-    bitnet__norm_quantize_block(t.in, t.n, t.q, &s, NULL, t.staged ? stage : NULL);
+    bitnet__norm_quantize_block<BITNET__NQ_W, BITNET__NQ_REGS, 0, false>(t.in, t.n, t.q, &s, t.staged ? stage : NULL);
     if (threadIdx.x == 0) {
         *t.scale = s;
         *t.counter = 0;
@@ -670,9 +725,14 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
         float s;
         bitnet__quant_in in = a.in;
         in.norm = norm;
+        if (IN == BITNET__IN_EMBED && blockIdx.x == 0) {
+            in.copy_to = a.residual;
+            in.copy_lo = 0;
+            in.copy_hi = a.k;
+        }
         bitnet__copy_async_wait<1>();
         __syncthreads();
-        bitnet__norm_quantize_block(in, a.k, xq, &s, IN == BITNET__IN_EMBED && blockIdx.x == 0 ? a.residual : NULL);
+        bitnet__norm_quantize_block(in, a.k, xq, &s);
         if (tid == 0) x_scale = s;
     }
     bitnet__copy_async_wait<0>();
@@ -1388,9 +1448,18 @@ struct bitnet__fused_args {
 /* Diagnostic variants of the fused step (bitnet__cuda_context_set_fused_variant):
    FENCE: the barrier fences with __threadfence() around a relaxed atomic instead
    of a release add and acquire loads; PER_THREAD_COPIES: cp.async by every
-   thread instead of bulk copies on Hopper.  (Two blocks per SM, 128 registers a
-   thread, measured half as fast and is gone: tests/PERF.md.) */
-enum { BITNET__FUSED_FENCE = 1, BITNET__FUSED_PER_THREAD_COPIES = 2, BITNET__FUSED_DOWN_IN_REGISTERS = 4 };
+   thread instead of bulk copies on Hopper; GATE_UP_AT_ATTENTION, GATE_UP_AT_O:
+   gate/up's tiles of the next layer (8.8 MB for 2B4T) requested at the start of
+   that layer's attention or O phase instead of during down (with down's staged
+   input).  (Two blocks per SM, 128 registers a thread, measured half as fast and
+   is gone: tests/PERF.md.) */
+enum {
+    BITNET__FUSED_FENCE = 1,
+    BITNET__FUSED_PER_THREAD_COPIES = 2,
+    BITNET__FUSED_DOWN_IN_REGISTERS = 4,
+    BITNET__FUSED_GATE_UP_AT_ATTENTION = 8,
+    BITNET__FUSED_GATE_UP_AT_O = 16
+};
 
 /* The normalization's input per thread in registers, in float4: 3 is one round for
    3072 values (down's 6912 are staged in shared memory instead). */
@@ -1593,17 +1662,30 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
     const bool stage = m == 3 && bitnet__fused_down_staged(a);
     {
         const bool embed = l == 0 && m == 0;
-        bitnet__quant_in in = {embed ? NULL : m == 1 ? a.att : m == 3 ? a.ffn : a.x, a.tok_embd, a.embd_type, a.tokens, pos, L.norm[m], a.eps};
+        bitnet__quant_in in;
+        memset(&in, 0, sizeof in);
+        in.x = embed ? NULL : m == 1 ? a.att : m == 3 ? a.ffn : a.x;
+        in.table = a.tok_embd;
+        in.table_type = a.embd_type;
+        in.tokens = a.tokens;
+        in.pos = pos;
+        in.norm = L.norm[m];
+        in.eps = a.eps;
+        if (embed && blockIdx.x == 0) {
+            in.copy_to = a.x;
+            in.copy_lo = 0;
+            in.copy_hi = k;
+        }
         float *st = stage ? (float *)(smem + a.smem_w[2]) : NULL;
         /* (one float4 in flight in the unused unstaged-weight path: the kernel has
            no registers to spare) */
-        bitnet__norm_quantize_block<1, BITNET__FUSED_NQ_REGS, BITNET__FUSED_THREADS>(in, k, xq, &x_scale, embed && blockIdx.x == 0 ? a.x : NULL, st,
-                                                                                      st ? st + k : NULL);
+        bitnet__norm_quantize_block<1, BITNET__FUSED_NQ_REGS, BITNET__FUSED_THREADS>(in, k, xq, &x_scale, st, st ? st + k : NULL);
     }
     bitnet__fused_mark(a, mark + 1);
     bitnet__fused_fetch_wait(a, l, m, bars);
     __syncthreads();
-    if (stage) bitnet__fused_fetch(a, l + 1, 2, smem, bars, mtx);
+    if (stage && !(a.variant & (BITNET__FUSED_GATE_UP_AT_ATTENTION | BITNET__FUSED_GATE_UP_AT_O)))
+        bitnet__fused_fetch(a, l + 1, 2, smem, bars, mtx);
     bitnet__fused_mark(a, mark + 2);
     bitnet__tiles_dot(smem + a.smem_w[m], t1 - t0, k, xq, dots, part);
     bitnet__fused_mark(a, mark + 3);
@@ -1707,6 +1789,9 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
                 bitnet__fused_norms_to_l2(a, l + 1, smem);
             }
             if (p == 4 && l == a.n_layer - 1) bitnet__pdl_launch_next();   /* the LM head may get ready */
+            if (l > 0 && bitnet__fused_down_staged(a) &&
+                ((p == 1 && (a.variant & BITNET__FUSED_GATE_UP_AT_ATTENTION)) || (p == 2 && (a.variant & BITNET__FUSED_GATE_UP_AT_O))))
+                bitnet__fused_fetch(a, l, 2, smem, bars, mtx);   /* (the region's last reads, down's, were before the barrier) */
             if (p == 1) {
                 /* unit u = KV head u % n_head_kv, slice u / n_head_kv */
                 for (int u = blockIdx.x; u < n_units; u += gridDim.x) {

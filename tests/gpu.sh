@@ -83,6 +83,14 @@ else
   echo "FAIL the broken fused step passes the tests" >"$out/.mutant"
 fi
 run tests.log mutant cat "$out/.mutant"
+# and a broken normalization must fail its test
+timeout 120 build/gpu/gpu_kernels_mutant norm >"$out/mutant-norm.log" 2>&1
+if grep -q '^FAIL .*norm' "$out/mutant-norm.log"; then
+  echo "PASS the broken normalization fails: $(grep -c '^FAIL ' "$out/mutant-norm.log") checks" >"$out/.mutant"
+else
+  echo "FAIL the broken normalization passes its test" >"$out/.mutant"
+fi
+run tests.log mutant-norm cat "$out/.mutant"
 # the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
 for d in tests/fixtures/*/; do
   [ -e "$d/config.json" ] || continue

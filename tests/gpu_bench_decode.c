@@ -146,13 +146,14 @@ int main(int argc, char **argv) {
         if (head == 0) {
             /* the step modes (bitnet_cuda.cu): the kernel chain with its kernels
                overlapping in three ways (bitnet__launch), the fused step; at 128 */
-            static const char *modes[8] = {"kernel chain, no overlap", "kernel chain, early launch", "kernel chain, late launch",
-                                           "fused step (default)", "fused, fenced barrier", "fused, per-thread copies",
-                                           "fused, fenced barrier, per-thread copies", "fused, down's input in registers"};
-            static const int variants[8] = {0, 0, 0, 0, 1, 2, 3, 4};
+            static const char *modes[10] = {"kernel chain, no overlap", "kernel chain, early launch", "kernel chain, late launch",
+                                            "fused step (default)", "fused, fenced barrier", "fused, per-thread copies",
+                                            "fused, fenced barrier, per-thread copies", "fused, down's input in registers",
+                                            "fused, gate/up's next tiles requested at attention", "fused, gate/up's next tiles requested at O"};
+            static const int variants[10] = {0, 0, 0, 0, 1, 2, 3, 4, 8, 16};
             int mode;
             printf("\n| step mode | graph tokens/s at 128 |\n|---|---:|\n");
-            for (mode = 0; mode < 8; mode++) {
+            for (mode = 0; mode < 10; mode++) {
                 const int step_mode = mode < 3 ? mode : 3;
                 if (bitnet__cuda_context_set_overlap(g->dev, step_mode, &err) != step_mode) die("overlap", &err);
                 if (step_mode == 3 && bitnet__cuda_context_set_fused_variant(g->dev, variants[mode], &err) != BITNET_OK)

@@ -1,6 +1,8 @@
 /* GPU kernel tests (run by tests/gpu.sh on a machine with a CUDA device): every
    kernel of bitnet_cuda.cu against a plain CPU reference on fresh random inputs,
    outputs poisoned before each run.
+     - the RMSNorm + quantization of a block, each of its ways, identical to the
+       CPU's (ties and near-ties of the largest |w x| included)
      - W2A8 GEMV: int32 dot products identical to the CPU's, for every 2B4T shape,
        the seed's shapes and odd shapes at the edges of what is supported; the
        fused RMSNorm + quantization prologue identical to the CPU's quantization;
@@ -11,7 +13,12 @@
      - the sampling candidates against the CPU sampler's ranking */
 #define BITNET_IMPLEMENTATION
 #include "bitnet.h"
+/* (the Makefile builds a deliberately broken copy of the library through this) */
+#ifdef GPU_KERNELS_SOURCE
+#include GPU_KERNELS_SOURCE
+#else
 #include "../bitnet_cuda.cu"
+#endif
 #include "test.h"
 
 #include <vector>
@@ -66,6 +73,138 @@ static float ref_norm_quantize(const float *x, const float *norm, int n, float e
         *sum += q[i];
     }
     return s;
+}
+
+/* ---- the normalization of a block (bitnet__norm_quantize_block) ---- */
+
+/* The library function on one block: q (natural order) and s out.  WAY 0: the
+   fused step's instance (256 threads known at compile time, the largest |w x| with
+   its runner-up); 1: the GEMV prologue's (blockDim at run time, 128 threads, rounds
+   of registers past 1536 values); 2: a tail's (the max only: always the exact
+   pass); 3: staged in shared memory. */
+template <int WAY>
+__global__ void norm_kernel(bitnet__quant_in in, int n, int8_t *q_out, float *s_out) {
+    extern __shared__ __align__(16) uint8_t sm[];   /* WAY 3: n floats of input, n of weight; then n bytes of q */
+    float *stage = (float *)sm;
+    int8_t *q = (int8_t *)(sm + (WAY == 3 ? (size_t)n * 8 : 0));
+    float s;
+    if (WAY == 0) bitnet__norm_quantize_block<1, BITNET__NQ_REGS, 256, true>(in, n, q, &s);
+    if (WAY == 1) bitnet__norm_quantize_block(in, n, q, &s);
+    if (WAY == 2) bitnet__norm_quantize_block<BITNET__NQ_W, BITNET__NQ_REGS, 0, false>(in, n, q, &s);
+    if (WAY == 3) bitnet__norm_quantize_block(in, n, q, &s, stage, stage + n);
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) q_out[i] = q[i];
+    if (threadIdx.x == 0) *s_out = s;
+}
+
+/* y_i = w_i (x_i inv_rms) as ref_norm_quantize computes them */
+static std::vector<float> ref_norm_y(const std::vector<float> &x, const std::vector<float> &w) {
+    double ss = 0.0;
+    const int n = (int)x.size();
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + 1e-5f);
+    std::vector<float> y(n);
+    for (int i = 0; i < n; i++) y[i] = w[i] * (x[i] * inv_rms);
+    return y;
+}
+
+/* Inputs: 0 random with a few large entries; 1 the largest |w x| twice (the same x
+   and w at another index); 2 a near-tie: another element's |w x| just below the
+   largest (within 2^-20) whose |y| is nonetheless larger, found by search, so the
+   max |y| is not at the max |w x|; 3 zeros; 4 a NaN.  with_copy: elements
+   [n/3, n/2) of the input are also copied out as loaded (the residual stream). */
+static void norm_case(int n, int kind, bool with_copy) {
+    std::vector<float> x(n), w(n);
+    const float spread = frand(0.01f, 100.0f);
+    for (int i = 0; i < n; i++) {
+        x[i] = kind == 3 ? 0.0f : frand(-1.0f, 1.0f) * spread * (rnd() % 97 == 0 ? 30.0f : 1.0f);
+        w[i] = frand(0.2f, 2.0f);
+    }
+    auto argmax = [&]() {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (fabsf(w[i] * x[i]) > fabsf(w[best] * x[best])) best = i;
+        return best;
+    };
+    if (kind == 1 && n > 1) {
+        const int a = argmax(), b = (a + 1 + (int)(rnd() % (n - 1))) % n;
+        x[b] = x[a]; w[b] = w[a];
+    }
+    if (kind == 2) {
+        /* a fresh largest element a (new x and w) until some b just below it flips */
+        bool found = false;
+        for (int round = 0; round < 64 && !found; round++) {
+            const int a = (int)(rnd() % n), top = argmax();
+            w[a] = frand(0.2f, 2.0f);
+            x[a] = (rnd() & 1 ? 1.0f : -1.0f) * fabsf(w[top] * x[top]) * frand(1.01f, 1.5f) / w[a];
+            const float m = fabsf(w[a] * x[a]);
+            for (int tries = 0; tries < 4000 && !found; tries++) {
+                const int b = (a + 1 + (int)(rnd() % (n - 1))) % n;
+                const float xb = x[b], wb = w[b];
+                w[b] = w[a] * frand(0.7f, 1.3f);
+                x[b] = copysignf(m / w[b], x[a]);
+                for (int u = (int)(rnd() % 4); u > 0; u--) x[b] = nextafterf(x[b], 0.0f);
+                const float mb = fabsf(w[b] * x[b]);
+                if (mb < m && mb >= m * (1.0f - 1.0f / 1048576.0f)) {
+                    std::vector<float> y = ref_norm_y(x, w);
+                    found = fabsf(y[b]) > fabsf(y[a]);
+                }
+                if (!found) { x[b] = xb; w[b] = wb; }
+            }
+        }
+        CHECKF(found, "norm n=%d: no near-tie found to test with", n);
+    }
+    if (kind == 4) x[rnd() % n] = NAN;
+    std::vector<int8_t> want(n);
+    int want_sum;
+    const float want_s = ref_norm_quantize(x.data(), w.data(), n, 1e-5f, want.data(), &want_sum);
+
+    float *d_x = dev_upload(x.data(), (size_t)n), *d_w = dev_upload(w.data(), (size_t)n), *d_s = dev_poisoned<float>(1);
+    float *d_copy = dev_poisoned<float>((size_t)n);
+    int8_t *d_q = dev_poisoned<int8_t>((size_t)n);
+    bitnet__quant_in in;
+    memset(&in, 0, sizeof in);
+    in.x = d_x;
+    in.norm = d_w;
+    in.eps = 1e-5f;
+    if (with_copy) {
+        in.copy_to = d_copy;
+        in.copy_lo = n / 3 / 4 * 4;
+        in.copy_hi = n / 2 / 4 * 4;
+    }
+    for (int way = 0; way < 4; way++) {
+        if (way == 3 && with_copy) continue;   /* (copies are made in the register path) */
+        if (way == 0 && n > BITNET__NQ_REGS * 4 * 256) continue;   /* (the fused step stages longer inputs) */
+        const size_t smem = way == 3 ? (size_t)n * 9 : (size_t)n;
+        const int threads = way == 0 ? 256 : 128;
+        CUDA_OK(cudaMemset(d_q, 0xA5, (size_t)n));
+        CUDA_OK(cudaMemset(d_s, 0xA5, 4));
+        CUDA_OK(cudaMemset(d_copy, 0xA5, (size_t)n * 4));
+        if (way == 0) { CUDA_OK(cudaFuncSetAttribute(norm_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); norm_kernel<0><<<1, threads, smem>>>(in, n, d_q, d_s); }
+        if (way == 1) { CUDA_OK(cudaFuncSetAttribute(norm_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); norm_kernel<1><<<1, threads, smem>>>(in, n, d_q, d_s); }
+        if (way == 2) { CUDA_OK(cudaFuncSetAttribute(norm_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); norm_kernel<2><<<1, threads, smem>>>(in, n, d_q, d_s); }
+        if (way == 3) { CUDA_OK(cudaFuncSetAttribute(norm_kernel<3>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); norm_kernel<3><<<1, threads, smem>>>(in, n, d_q, d_s); }
+        CUDA_OK(cudaGetLastError());
+        CUDA_OK(cudaDeviceSynchronize());
+        std::vector<int8_t> got = dev_download(d_q, (size_t)n);
+        std::vector<float> got_s = dev_download(d_s, 1);
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += got[i] != want[i];
+        CHECKF(bad == 0 && memcmp(&got_s[0], &want_s, 4) == 0, "norm n=%d input %d%s way %d: %d of %d values differ, scale %.9g (want %.9g)", n,
+               kind, with_copy ? " +copy" : "", way, bad, n, got_s[0], want_s);
+        if (with_copy) {
+            std::vector<float> copy = dev_download(d_copy, (size_t)n);
+            int wrong = 0;
+            for (int i = 0; i < n; i++) {
+                const bool inside = i >= in.copy_lo && i < in.copy_hi;
+                uint32_t u;
+                memcpy(&u, &copy[i], 4);
+                wrong += inside ? memcmp(&copy[i], &x[i], 4) != 0 : u != 0xA5A5A5A5u;
+            }
+            CHECKF(wrong == 0, "norm n=%d way %d: %d elements of the copied input wrong", n, way, wrong);
+        }
+    }
+    cudaFree(d_x); cudaFree(d_w); cudaFree(d_s); cudaFree(d_copy); cudaFree(d_q);
 }
 
 static void ref_dots(const int8_t *w, const int8_t *x, int n, int k, int *out) {
@@ -581,13 +720,20 @@ static void candidates_case(int n_vocab, int n_pen, float penalty, float tempera
     cudaFree(d_logits); cudaFree(d_pen); cudaFree(keys[0]); cudaFree(keys[1]); cudaFree(d_lse); cudaFree(d_out);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     int n_dev = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
         printf("SKIP gpu_kernels: no CUDA device\n");
         return 0;
     }
     prepare_test_kernels();
+    TEST("RMSNorm + quantization of a block: each way, identical to the CPU's") {
+        for (int n : {2560, 6912, 1536 + 4, 64, 8}) {
+            for (int kind = 0; kind < 5; kind++) norm_case(n, kind, false);
+            for (int kind = 0; kind < 3; kind++) norm_case(n, kind, true);
+        }
+    }
+    if (argc > 1 && !strcmp(argv[1], "norm")) return TEST_EXIT();   /* (the mutant's run: tests/gpu.sh) */
     TEST("W2A8 GEMV: 2B4T shapes, exact") {
         static const int s[][2] = {{3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};
         for (auto &v : s) gemv_case(v[0], v[1]);
