@@ -103,9 +103,9 @@ __global__ void norm_phases(const float *x, const float *norm, int n, int8_t *q,
     }
 }
 
-/* The library function, its marks in bench_marks; STAGED: the input is staged in
-   shared memory (as the fused step's down phase does it; the norm weight in
-   shared memory too here). */
+/* The library function as the fused step instantiates it (256 threads), its marks
+   in bench_marks; STAGED: the input is staged in shared memory (as the fused
+   step's down phase does it; the norm weight in shared memory too here). */
 template <bool STAGED>
 __global__ void norm_marked(const float *x, const float *norm, int n, float *scale) {
     extern __shared__ __align__(16) float st[];   /* n: the stage, n: the weight, n / 4: q */
@@ -116,9 +116,9 @@ __global__ void norm_marked(const float *x, const float *norm, int n, float *sca
         for (int i = threadIdx.x; i < n; i += blockDim.x) st[n + i] = norm[i];
         __syncthreads();
         in.norm = st + n;
-        bitnet__norm_quantize_block<1>(in, n, q, &sc, st, NULL);
+        bitnet__norm_quantize_block<1, BITNET__NQ_REGS, 256>(in, n, q, &sc, st, NULL);
     } else {
-        bitnet__norm_quantize_block(in, n, q, &sc);
+        bitnet__norm_quantize_block<1, BITNET__NQ_REGS, 256>(in, n, q, &sc);
     }
     if (blockIdx.x == 0 && threadIdx.x == 0) *scale = sc + q[0];
 }
