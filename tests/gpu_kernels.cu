@@ -57,15 +57,22 @@ template <typename T> static std::vector<T> dev_download(const T *d, size_t n) {
     return h;
 }
 
+/* The CPU's RMSNorm (bitnet__rmsnorm): y = norm (x inv_rms). */
+static std::vector<float> ref_norm_y(const float *x, const float *norm, int n, float eps) {
+    double ss = 0.0;
+    std::vector<float> y(n);
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) y[i] = norm[i] * (x[i] * inv_rms);
+    return y;
+}
+
 /* The CPU's quantization of a BitLinear input (bitnet__rmsnorm + bitnet__quantize),
    in natural order. */
 static float ref_norm_quantize(const float *x, const float *norm, int n, float eps, int8_t *q, int *sum) {
-    double ss = 0.0;
+    const std::vector<float> y = ref_norm_y(x, norm, n, eps);
     float amax = 0.0f, s;
-    std::vector<float> y(n);
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float inv_rms = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) { y[i] = norm[i] * (x[i] * inv_rms); amax = fmaxf(amax, fabsf(y[i])); }
+    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(y[i]));
     s = 127.0f / fmaxf(amax, 1e-5f);
     *sum = 0;
     for (int i = 0; i < n; i++) {
@@ -97,15 +104,11 @@ __global__ void norm_kernel(bitnet__quant_in in, int n, int8_t *q_out, float *s_
     if (threadIdx.x == 0) *s_out = s;
 }
 
-/* y_i = w_i (x_i inv_rms) as ref_norm_quantize computes them */
-static std::vector<float> ref_norm_y(const std::vector<float> &x, const std::vector<float> &w) {
-    double ss = 0.0;
-    const int n = (int)x.size();
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + 1e-5f);
-    std::vector<float> y(n);
-    for (int i = 0; i < n; i++) y[i] = w[i] * (x[i] * inv_rms);
-    return y;
+/* Runs norm_kernel<WAY> on one block. */
+template <int WAY>
+static void run_norm_kernel(const bitnet__quant_in &in, int n, int8_t *d_q, float *d_s, size_t smem, int threads) {
+    CUDA_OK(cudaFuncSetAttribute(norm_kernel<WAY>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    norm_kernel<WAY><<<1, threads, smem>>>(in, n, d_q, d_s);
 }
 
 /* Inputs: 0 random with a few large entries; 1 the largest |w x| twice (the same x
@@ -146,7 +149,7 @@ static void norm_case(int n, int kind, bool with_copy) {
                 for (int u = (int)(rnd() % 4); u > 0; u--) x[b] = nextafterf(x[b], 0.0f);
                 const float mb = fabsf(w[b] * x[b]);
                 if (mb < m && mb >= m * (1.0f - 1.0f / 1048576.0f)) {
-                    std::vector<float> y = ref_norm_y(x, w);
+                    const std::vector<float> y = ref_norm_y(x.data(), w.data(), n, 1e-5f);
                     found = fabsf(y[b]) > fabsf(y[a]);
                 }
                 if (!found) { x[b] = xb; w[b] = wb; }
@@ -180,10 +183,9 @@ static void norm_case(int n, int kind, bool with_copy) {
         CUDA_OK(cudaMemset(d_q, 0xA5, (size_t)n));
         CUDA_OK(cudaMemset(d_s, 0xA5, 4));
         CUDA_OK(cudaMemset(d_copy, 0xA5, (size_t)n * 4));
-        if (way == 0) { CUDA_OK(cudaFuncSetAttribute(norm_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); norm_kernel<0><<<1, threads, smem>>>(in, n, d_q, d_s); }
-        if (way == 1) { CUDA_OK(cudaFuncSetAttribute(norm_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); norm_kernel<1><<<1, threads, smem>>>(in, n, d_q, d_s); }
-        if (way == 2) { CUDA_OK(cudaFuncSetAttribute(norm_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); norm_kernel<2><<<1, threads, smem>>>(in, n, d_q, d_s); }
-        if (way == 3) { CUDA_OK(cudaFuncSetAttribute(norm_kernel<3>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); norm_kernel<3><<<1, threads, smem>>>(in, n, d_q, d_s); }
+        static void (*const run[4])(const bitnet__quant_in &, int, int8_t *, float *, size_t, int) = {
+            run_norm_kernel<0>, run_norm_kernel<1>, run_norm_kernel<2>, run_norm_kernel<3>};
+        run[way](in, n, d_q, d_s, smem, threads);
         CUDA_OK(cudaGetLastError());
         CUDA_OK(cudaDeviceSynchronize());
         std::vector<int8_t> got = dev_download(d_q, (size_t)n);
