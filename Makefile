@@ -33,7 +33,7 @@ EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 GPU_HOST_ARCH ?= -march=x86-64-v3
 ifeq ($(CUDA),1)
 GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
-             build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant build/gpu/gpu_kernels_mutant
+             build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant build/gpu/gpu_model_mutant_producer build/gpu/gpu_kernels_mutant
 endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
@@ -69,13 +69,24 @@ build/gpu/gpu_model_kv32: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
 	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -c bitnet_cuda.cu -o build/gpu/bitnet_cuda_kv32.o
 	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/bitnet_cuda_kv32.o -o $@ $(CUDA_LIBS) $(LDLIBS)
 
-# A deliberately broken normalization (the largest |w x| taken for the largest |y|
-# even where a near-tie makes them differ): tests/gpu.sh checks that its test fails.
+# A deliberately broken quantization (the int8 values' multiplier derived from the
+# scale, 127 / (inv_rms M) * inv_rms, instead of 127 / M: equal in exact arithmetic,
+# a rounding apart in float): tests/gpu.sh checks that its test fails.
 build/gpu/gpu_kernels_mutant: tests/gpu_kernels.cu tests/test.h tests/gpu_check.h bitnet.h bitnet_cuda.cu
 	@mkdir -p build/gpu
-	sed 's/if (!TOP2 || !(top.m2 < cut)) {/if (!TOP2) {/' bitnet_cuda.cu >build/gpu/mutant_norm.cu
+	sed 's|        return 127.0f / m;|        return __fmul_rn(*scale, inv_rms);|' bitnet_cuda.cu >build/gpu/mutant_norm.cu
 	! cmp -s bitnet_cuda.cu build/gpu/mutant_norm.cu
 	$(NVCC) $(NVCCFLAGS) -Xcompiler $(GPU_HOST_ARCH) -I. -Itests '-DGPU_KERNELS_SOURCE="mutant_norm.cu"' -Ibuild/gpu $< -o $@
+
+# A deliberately broken producer in the fused step (gate/up stores act(gate) * up
+# times ffn_norm instead of ffn_sub_norm for down's quantization), float32 cache:
+# tests/gpu.sh checks that gpu_model fails on it too.
+build/gpu/gpu_model_mutant_producer: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
+	@mkdir -p build/gpu
+	sed 's/: m == 2 ? L.norm\[3\]/: m == 2 ? L.norm[2]/' bitnet_cuda.cu >build/gpu/mutant_producer.cu
+	! cmp -s bitnet_cuda.cu build/gpu/mutant_producer.cu
+	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -I. -c build/gpu/mutant_producer.cu -o build/gpu/mutant_producer.o
+	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/mutant_producer.o -o $@ $(CUDA_LIBS) $(LDLIBS)
 
 # A deliberately broken fused step (the O phase normalizes with ffn_norm instead of
 # attn_sub_norm), float32 cache: tests/gpu.sh checks that gpu_model fails on it.

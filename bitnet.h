@@ -2285,37 +2285,60 @@ BITNET__FN float bitnet__clamp(float v, float lo, float hi) {
 
 /* Per-token absmax quantization, as BitNet's ActQuant computes it in float32:
    s = 127 / max(max|x|, 1e-5), q = clamp(round_half_even(x * s), -128, 127).
-   n is a multiple of 64.  A NaN input becomes -128 rather than undefined. */
-BITNET__FN void bitnet__quantize_scalar(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
-    float amax = 0.0f, s;
+   n is a multiple of 64.  A NaN input becomes -128 rather than undefined.
+   The _mul kernels do the second half, q = clamp(rint(x * f)), for a given f. */
+BITNET__FN float bitnet__abs_max(const float *x, int n) {   /* max |x|; NaN are skipped */
+    float amax = 0.0f;
+    int j = 0;
+#if defined(BITNET__AVX512)
+    __m512 m = _mm512_setzero_ps();
+    for (; j + 16 <= n; j += 16) m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + j)), m);  /* NaN: keeps m */
+    amax = _mm512_reduce_max_ps(m);
+#elif defined(BITNET__AVX2)
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_setzero_ps();
+    __m128 h;
+    for (; j + 8 <= n; j += 8) m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), m);  /* NaN: keeps m */
+    h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    amax = _mm_cvtss_f32(h);
+#endif
+    for (; j < n; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    return amax;
+}
+
+BITNET__FN float bitnet__absmax_scale(const float *x, int n) {
+    float amax = bitnet__abs_max(x, n);
+    return 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+}
+
+BITNET__FN void bitnet__quantize_mul_scalar(const float *x, int n, float f, int8_t *q, int32_t *sum) {
     int32_t total = 0;
     int j;
-    for (j = 0; j < n; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-    s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
     for (j = 0; j < n; j++) {
-        int8_t v = (int8_t)bitnet__clamp(rintf(x[j] * s), -128.0f, 127.0f);
+        int8_t v = (int8_t)bitnet__clamp(rintf(x[j] * f), -128.0f, 127.0f);
         q[bitnet__deinterleaved(j)] = v;
         total += v;
     }
-    *scale = s;
     *sum = total;
+}
+
+BITNET__FN void bitnet__quantize_scalar(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+    *scale = bitnet__absmax_scale(x, n);
+    bitnet__quantize_mul_scalar(x, n, *scale, q, sum);
 }
 
 #ifdef BITNET__AVX512
 /* Gives exactly the scalar version's bytes: vcvtps2dq rounding to nearest even
    is rintf in the default rounding mode, and NaN (INT_MIN) clamps to -128. */
-BITNET__FN void bitnet__quantize_avx512(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+BITNET__FN void bitnet__quantize_mul_avx512(const float *x, int n, float f, int8_t *q, int32_t *sum) {
     const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
     /* bytes 0,4,8,12 | 1,5,9,13 | ...: four values of each plane, as one dword each */
     const __m128i planes4 = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    __m512 amax = _mm512_setzero_ps(), vs;
+    const __m512 vs = _mm512_set1_ps(f);
     __m512i total = _mm512_setzero_si512();
-    float m, s;
     int j, k;
-    for (j = 0; j < n; j += 16) amax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + j)), amax);  /* NaN: keeps amax */
-    m = _mm512_reduce_max_ps(amax);
-    s = 127.0f / (m > 1e-5f ? m : 1e-5f);
-    vs = _mm512_set1_ps(s);
     for (j = 0; j < n; j += 64) {
         __m128i b[4], t0, t1, t2, t3;
         for (k = 0; k < 4; k++) {
@@ -2335,17 +2358,21 @@ BITNET__FN void bitnet__quantize_avx512(const float *x, int n, int8_t *q, float 
         _mm_storeu_si128((__m128i *)(q + j + 32), _mm_unpacklo_epi64(t1, t3));
         _mm_storeu_si128((__m128i *)(q + j + 48), _mm_unpackhi_epi64(t1, t3));
     }
-    *scale = s;
     *sum = _mm512_reduce_add_epi32(total);
 }
 #endif
 
-BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+BITNET__FN void bitnet__quantize_mul(const float *x, int n, float f, int8_t *q, int32_t *sum) {
 #ifdef BITNET__AVX512
-    bitnet__quantize_avx512(x, n, q, scale, sum);
+    bitnet__quantize_mul_avx512(x, n, f, q, sum);
 #else
-    bitnet__quantize_scalar(x, n, q, scale, sum);
+    bitnet__quantize_mul_scalar(x, n, f, q, sum);
 #endif
+}
+
+BITNET__FN void bitnet__quantize(const float *x, int n, int8_t *q, float *scale, int32_t *sum) {
+    *scale = bitnet__absmax_scale(x, n);
+    bitnet__quantize_mul(x, n, *scale, q, sum);
 }
 
 /* sum of x[i]^2, accumulated in double */
@@ -2390,6 +2417,39 @@ BITNET__FN void bitnet__rmsnorm(const float *x, const float *weight, int n, floa
         _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(weight + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), vi)));
 #endif
     for (; i < n; i++) out[i] = weight[i] * (x[i] * inv_rms);
+}
+
+/* RMSNorm then per-token quantization: the input of a BitLinear layer.  In exact
+   arithmetic transformers' q = round(y 127 / max|y|) with y = w x inv_rms does not
+   depend on inv_rms, so the int8 values are computed without it:
+       M = max |w x|,  q = clamp(rint((w x) fl(127 / M))),
+   and only the scale uses the RMS: s = 127 / max(inv_rms M, 1e-5).  q then
+   depends on nothing but the products w x and their exact max (no sum whose order
+   matters), which lets the GPU compute the same bytes from statistics gathered
+   anywhere (bitnet_cuda.cu).  Where inv_rms M < 1e-5 (transformers' floor; M = 0
+   or a NaN too) q = clamp(rint((w x) fl(inv_rms 127e5))), which is zero for a zero
+   vector and -128 everywhere for a NaN one.  Against transformers the rounding
+   differs from y's own in the last bit at most (tests/test_reference.c).  tmp:
+   n floats.  Returns nothing; writes q (de-interleaved), *scale and *sum. */
+BITNET__FN void bitnet__norm_quantize_row(const float *x, const float *weight, int n, float eps, float *tmp, int8_t *q, float *scale,
+                                          int32_t *sum) {
+    float inv_rms = 1.0f / sqrtf((float)(bitnet__sum_squares(x, n) / n) + eps), m, amax;
+    int i = 0;
+#if defined(BITNET__AVX512)
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(tmp + i, _mm512_mul_ps(_mm512_loadu_ps(weight + i), _mm512_loadu_ps(x + i)));
+#elif defined(BITNET__AVX2)
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(tmp + i, _mm256_mul_ps(_mm256_loadu_ps(weight + i), _mm256_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++) tmp[i] = weight[i] * x[i];
+    m = bitnet__abs_max(tmp, n);
+    amax = inv_rms * m;
+    if (amax >= 1e-5f) {
+        *scale = 127.0f / amax;
+        bitnet__quantize_mul(tmp, n, 127.0f / m, q, sum);
+    } else {
+        *scale = 127.0f / 1e-5f;
+        bitnet__quantize_mul(tmp, n, inv_rms * (127.0f / 1e-5f), q, sum);
+    }
 }
 
 /* Row r of a BF16/F16/F32 matrix with n columns, as floats (embedding lookup).
@@ -3464,8 +3524,8 @@ BITNET__FN void bitnet__norm_quantize_item(void *p, int t, int thread) {
     bitnet__norm_job *job = (bitnet__norm_job *)p;
     bitnet_context *ctx = job->ctx;
     float *tmp = ctx->thread_f32 + (size_t)thread * ctx->thread_f32_len;
-    bitnet__rmsnorm(job->src + (size_t)t * job->n, job->weight, job->n, ctx->model->hp.rms_eps, tmp);
-    bitnet__quantize(tmp, job->n, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t], &ctx->acts.sum[t]);
+    bitnet__norm_quantize_row(job->src + (size_t)t * job->n, job->weight, job->n, ctx->model->hp.rms_eps, tmp,
+                              ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t], &ctx->acts.sum[t]);
 }
 
 BITNET__FN void bitnet__norm_quantize(bitnet_context *ctx, int n_tok, const float *src, const float *weight, int n) {
@@ -3532,8 +3592,8 @@ BITNET__FN void bitnet__ffn_item(void *p, int t, int thread) {
         for (; i < n; i++) f[i] = (g[i] > 0.0f ? g[i] * g[i] : 0.0f) * u[i];
     } else
         for (i = 0; i < n; i++) f[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    bitnet__rmsnorm(f, m->layers[job->layer].ffn_sub_norm, n, m->hp.rms_eps, f);
-    bitnet__quantize(f, n, ctx->acts.q + (size_t)t * ctx->acts.stride, &ctx->acts.scale[t], &ctx->acts.sum[t]);
+    bitnet__norm_quantize_row(f, m->layers[job->layer].ffn_sub_norm, n, m->hp.rms_eps, f + n, ctx->acts.q + (size_t)t * ctx->acts.stride,
+                              &ctx->acts.scale[t], &ctx->acts.sum[t]);
 }
 
 /* The LM head over vocabulary rows, for n_tok final hidden states. */
@@ -3762,7 +3822,7 @@ BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitn
     max_n = (size_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
     cache_len = (size_t)hp->n_layer * kv_dim;
     cache_len = cache_len > SIZE_MAX / (size_t)ctx->n_ctx ? 0 : cache_len * (size_t)ctx->n_ctx;
-    ctx->thread_f32_len = max_n > (size_t)ctx->n_ctx ? max_n : (size_t)ctx->n_ctx;
+    ctx->thread_f32_len = 2 * max_n > (size_t)ctx->n_ctx ? 2 * max_n : (size_t)ctx->n_ctx;   /* the FFN: act(gate) * up and w * it */
 
     {
         /* Every buffer in one allocation, each on a 64-byte boundary: the SIMD

@@ -181,10 +181,15 @@ __device__ __forceinline__ float2 bitnet__kv2_float(bitnet__kv2 v) { return __ha
 /* ===========================================================================
    Quantization of a BitLinear input, in a thread block
    ===========================================================================
-   As the CPU path computes it (bitnet.h, bitnet__rmsnorm and bitnet__quantize),
-   so that the int8 activations come out identical for identical input:
-     inv_rms = 1 / sqrtf((float)(sum of x^2 in double / n) + eps)
-     y = w * (x * inv_rms),  s = 127 / max(max|y|, 1e-5),  q = clamp(rint(y s))
+   As the CPU path computes it (bitnet.h, bitnet__norm_quantize_row), so that the
+   int8 activations come out identical for identical input:
+     M = max |fl(w x)| (NaN skipped),  inv_rms = 1 / sqrtf((float)(sum of x^2 in double / n) + eps)
+     inv_rms M >= 1e-5:  s = 127 / (inv_rms M),  q = clamp(rint(fl(w x) fl(127 / M)))
+     otherwise:          s = 127 / 1e-5,         q = clamp(rint(fl(w x) fl(inv_rms 127e5)))
+   The int8 values depend on the products w x and their max only, which is exact in
+   any order: so the statistics can be gathered by whoever produced the vector
+   (bitnet__quantize_parts_block), and the sum of squares, whose order differs from
+   the CPU's, moves the scale by a rounding at most.
    x is a float vector or (embed) the current token's row of a bf16/f16/f32
    table.  Writes q to shared memory (natural order) and returns s. */
 struct bitnet__quant_in {
@@ -194,8 +199,7 @@ struct bitnet__quant_in {
     const int *tokens, *pos;   /* device: the row is tokens[*pos] */
     const float *norm;         /* RMSNorm weight, n floats (the GEMV stages it in shared memory) */
     float eps;
-    float *copy_to;            /* or NULL: where elements [copy_lo, copy_hi) of the input are */
-    int copy_lo, copy_hi;      /*   stored as loaded (the residual stream; multiples of 4) */
+    float *copy_to;            /* or NULL: where the input is stored as loaded (the residual stream) */
 };
 
 __device__ __forceinline__ float4 bitnet__load_in4(const bitnet__quant_in &in, const void *row, int i) {
@@ -213,75 +217,47 @@ __device__ __forceinline__ float4 bitnet__load_in4(const bitnet__quant_in &in, c
     return v;
 }
 
-/* clamp(rint(y s)) as the CPU computes it, without a conversion instruction (they
+/* clamp(rint(v f)) as the CPU computes it, without a conversion instruction (they
    run at a quarter of the rate of a multiply or an add, and quantizing a vector
    took two per value: tests/gpu_bench_norm.cu): clamped to [-128, 127] first (a
    NaN becomes -128, as through rintf), adding 1.5 * 2^23 rounds to an integer,
    ties to even, which then sits in the low bits: the low byte is the int8. */
-__device__ __forceinline__ unsigned bitnet__quant_bits(float y, float s) {
-    const float v = fminf(fmaxf(__fmul_rn(y, s), -128.0f), 127.0f);
-    return __float_as_uint(__fadd_rn(v, 12582912.0f));
+__device__ __forceinline__ unsigned bitnet__quant_bits(float v, float f) {
+    const float c = fminf(fmaxf(__fmul_rn(v, f), -128.0f), 127.0f);
+    return __float_as_uint(__fadd_rn(c, 12582912.0f));
 }
-__device__ __forceinline__ int bitnet__quant1(float y, float s) { return (int)bitnet__quant_bits(y, s) - 0x4B400000; }
+__device__ __forceinline__ int bitnet__quant1(float v, float f) { return (int)bitnet__quant_bits(v, f) - 0x4B400000; }
+
+/* The multiplier f of the int8 values and the scale s, from the sum of squares and
+   M = max |w x| (above). */
+__device__ __forceinline__ float bitnet__quant_factor(double ss, float m, int n, float eps, float *scale) {
+    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + eps), amax = __fmul_rn(inv_rms, m);
+    if (amax >= 1e-5f) {
+        *scale = 127.0f / amax;
+        return 127.0f / m;
+    }
+    *scale = 127.0f / 1e-5f;   /* (a NaN lands here too: every value -128, as on the CPU) */
+    return __fmul_rn(inv_rms, 127.0f / 1e-5f);
+}
 
 #define BITNET__NQ_REGS 3   /* float4 of the input per thread per round, in registers */
 
-/* The two largest |w x| of a set (m1 >= m2; one occurrence of m1 does not count
-   in m2, so a tie leaves m2 == m1) and the x, w of that m1: with them the max |y|
-   is found without another pass (bitnet__norm_quantize_block). */
-struct bitnet__top2 {
-    float m1, m2, x1, w1;
-};
-template <bool TOP2>
-__device__ __forceinline__ void bitnet__top2_add(bitnet__top2 &t, float x, float w) {
-    const float a = fabsf(w * x);
-    if (!TOP2) {   /* only the max: the caller takes the exact path */
-        t.m1 = fmaxf(t.m1, a);
-        return;
-    }
-    const bool up = a > t.m1;
-    t.m2 = fmaxf(t.m2, fminf(a, t.m1));   /* (a NaN counts as a tie: the exact path then) */
-    t.m1 = up ? a : t.m1;
-    t.x1 = up ? x : t.x1;
-    t.w1 = up ? w : t.w1;
+/* w x, element by element (rounded once, as the CPU's product) */
+__device__ __forceinline__ float4 bitnet__mul4(float4 x, float4 w) {
+    return make_float4(__fmul_rn(w.x, x.x), __fmul_rn(w.y, x.y), __fmul_rn(w.z, x.z), __fmul_rn(w.w, x.w));
 }
-__device__ __forceinline__ void bitnet__top2_merge(bitnet__top2 &t, const bitnet__top2 &o) {
-    const bool up = o.m1 > t.m1;
-    t.m2 = fmaxf(fmaxf(t.m2, o.m2), fminf(t.m1, o.m1));
-    t.m1 = up ? o.m1 : t.m1;
-    t.x1 = up ? o.x1 : t.x1;
-    t.w1 = up ? o.w1 : t.w1;
-}
-
-/* Four elements x (input) and w (norm weight) at a time, in the CPU's arithmetic: */
-/* the first pass's sum of squares (in order) and the top two |w x| (or the max), */
-template <bool TOP2>
-__device__ __forceinline__ void bitnet__norm_stats4(float4 x, float4 w, double &ss, bitnet__top2 &t) {
+/* The statistics of four elements: the sum of squares of x (in order) and the max |w x| */
+__device__ __forceinline__ void bitnet__norm_stats4(float4 x, float4 wx, double &ss, float &m) {
     ss += (double)x.x * x.x;
     ss += (double)x.y * x.y;
     ss += (double)x.z * x.z;
     ss += (double)x.w * x.w;
-    bitnet__top2_add<TOP2>(t, x.x, w.x);
-    bitnet__top2_add<TOP2>(t, x.y, w.y);
-    bitnet__top2_add<TOP2>(t, x.z, w.z);
-    bitnet__top2_add<TOP2>(t, x.w, w.w);
+    m = fmaxf(m, fmaxf(fmaxf(fabsf(wx.x), fabsf(wx.y)), fmaxf(fabsf(wx.z), fabsf(wx.w))));   /* fmaxf skips a NaN */
 }
-/* y = w (x inv_rms), */
-__device__ __forceinline__ float4 bitnet__norm_y4(float4 x, float4 w, float inv_rms) {
-    return make_float4(w.x * (x.x * inv_rms), w.y * (x.y * inv_rms), w.z * (x.z * inv_rms), w.w * (x.w * inv_rms));
-}
-/* the candidates for the exact max |y| (|w x| >= cut) into *amax_bits (where the
-   top two are too close to tell), */
-__device__ __forceinline__ void bitnet__norm_max4(float4 x, float4 w, float4 y, float cut, unsigned *amax_bits) {
-    if (fabsf(w.x * x.x) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.x)));
-    if (fabsf(w.y * x.y) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.y)));
-    if (fabsf(w.z * x.z) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.z)));
-    if (fabsf(w.w * x.w) >= cut) atomicMax(amax_bits, __float_as_uint(fabsf(y.w)));
-}
-/* and q = clamp(rint(y s)): the low bytes of four bitnet__quant_bits. */
-__device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 y, float s) {
-    const unsigned lo = __byte_perm(bitnet__quant_bits(y.x, s), bitnet__quant_bits(y.y, s), 0x0040);
-    const unsigned hi = __byte_perm(bitnet__quant_bits(y.z, s), bitnet__quant_bits(y.w, s), 0x0040);
+/* and q = clamp(rint(v f)): the low bytes of four bitnet__quant_bits. */
+__device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 v, float f) {
+    const unsigned lo = __byte_perm(bitnet__quant_bits(v.x, f), bitnet__quant_bits(v.y, f), 0x0040);
+    const unsigned hi = __byte_perm(bitnet__quant_bits(v.z, f), bitnet__quant_bits(v.w, f), 0x0040);
     *(unsigned *)q = __byte_perm(lo, hi, 0x5410);
 }
 
@@ -293,13 +269,8 @@ __device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 y, float s) {
 #endif
 
 /* n % 4 == 0.  Latency is everything here (the whole phase waits for it): a
-   block-wide reduction costs about 700 cycles on an H100 (tests/PERF.md), so there
-   is only one.  It finds the sum of squares and the two largest |w x| with the x
-   and w of the largest, M.  The exact max |y| of y = w (x inv_rms), which the
-   CPU's scale needs, can only sit at an element with |w x| >= M (1 - 2^-20) (the
-   two roundings in y move a value by less than that): when the second largest is
-   below that, it is the y of M's element; otherwise (ties, near-ties) the few
-   elements above the cut settle it with a shared-memory atomic, in another pass.
+   block-wide reduction costs hundreds of cycles (tests/PERF.md), so there is one,
+   of the sum of squares and M together.
    x is read through L2 (other blocks of the kernel may just have written it).
    The passes over the vector each wait for their loads, so the vector must come
    from far away only once:
@@ -310,17 +281,13 @@ __device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 y, float s) {
      have it pulled into L2 beforehand, bitnet__prefetch_l2);
    - otherwise rounds of NQ_REGS float4 per thread whose loads are all
      issued at once: a one-round vector stays in registers, a longer one is read
-     again in every pass (one L2 round trip per round and pass).
-   THREADS: blockDim.x where the caller knows it at compile time (0: not).
-   TOP2 false: the max only, and always the exact path's pass (fewer registers:
-   the GEMV kernels whose tail this runs in must stay at 64 for one wave of
-   blocks). */
-template <int NQ_W = BITNET__NQ_W, int NQ_REGS = BITNET__NQ_REGS, int THREADS = 0, bool TOP2 = true>
+     again in the second pass (one L2 round trip per round and pass).
+   THREADS: blockDim.x where the caller knows it at compile time (0: not). */
+template <int NQ_W = BITNET__NQ_W, int NQ_REGS = BITNET__NQ_REGS, int THREADS = 0>
 __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *stage = NULL,
                                                             float *stage_w = NULL) {
     __shared__ double red_d[32];
-    __shared__ bitnet__top2 red_t[32];
-    __shared__ unsigned amax_bits;
+    __shared__ float red_m[32];
     const void *row = in.x ? NULL
                            : (const void *)((const uint8_t *)in.table +
                                             (size_t)in.tokens[*in.pos] * (size_t)n * bitnet__table_elem(in.table_type));
@@ -331,9 +298,8 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     const float *xs = staged ? stage : NULL, *ws = staged && stage_w ? stage_w : in.norm;
     float4 v[NQ_REGS], wr[NQ_REGS];   /* a one-round vector and its norm weight stay in registers */
     double ss = 0.0;
-    bitnet__top2 top = {0.0f, 0.0f, 0.0f, 0.0f};
+    float m = 0.0f;
     BITNET__NORM_MARK(0);
-    if (threadIdx.x == 0) amax_bits = 0;
     if (staged) {
         for (int i = threadIdx.x * 4; i < n; i += T * 4) {
             bitnet__copy16_async(stage + i, in.x + i);
@@ -352,7 +318,10 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
 #pragma unroll
             for (int j = 0; j < NQ_W; j++) {
                 const int i = base + j * T * 4;
-                if (i < n) bitnet__norm_stats4<TOP2>(*(const float4 *)(xs + i), wv[j], ss, top);
+                if (i < n) {
+                    const float4 x = *(const float4 *)(xs + i);
+                    bitnet__norm_stats4(x, bitnet__mul4(x, wv[j]), ss, m);
+                }
             }
         }
     } else {
@@ -370,8 +339,8 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
             for (int j = 0; j < NQ_REGS; j++) {
                 const int i = base + (threadIdx.x + j * T) * 4;
                 if (i < n) {
-                    bitnet__norm_stats4<TOP2>(v[j], w[j], ss, top);
-                    if (in.copy_to && i >= in.copy_lo && i < in.copy_hi) *(float4 *)(in.copy_to + i) = v[j];
+                    bitnet__norm_stats4(v[j], bitnet__mul4(v[j], w[j]), ss, m);
+                    if (in.copy_to) *(float4 *)(in.copy_to + i) = v[j];
                 }
             }
         }
@@ -379,61 +348,27 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     BITNET__NORM_MARK(2);
     /* one reduction for both */
     for (int o = 16; o; o >>= 1) {
-        bitnet__top2 other;
         ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        other.m1 = __shfl_xor_sync(0xffffffffu, top.m1, o);
-        if (TOP2) {
-            other.m2 = __shfl_xor_sync(0xffffffffu, top.m2, o);
-            other.x1 = __shfl_xor_sync(0xffffffffu, top.x1, o);
-            other.w1 = __shfl_xor_sync(0xffffffffu, top.w1, o);
-            bitnet__top2_merge(top, other);
-        } else {
-            top.m1 = fmaxf(top.m1, other.m1);
-        }
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
     }
     BITNET__NORM_MARK(3);
-    if (lane == 0) { red_d[warp] = ss; red_t[warp] = top; }
+    if (lane == 0) {
+        red_d[warp] = ss;
+        red_m[warp] = m;
+    }
     __syncthreads();
     ss = red_d[0];
-    top = red_t[0];
+    m = red_m[0];
     for (int w = 1; w < (T >> 5); w++) {
         ss += red_d[w];
-        if (TOP2) bitnet__top2_merge(top, red_t[w]);
-        else top.m1 = fmaxf(top.m1, red_t[w].m1);
+        m = fmaxf(m, red_m[w]);
     }
-    if (!TOP2) top.m2 = top.m1;
     BITNET__NORM_MARK(4);
-    const float inv_rms = 1.0f / sqrtf((float)(ss / n) + in.eps), cut = top.m1 * (1.0f - 1.0f / 1048576.0f);
+    float s;
+    const float f = bitnet__quant_factor(ss, m, n, in.eps, &s);
     BITNET__NORM_MARK(5);
-    /* every thread holds the same top and inv_rms: the branch is uniform */
-    float amax = fabsf(top.w1 * (top.x1 * inv_rms));
-    if (!TOP2 || !(top.m2 < cut)) {
-        /* the exact max |y| from the candidates */
-        if (staged) {
-            for (int i = threadIdx.x * 4; i < n; i += T * 4) {
-                const float4 x = *(const float4 *)(xs + i), w = *(const float4 *)(ws + i);
-                bitnet__norm_max4(x, w, bitnet__norm_y4(x, w, inv_rms), cut, &amax_bits);
-            }
-        } else {
-            for (int base = 0; base < n; base += round) {
-#pragma unroll
-                for (int j = 0; j < NQ_REGS; j++) {
-                    const int i = base + (threadIdx.x + j * T) * 4;
-                    if (i < n) {
-                        const float4 x = one_round ? v[j] : bitnet__load_in4(in, row, i), w = one_round ? wr[j] : *(const float4 *)(in.norm + i);
-                        bitnet__norm_max4(x, w, bitnet__norm_y4(x, w, inv_rms), cut, &amax_bits);
-                    }
-                }
-            }
-        }
-        __syncthreads();
-        amax = __uint_as_float(amax_bits);
-    }
-    BITNET__NORM_MARK(6);
-    const float s = 127.0f / fmaxf(amax, 1e-5f);
     if (staged) {
-        for (int i = threadIdx.x * 4; i < n; i += T * 4)
-            bitnet__quant4(q + i, bitnet__norm_y4(*(const float4 *)(xs + i), *(const float4 *)(ws + i), inv_rms), s);
+        for (int i = threadIdx.x * 4; i < n; i += T * 4) bitnet__quant4(q + i, bitnet__mul4(*(const float4 *)(xs + i), *(const float4 *)(ws + i)), f);
     } else {
         for (int base = 0; base < n; base += round) {
 #pragma unroll
@@ -441,13 +376,88 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
                 const int i = base + (threadIdx.x + j * T) * 4;
                 if (i < n)
                     bitnet__quant4(q + i,
-                                   bitnet__norm_y4(one_round ? v[j] : bitnet__load_in4(in, row, i), one_round ? wr[j] : *(const float4 *)(in.norm + i),
-                                                   inv_rms),
-                                   s);
+                                   bitnet__mul4(one_round ? v[j] : bitnet__load_in4(in, row, i), one_round ? wr[j] : *(const float4 *)(in.norm + i)),
+                                   f);
             }
         }
     }
     *scale_out = s;
+    BITNET__NORM_MARK(7);
+}
+
+/* The statistics of a slice of a BitLinear input, published by the block that
+   produced the slice: the sum of squares of x and the max |w x| (bitnet__fused_gemv). */
+struct __align__(16) bitnet__norm_part {
+    double ss;
+    float m, unused;
+};
+
+/* The quantization of a vector whose producers stored w x (the products with the
+   norm weight, not x) and each published a bitnet__norm_part: no block-wide
+   reduction of the elements and half the bytes of x and w.  Warp 0 adds up the
+   n_parts statistics while the other threads' loads of w x are under way.  The
+   same arithmetic as bitnet__norm_quantize_block (and the CPU).  stage: shared
+   memory for n floats (w x is copied there with cp.async, for vectors longer than
+   a round of NQ_REGS float4 per thread), or NULL (rounds of registers). */
+template <int NQ_REGS, int THREADS>
+__device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, int n, const bitnet__norm_part *parts, int n_parts, float eps,
+                                                             int8_t *q, float *scale_out, float *stage) {
+    __shared__ float2 factor_scale;
+    const int round = NQ_REGS * 4 * THREADS;
+    float4 v[NQ_REGS];
+    BITNET__NORM_MARK(0);
+    if (stage) {
+        for (int i = threadIdx.x * 4; i < n; i += THREADS * 4) bitnet__copy16_async(stage + i, wx + i);
+        bitnet__copy_async_commit();
+    } else {
+#pragma unroll
+        for (int j = 0; j < NQ_REGS; j++) {
+            const int i = (threadIdx.x + j * THREADS) * 4;
+            if (i < n) v[j] = __ldcg((const float4 *)(wx + i));
+        }
+    }
+    if (threadIdx.x < 32) {
+        double ss = 0.0;
+        float m = 0.0f;
+        for (int base = 0; base < n_parts; base += 32 * 8) {
+            double2 p[8];   /* all loads out before the first add */
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const int i = base + threadIdx.x + 32 * u;
+                p[u] = i < n_parts ? __ldcg((const double2 *)(parts + i)) : make_double2(0.0, 0.0);
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                ss += p[u].x;
+                m = fmaxf(m, __uint_as_float((unsigned)__double_as_longlong(p[u].y)));
+            }
+        }
+        for (int o = 16; o; o >>= 1) {
+            ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        }
+        if (threadIdx.x == 0) {
+            float s;
+            const float f = bitnet__quant_factor(ss, m, n, eps, &s);
+            factor_scale = make_float2(f, s);
+        }
+    }
+    if (stage) bitnet__copy_async_wait<0>();
+    __syncthreads();
+    BITNET__NORM_MARK(4);
+    const float f = factor_scale.x;
+    if (stage) {
+        for (int i = threadIdx.x * 4; i < n; i += THREADS * 4) bitnet__quant4(q + i, *(const float4 *)(stage + i), f);
+    } else {
+        for (int base = 0; base < n; base += round) {
+#pragma unroll
+            for (int j = 0; j < NQ_REGS; j++) {
+                const int i = base + (threadIdx.x + j * THREADS) * 4;
+                if (i < n) bitnet__quant4(q + i, base ? __ldcg((const float4 *)(wx + i)) : v[j], f);
+            }
+        }
+    }
+    *scale_out = factor_scale.y;
     BITNET__NORM_MARK(7);
 }
 
@@ -486,7 +496,7 @@ __device__ __forceinline__ bool bitnet__arrive_last(unsigned *counter, unsigned 
 __device__ void bitnet__run_tail(const bitnet__tail &t, unsigned n_blocks, float *stage) {
     if (!t.q || !bitnet__arrive_last(t.counter, n_blocks)) return;
     float s;
-    bitnet__norm_quantize_block<BITNET__NQ_W, BITNET__NQ_REGS, 0, false>(t.in, t.n, t.q, &s, t.staged ? stage : NULL);
+    bitnet__norm_quantize_block(t.in, t.n, t.q, &s, t.staged ? stage : NULL);
     if (threadIdx.x == 0) {
         *t.scale = s;
         *t.counter = 0;
@@ -615,6 +625,15 @@ __device__ void bitnet__tiles_dot(const uint8_t *tiles, int n_tiles, int k, cons
     }
 }
 
+/* act(gate) * up of a gate/up tile's row r < 8: tile rows 0-7 are gate rows
+   8t..8t+7, rows 8-15 the matching up rows. */
+__device__ __forceinline__ float bitnet__gateup_value(const bitnet__gemv_args &a, int r, const int *dots, float x_scale) {
+    float g = (float)dots[r] * (a.w_scale[0] / x_scale);
+    float u = (float)dots[r + 8] * (a.w_scale[1] / x_scale);
+    float act = a.relu2 ? (g > 0.0f ? __fmul_rn(g, g) : 0.0f) : g / (1.0f + expf(-g));
+    return __fmul_rn(act, u);
+}
+
 /* Row r (0..15) of tile `tile`: its exact dot product dots[r] becomes the output
    (the QKV and GATEUP epilogues pair row r with row r + 8 and use r < 8 only). */
 template <int OUT>
@@ -628,13 +647,7 @@ __device__ __forceinline__ void bitnet__gemv_epilogue(const bitnet__gemv_args &a
         if (OUT == BITNET__OUT_ADD) a.y[row0 + r] = __fadd_rn(__ldcg(a.y + row0 + r), v);
         else a.y[row0 + r] = v;
     } else if (OUT == BITNET__OUT_GATEUP) {
-        /* tile rows 0-7: gate rows 8t..8t+7; rows 8-15: the matching up rows */
-        if (r < 8) {
-            float g = (float)dots[r] * (a.w_scale[0] / x_scale);
-            float u = (float)dots[r + 8] * (a.w_scale[1] / x_scale);
-            float act = a.relu2 ? (g > 0.0f ? __fmul_rn(g, g) : 0.0f) : g / (1.0f + expf(-g));
-            a.y[tile * 8 + r] = __fmul_rn(act, u);
-        }
+        if (r < 8) a.y[tile * 8 + r] = bitnet__gateup_value(a, r, dots, x_scale);
     } else if (OUT == BITNET__OUT_QKV) {
         /* tile rows 0-7: dims 8j..8j+7 of one head, rows 8-15: their RoPE partners
            half + 8j..; heads: n_head q, then n_head_kv k, then n_head_kv v */
@@ -725,11 +738,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
         float s;
         bitnet__quant_in in = a.in;
         in.norm = norm;
-        if (IN == BITNET__IN_EMBED && blockIdx.x == 0) {
-            in.copy_to = a.residual;
-            in.copy_lo = 0;
-            in.copy_hi = a.k;
-        }
+        if (IN == BITNET__IN_EMBED && blockIdx.x == 0) in.copy_to = a.residual;
         bitnet__copy_async_wait<1>();
         __syncthreads();
         bitnet__norm_quantize_block(in, a.k, xq, &s);
@@ -1427,7 +1436,10 @@ struct bitnet__fused_args {
     int embd_type;
     const int *tokens, *pos;
     const float *inv_freq;
-    float *x, *q, *att, *ffn;              /* residual stream, queries, attention output, act(gate) * up */
+    float *x, *q, *att;                    /* residual stream, queries, attention output */
+    float *ffn;                            /* ffn_sub_norm * act(gate) * up */
+    float *xw;                             /* the next norm weight * x (ffn_norm after O, the next attn_norm after down) */
+    bitnet__norm_part *norm_parts;         /* [3][gridDim.x]: each block's statistics of what it produced, after O, gate/up, down */
     bitnet__kv *k_cache, *v_cache;         /* [n_layer][n_head_kv][n_ctx][head_dim] */
     int n_ctx;
     int att_splits;                        /* slices per KV head at most (the partials' stride) */
@@ -1486,11 +1498,22 @@ __host__ __device__ __forceinline__ void bitnet__fused_matrix(int m, int n_embd,
    Thread 0's release add, after the block's __syncthreads, publishes the block's
    writes; its acquire load, before the next __syncthreads, makes every block's
    visible (cross-block data is read with ld.cg, past L1, as well). */
-__device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *target, int fence) {
+__device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *target, int fence, const bitnet__norm_part *warp_parts = NULL,
+                                                  bitnet__norm_part *publish = NULL) {
     *target += gridDim.x;
     __syncthreads();
     if (threadIdx.x == 0) {
         unsigned seen;
+        if (publish) {
+            /* the block's statistics of its outputs (bitnet__fused_gemv), out with the arrival */
+            double ss = warp_parts[0].ss;
+            float m = warp_parts[0].m;
+            for (int w = 1; w < (int)(blockDim.x >> 5); w++) {
+                ss += warp_parts[w].ss;
+                m = fmaxf(m, warp_parts[w].m);
+            }
+            __stcg((double2 *)publish, make_double2(ss, __longlong_as_double((long long)__float_as_uint(m))));
+        }
         if (fence) {
             __threadfence();
             atomicAdd(count, 1u);
@@ -1649,7 +1672,8 @@ __device__ __forceinline__ bitnet__gemv_args bitnet__fused_gemv_args(const bitne
    step's code must fit the SM's instruction cache, and four inlined copies of it
    did not (ncu: a quarter of the warps' time stalled on instruction fetch). */
 __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars,
-                                                   int (*part)[17], const int *pos, const float *freq, const int4 *mtx) {
+                                                   int (*part)[17], const int *pos, const float *freq, const int4 *mtx,
+                                                   bitnet__norm_part *warp_parts) {
     const bitnet__fused_layer &L = ((const bitnet__fused_layer *)(smem + a.smem_layers))[l];
     const int mark = BITNET__FUSED_MARKS * (5 * l + m + (m > 0));
     const int4 tiles = mtx[m];
@@ -1660,26 +1684,41 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
     /* down's long input is staged in gate/up's tile region, whose next copy waits
        until then (see bitnet__fused_plan) */
     const bool stage = m == 3 && bitnet__fused_down_staged(a);
-    {
-        const bool embed = l == 0 && m == 0;
+    /* O, gate/up and down also store their outputs times the norm weight that
+       comes next (w x) and gather the statistics of what they stored (below); the
+       weight of this thread's first output is loaded now, its latency hidden by
+       the normalization (loaded in the epilogue it cost 1-2 us a layer) */
+    const float *next_norm = m == 1   ? L.norm[2]
+                             : m == 2 ? L.norm[3]
+                             : m == 3 && l + 1 < a.n_layer ? ((const bitnet__fused_layer *)(smem + a.smem_layers))[l + 1].norm[0]
+                                                           : NULL;
+    float first_norm = 0.0f;
+    if (next_norm && (int)threadIdx.x < (t1 - t0) * 16 && (m != 2 || (threadIdx.x & 15) < 8)) {
+        /* (volatile: the compiler may not sink it to its use) */
+        const float *p = next_norm + (m == 2 ? (t0 + (threadIdx.x >> 4)) * 8 + (threadIdx.x & 7) : t0 * 16 + threadIdx.x);
+        asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(first_norm) : "l"(p));
+    }
+    if ((l == 0 && m == 0) || m == 1) {
+        /* layer 0's embedding row and the attention output: every block gathers
+           the statistics itself */
+        const bool embed = m == 0;
         bitnet__quant_in in;
         memset(&in, 0, sizeof in);
-        in.x = embed ? NULL : m == 1 ? a.att : m == 3 ? a.ffn : a.x;
+        in.x = embed ? NULL : a.att;
         in.table = a.tok_embd;
         in.table_type = a.embd_type;
         in.tokens = a.tokens;
         in.pos = pos;
         in.norm = L.norm[m];
         in.eps = a.eps;
-        if (embed && blockIdx.x == 0) {
-            in.copy_to = a.x;
-            in.copy_lo = 0;
-            in.copy_hi = k;
-        }
-        float *st = stage ? (float *)(smem + a.smem_w[2]) : NULL;
-        /* (one float4 in flight in the unused unstaged-weight path: the kernel has
-           no registers to spare) */
-        bitnet__norm_quantize_block<1, BITNET__FUSED_NQ_REGS, BITNET__FUSED_THREADS>(in, k, xq, &x_scale, st, st ? st + k : NULL);
+        if (embed && blockIdx.x == 0) in.copy_to = a.x;
+        bitnet__norm_quantize_block<1, BITNET__FUSED_NQ_REGS, BITNET__FUSED_THREADS>(in, k, xq, &x_scale);
+    } else {
+        /* the producers (the phase before) stored w x and their statistics */
+        const int region = m == 0 ? 2 : m - 2;
+        bitnet__quantize_parts_block<BITNET__FUSED_NQ_REGS, BITNET__FUSED_THREADS>(m == 3 ? a.ffn : a.xw, k, a.norm_parts + region * gridDim.x,
+                                                                                    gridDim.x, a.eps, xq, &x_scale,
+                                                                                    stage ? (float *)(smem + a.smem_w[2]) : NULL);
     }
     bitnet__fused_mark(a, mark + 1);
     bitnet__fused_fetch_wait(a, l, m, bars);
@@ -1691,22 +1730,52 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
     bitnet__fused_mark(a, mark + 3);
     {
         const bitnet__gemv_args g = bitnet__fused_gemv_args(a, L, l, m, pos, freq);
+        /* the statistics: the sum of squares of x and the max |w x| (bitnet__quantize_parts_block) */
+        double ss = 0.0;
+        float mx = 0.0f;
         for (int j = threadIdx.x; j < (t1 - t0) * 16; j += blockDim.x) {
             const int tile = t0 + (j >> 4), r = j & 15;
             const int *d = dots + (j & ~15);
             if (m == 0) {
                 bitnet__gemv_epilogue<BITNET__OUT_QKV>(g, tile, r, d, x_scale);
             } else if (m == 2) {
-                bitnet__gemv_epilogue<BITNET__OUT_GATEUP>(g, tile, r, d, x_scale);
+                if (r < 8) {
+                    const int i = tile * 8 + r;
+                    const float h = bitnet__gateup_value(g, r, d, x_scale);
+                    const float wh = __fmul_rn(j == (int)threadIdx.x ? first_norm : __ldg(next_norm + i), h);
+                    a.ffn[i] = wh;
+                    ss += (double)h * h;
+                    mx = fmaxf(mx, fabsf(wh));
+                }
             } else {
                 /* the residual add of OUT_ADD, its old value from this block's copy
                    of its rows (from memory only in layer 0's O: block 0 stored
                    the embedding row) */
                 float *resid = (float *)(smem + a.smem_resid);
+                const int i = tile * 16 + r;
                 const float v = __fmul_rn((float)d[r], g.w_scale[0] / x_scale);
-                const float y = __fadd_rn(l == 0 && m == 1 ? __ldcg(a.x + tile * 16 + r) : resid[j], v);
-                a.x[tile * 16 + r] = y;
+                const float y = __fadd_rn(l == 0 && m == 1 ? __ldcg(a.x + i) : resid[j], v);
+                a.x[i] = y;
                 resid[j] = y;
+                if (next_norm) {
+                    const float wy = __fmul_rn(j == (int)threadIdx.x ? first_norm : __ldg(next_norm + i), y);
+                    a.xw[i] = wy;
+                    ss += (double)y * y;
+                    mx = fmaxf(mx, fabsf(wy));
+                }
+            }
+        }
+        if (m > 0) {
+            const int warp = threadIdx.x >> 5;
+            if (warp * 32 < (t1 - t0) * 16) {
+                for (int o = 16; o; o >>= 1) {
+                    ss += __shfl_xor_sync(0xffffffffu, ss, o);
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+                }
+            }
+            if ((threadIdx.x & 31) == 0) {   /* (zeros from warps without rows) */
+                warp_parts[warp].ss = ss;
+                warp_parts[warp].m = mx;
             }
         }
     }
@@ -1723,6 +1792,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
     __shared__ int s_pos;
     __shared__ unsigned long long bars[4];
     __shared__ int4 mtx[4];
+    __shared__ bitnet__norm_part warp_parts[BITNET__FUSED_THREADS / 32];
     float *scratch = (float *)(smem + a.smem_scratch), *freq = (float *)(smem + a.smem_freq);  /* (cos, sin) per dim pair */
     const int fence = a.variant & BITNET__FUSED_FENCE;
     const int n_units = a.n_head_kv * a.att_splits, G = a.n_head / a.n_head_kv;
@@ -1802,9 +1872,10 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
                 }
                 bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + 1) + 4);
             } else {
-                bitnet__fused_gemv(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq, mtx);
+                bitnet__fused_gemv(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq, mtx, warp_parts);
             }
-            if (p < 4 || l + 1 < a.n_layer) bitnet__grid_sync(a.barrier, &target, fence);
+            if (p < 4 || l + 1 < a.n_layer)
+                bitnet__grid_sync(a.barrier, &target, fence, warp_parts, p >= 2 ? a.norm_parts + (p - 2) * gridDim.x + blockIdx.x : NULL);
         }
     }
     bitnet__fused_mark(a, BITNET__FUSED_MARKS * 5 * a.n_layer);
@@ -2122,7 +2193,9 @@ struct bitnet__cuda_ctx {
     bitnet__kv *k_cache, *v_cache;  /* [n_layer][n_head_kv][n_ctx][head_dim] */
     float *x;                   /* residual stream, n_embd */
     float *q, *att;             /* n_embd: queries after RoPE, attention output */
-    float *ffn;                 /* n_ff: act(gate) * up */
+    float *ffn;                 /* n_ff: act(gate) * up (the fused step: times ffn_sub_norm) */
+    float *xw;                  /* n_embd: the fused step's norm weight * x */
+    bitnet__norm_part *norm_parts;  /* the fused step's statistics, 3 per block */
     float *logits;              /* n_vocab */
     float *part_o;              /* attention partials */
     float2 *part_ml, *head_best;
@@ -2155,6 +2228,8 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->q = (float *)cv->take((size_t)s->n_embd * 4);
     c->att = (float *)cv->take((size_t)s->n_embd * 4);
     c->ffn = (float *)cv->take((size_t)s->n_ff * 4);
+    c->xw = (float *)cv->take((size_t)s->n_embd * 4);
+    c->norm_parts = (bitnet__norm_part *)cv->take((size_t)3 * c->fused_blocks * sizeof(bitnet__norm_part));
     c->logits = (float *)cv->take((size_t)s->n_vocab * 4);
     c->part_o = (float *)cv->take(parts * s->head_dim * 4);
     c->part_ml = (float2 *)cv->take(parts * sizeof(float2));
@@ -2219,7 +2294,7 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
             int n_tiles, k;
             bitnet__fused_matrix(2, s->n_embd, s->n_ff, s->n_head_kv, s->head_dim, &n_tiles, &k);
             const size_t region = (size_t)((n_tiles + blocks - 1) / blocks) * k * 4;
-            c->fused_stage = region >= (size_t)s->n_ff * 8;
+            c->fused_stage = region >= (size_t)s->n_ff * 4;
         }
         c->fused_off[4] = (unsigned)off;
         off += (size_t)max_tiles * 16 * sizeof(int);
@@ -2276,6 +2351,8 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     a.q = c->q;
     a.att = c->att;
     a.ffn = c->ffn;
+    a.xw = c->xw;
+    a.norm_parts = c->norm_parts;
     a.k_cache = c->k_cache;
     a.v_cache = c->v_cache;
     a.n_ctx = c->n_ctx;

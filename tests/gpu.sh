@@ -23,7 +23,7 @@ run() {  # run LOG NAME CMD...: append to $out/LOG, record the PASS/FAIL counts
   { echo "=== $name: $*"; cat "$tmp"; } >>"$log"
   summary+=("$(printf '%-24s %3d passed %3d failed  rc=%d  %ss' "$name" "$p" "$f" "$rc" "$secs")")
   grep '^FAIL \|^SKIP ' "$tmp" | head -8 | sed "s/^/$name: /"
-  grep -h 'relative L2\|^greedy:\|int8 LM head vs\|ERROR SUMMARY\|^step mode' "$tmp" | sed "s/^/$name: /"
+  grep -h 'relative L2\|every position before\|^greedy:\|int8 LM head vs\|ERROR SUMMARY\|^step mode' "$tmp" | sed "s/^/$name: /"
   rm -f "$tmp"
   if [ "$rc" -eq 124 ]; then  # a hang: nothing after it can be trusted
     echo "$name timed out; stopping"
@@ -83,6 +83,13 @@ else
   echo "FAIL the broken fused step passes the tests" >"$out/.mutant"
 fi
 run tests.log mutant cat "$out/.mutant"
+timeout 120 build/gpu/gpu_model_mutant_producer "$tmp/tiny.gguf" 16 16 0.05 1e-5 3 >"$out/mutant-producer.log" 2>&1
+if grep -q '^FAIL ' "$out/mutant-producer.log"; then
+  echo "PASS the fused step with a broken producer fails: $(grep -c '^FAIL ' "$out/mutant-producer.log") checks" >"$out/.mutant"
+else
+  echo "FAIL the fused step with a broken producer passes the tests" >"$out/.mutant"
+fi
+run tests.log mutant-producer cat "$out/.mutant"
 # and a broken normalization must fail its test
 timeout 120 build/gpu/gpu_kernels_mutant norm >"$out/mutant-norm.log" 2>&1
 if grep -q '^FAIL .*norm' "$out/mutant-norm.log"; then

@@ -8,6 +8,11 @@
    usage: gpu_bench_norm */
 /* the library's own marks inside bitnet__norm_quantize_block: block 0, thread 0 */
 __device__ long long bench_marks[8];
+static void *bench_marks_addr(void) {
+    void *p = NULL;
+    cudaGetSymbolAddress(&p, bench_marks);
+    return p;
+}
 #define BITNET__NORM_MARK(i)                                                      \
     do {                                                                          \
         if (blockIdx.x == 0 && threadIdx.x == 0) bench_marks[i] = clock64();      \
@@ -104,15 +109,19 @@ __global__ void norm_phases(const float *x, const float *norm, int n, int8_t *q,
 }
 
 /* The library function as the fused step instantiates it (256 threads), its marks
-   in bench_marks; STAGED: the input is staged in shared memory (as the fused
-   step's down phase does it; the norm weight in shared memory too here). */
-template <bool STAGED>
-__global__ void norm_marked(const float *x, const float *norm, int n, float *scale) {
+   in bench_marks; STAGED: the input is staged in shared memory (the norm weight in
+   shared memory too here).  PARTS: the fused step's quantization from w x and its
+   producers' statistics (bitnet__quantize_parts_block, one per block of the grid),
+   staged past 3072 values as the fused step's down phase does it. */
+template <bool STAGED, bool PARTS>
+__global__ void norm_marked(const float *x, const float *norm, int n, const bitnet__norm_part *parts, float *scale) {
     extern __shared__ __align__(16) float st[];   /* n: the stage, n: the weight, n / 4: q */
     int8_t *q = (int8_t *)(st + 2 * n);
     bitnet__quant_in in = bench_input(x, norm);
     float sc;
-    if (STAGED) {
+    if (PARTS) {
+        bitnet__quantize_parts_block<BITNET__NQ_REGS, 256>(x, n, parts, gridDim.x, 1e-5f, q, &sc, STAGED ? st : NULL);
+    } else if (STAGED) {
         for (int i = threadIdx.x; i < n; i += blockDim.x) st[n + i] = norm[i];
         __syncthreads();
         in.norm = st + n;
@@ -127,42 +136,53 @@ static void library_steps(void) {
     int n_sm = 0;
     CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0));
     printf("\n# bitnet__norm_quantize_block step by step (BITNET__NORM_MARK), cycles of block 0, median of 21\n\n");
-    printf("| way | n | blocks | input loaded + first pass | warp reduction | block reduction | inv_rms | max abs(y) | quantize | total |\n");
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (int staged = 0; staged < 2; staged++)
+    printf("| way | n | blocks | input loaded + first pass | warp reduction | block reduction | multiplier and scale | quantize | total |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int way = 0; way < 3; way++)   /* registers, staged, from producers' statistics */
         for (int n : {2560, 6912}) {
-            if (!staged && n > BITNET__NQ_REGS * 4 * 256) continue;
+            const bool staged = way == 1 || (way == 2 && n > BITNET__NQ_REGS * 4 * 256);
+            if (way == 0 && n > BITNET__NQ_REGS * 4 * 256) continue;
             for (int blocks : {1, n_sm}) {
-                /* no two |w x| alike (real inputs have none: the exact path's pass for
-                   ties would be timed instead) */
                 std::vector<float> h(n), hw(n);
                 for (int i = 0; i < n; i++) {
                     h[i] = (float)((i * 7919) % n) / (float)n * 10.0f - 5.0f + (float)i * 1e-6f;
                     hw[i] = 1.0f + (float)i / (float)n;
                 }
                 float *x, *w, *sc;
+                bitnet__norm_part *parts;
+                std::vector<bitnet__norm_part> hp(blocks);
+                for (int b = 0; b < blocks; b++) {
+                    hp[b].ss = 1000.0 + b;
+                    hp[b].m = 3.0f + b * 0.01f;
+                    hp[b].unused = 0.0f;
+                }
                 CK(cudaMalloc(&x, n * 4)); CK(cudaMalloc(&w, n * 4)); CK(cudaMalloc(&sc, 4));
+                CK(cudaMalloc(&parts, blocks * sizeof(bitnet__norm_part)));
+                CK(cudaMemcpy(parts, hp.data(), blocks * sizeof(bitnet__norm_part), cudaMemcpyHostToDevice));
                 CK(cudaMemcpy(x, h.data(), n * 4, cudaMemcpyHostToDevice));
                 CK(cudaMemcpy(w, hw.data(), n * 4, cudaMemcpyHostToDevice));
                 const size_t smem = (size_t)n * 8 + n;
-                if (staged) CK(cudaFuncSetAttribute(norm_marked<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-                std::vector<std::vector<long long>> all(7);
+                void (*kernel)(const float *, const float *, int, const bitnet__norm_part *, float *) =
+                    way == 2 ? (staged ? norm_marked<true, true> : norm_marked<false, true>) : staged ? norm_marked<true, false> : norm_marked<false, false>;
+                CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+                std::vector<std::vector<long long>> all(6);
                 for (int r = 0; r < 21; r++) {
                     long long c[8];
-                    if (staged) norm_marked<true><<<blocks, 256, smem>>>(x, w, n, sc);
-                    else norm_marked<false><<<blocks, 256, smem>>>(x, w, n, sc);
+                    CK(cudaMemset(bench_marks_addr(), 0, sizeof c));
+                    kernel<<<blocks, 256, smem>>>(x, w, n, parts, sc);
                     CK(cudaGetLastError());
                     CK(cudaMemcpyFromSymbol(c, bench_marks, sizeof c));
-                    static const int from[7] = {0, 2, 3, 4, 5, 6, 0}, to[7] = {2, 3, 4, 5, 6, 7, 7};
-                    for (int i = 0; i < 7; i++) all[i].push_back(c[to[i]] - c[from[i]]);
+                    /* (the statistics' way has marks 0, 4 and 7 only: its loads and the statistics in the first column) */
+                    static const int from[6] = {0, 2, 3, 4, 5, 0}, to[6] = {2, 3, 4, 5, 7, 7};
+                    for (int i = 0; i < 6; i++) all[i].push_back(way == 2 && i < 5 ? (i == 0 ? c[4] - c[0] : i == 4 ? c[7] - c[4] : 0) : c[to[i]] - c[from[i]]);
                 }
-                printf("| %s | %d | %d |", staged ? "staged" : "registers", n, blocks);
-                for (int i = 0; i < 7; i++) {
+                printf("| %s | %d | %d |", way == 2 ? (staged ? "statistics, staged" : "statistics") : staged ? "staged" : "registers", n, blocks);
+                for (int i = 0; i < 6; i++) {
                     std::sort(all[i].begin(), all[i].end());
                     printf(" %lld |", all[i][10]);
                 }
                 printf("\n");
-                CK(cudaFree(x)); CK(cudaFree(w)); CK(cudaFree(sc));
+                CK(cudaFree(x)); CK(cudaFree(w)); CK(cudaFree(sc)); CK(cudaFree(parts));
             }
         }
 }

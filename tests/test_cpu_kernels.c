@@ -83,6 +83,77 @@ static void test_quantize(void) {
     }
 }
 
+/* RMSNorm + quantization (bitnet__norm_quantize_row), natural order: the int8
+   values from w x and fl(127 / max|w x|), the scale from the RMS. */
+static void ref_norm_quantize(const float *x, const float *w, int n, float eps, int8_t *q, float *scale, int32_t *sum) {
+    double ss = 0;
+    float m = 0, inv_rms, amax, f;
+    int j;
+    for (j = 0; j < n; j++) ss += (double)x[j] * x[j];
+    inv_rms = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (j = 0; j < n; j++) if (fabsf(w[j] * x[j]) > m) m = fabsf(w[j] * x[j]);
+    amax = inv_rms * m;
+    *scale = amax >= 1e-5f ? 127.0f / amax : 127.0f / 1e-5f;
+    f = amax >= 1e-5f ? 127.0f / m : inv_rms * (127.0f / 1e-5f);
+    *sum = 0;
+    for (j = 0; j < n; j++) {
+        float v = nearbyintf(w[j] * x[j] * f);
+        int iv = v != v ? -128 : v > 127 ? 127 : v < -128 ? -128 : (int)v;
+        q[64 * (j / 64) + 16 * (j % 4) + (j % 64) / 4] = (int8_t)iv;
+        *sum += iv;
+    }
+}
+
+static void test_norm_quantize(void) {
+    TEST("RMSNorm + quantization matches the reference, and transformers' rounding within one step") {
+        int trial, far = 0, differ = 0, total = 0;
+        for (trial = 0; trial < 300; trial++) {
+            int n = 64 * (int)(1 + rnd() % 110), j, kind = trial % 6;
+            float *x = (float *)malloc((size_t)n * sizeof *x), *w = (float *)malloc((size_t)n * sizeof *w);
+            float *tmp = (float *)malloc((size_t)n * sizeof *tmp), *y = (float *)malloc((size_t)n * sizeof *y), s1, s2, s_hf;
+            int8_t *q1 = (int8_t *)malloc((size_t)n), *q2 = (int8_t *)malloc((size_t)n), *q_hf = (int8_t *)malloc((size_t)n);
+            int32_t sum1, sum2, sum_hf;
+            float range = rnd_float(0.01f, 100.0f);
+            for (j = 0; j < n; j++) {
+                x[j] = kind == 3 ? 0.0f : rnd_float(-range, range);
+                w[j] = kind == 4 ? rnd_float(-1e-9f, 1e-9f) : rnd_float(-3.0f, 3.0f);  /* kind 4: below the 1e-5 floor */
+            }
+            if (kind == 1) x[rnd_int(0, n - 1)] = range * 5;   /* a clear absmax */
+            if (kind == 2) x[rnd_int(0, n - 1)] = NAN;         /* every value -128, as the CPU's rmsnorm + quantize give */
+            if (kind == 5) w[rnd_int(0, n - 1)] = 0.0f;
+            if (kind == 0 && trial % 12 == 0) {
+                /* values whose w x f sit at a rounding boundary k + 1/2 to the last
+                   bit: any other multiplier f rounds some of them the other way */
+                const float f = 127.0f / range;
+                for (j = 0; j < n; j++) {
+                    w[j] = 1.0f;
+                    x[j] = ((float)rnd_int(-127, 126) + 0.5f) / f;
+                }
+                x[0] = range;
+            }
+            ref_norm_quantize(x, w, n, 1e-5f, q2, &s2, &sum2);
+            memset(q1, 0x55, (size_t)n);
+            s1 = -1; sum1 = POISON_I32;
+            bitnet__norm_quantize_row(x, w, n, 1e-5f, tmp, q1, &s1, &sum1);
+            CHECKF(memcmp(q1, q2, (size_t)n) == 0 && s1 == s2 && sum1 == sum2, "trial %d, n %d", trial, n);
+            /* transformers' order: y = w (x inv_rms), then its own absmax */
+            bitnet__rmsnorm(x, w, n, 1e-5f, y);
+            bitnet__quantize_scalar(y, n, q_hf, &s_hf, &sum_hf);
+            if (kind != 2 && kind != 4 && trial % 12 != 0) {
+                CHECKF(fabsf(s1 - s_hf) <= 4e-7f * s_hf, "trial %d: scale %.9g vs %.9g", trial, s1, s_hf);
+                for (j = 0; j < n; j++) {
+                    far += abs(q1[j] - q_hf[j]) > 1;
+                    differ += q1[j] != q_hf[j];
+                }
+                total += n;
+            }
+            free(x); free(w); free(tmp); free(y); free(q1); free(q2); free(q_hf);
+        }
+        CHECKF(far == 0 && differ * 1000 < total, "%d of %d values differ from transformers' rounding, %d by more than one", differ, total,
+               far);
+    }
+}
+
 /* ---- ternary x int8 ---- */
 
 typedef struct {
@@ -523,6 +594,7 @@ static void test_thread_pool(void) {
 
 int main(void) {
     test_quantize();
+    test_norm_quantize();
     test_ternary_dots();
     test_ternary_extremes();
     test_int8_head_dots();
