@@ -2209,7 +2209,8 @@ BITNET__FN int bitnet__cuda_eval_sample(bitnet_context *ctx, bitnet_token token,
    Neural-net blocks on the CPU: quantization, ternary matvec, norms, RoPE
    ===========================================================================
    Every BitLinear layer quantizes its input per token to int8 (absmax, as
-   BitNet's ActQuant), takes integer dot products with the ternary rows, and
+   BitNet's ActQuant, computed from the RMSNorm's w x: bitnet__norm_quantize_row),
+   takes integer dot products with the ternary rows, and
    scales the int32 result back to float.  The dot products are exact, so the
    SIMD kernels must give exactly the scalar kernel's int32 results (tested).
 

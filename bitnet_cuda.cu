@@ -1408,10 +1408,14 @@ struct bitnet__cuda_layer_dev {
    used its tiles of layer l, the block starts copying (bitnet__fused_fetch) its
    tiles of the same matrix of layer l + 1 into the same place.  So the weights stream from
    memory a whole layer ahead, during the barriers and the latency-bound parts,
-   and a phase finds them in shared memory.  Each phase normalizes and quantizes
-   its input vector itself, in every block (bitnet__norm_quantize_block, the same
-   arithmetic as the chain and the CPU), so the integer dot products and their
-   epilogues are those of the chain, bit for bit.  Attention runs as the chain's
+   and a phase finds them in shared memory.  Each phase quantizes its input
+   vector itself, in every block, with the arithmetic of the chain and the CPU:
+   the int8 values are those of the chain, bit for bit.  O, gate/up and down
+   store their outputs times the next norm weight (w x) and publish each block's
+   sum of squares and max |w x| with its barrier arrival, so the next phase needs
+   no block-wide reduction (bitnet__quantize_parts_block); layer 0's QKV and O
+   (whose input attention writes) gather the statistics themselves
+   (bitnet__norm_quantize_block).  Attention runs as the chain's
    bitnet__att_block_t, one (KV head, slice) unit per block.  The LM head stays a
    separate kernel (it streams the head at ~95% of copy bandwidth already).
 
@@ -1497,7 +1501,9 @@ __host__ __device__ __forceinline__ void bitnet__fused_matrix(int m, int n_embd,
    arrivals that complete this barrier (the counter only grows during a launch).
    Thread 0's release add, after the block's __syncthreads, publishes the block's
    writes; its acquire load, before the next __syncthreads, makes every block's
-   visible (cross-block data is read with ld.cg, past L1, as well). */
+   visible (cross-block data is read with ld.cg, past L1, as well).  publish: where
+   thread 0 stores the block's statistics (the sum of warp_parts), before its
+   arrival. */
 __device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *target, int fence, const bitnet__norm_part *warp_parts = NULL,
                                                   bitnet__norm_part *publish = NULL) {
     *target += gridDim.x;
