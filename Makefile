@@ -78,24 +78,24 @@ build/gpu/gpu_kernels_mutant: tests/gpu_kernels.cu tests/test.h tests/gpu_check.
 	! cmp -s bitnet_cuda.cu build/gpu/mutant_norm.cu
 	$(NVCC) $(NVCCFLAGS) -Xcompiler $(GPU_HOST_ARCH) -I. -Itests '-DGPU_KERNELS_SOURCE="mutant_norm.cu"' -Ibuild/gpu $< -o $@
 
-# A deliberately broken producer in the fused step (gate/up stores act(gate) * up
-# times ffn_norm instead of ffn_sub_norm for down's quantization), float32 cache:
-# tests/gpu.sh checks that gpu_model fails on it too.
-build/gpu/gpu_model_mutant_producer: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
+# gpu_model against a deliberately broken copy of bitnet_cuda.cu (float32 cache):
+# $(call model_mutant,NAME,SED_SCRIPT); tests/gpu.sh checks that gpu_model fails on it.
+define model_mutant
 	@mkdir -p build/gpu
-	sed 's/: m == 2 ? L.norm\[3\]/: m == 2 ? L.norm[2]/' bitnet_cuda.cu >build/gpu/mutant_producer.cu
-	! cmp -s bitnet_cuda.cu build/gpu/mutant_producer.cu
-	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -I. -c build/gpu/mutant_producer.cu -o build/gpu/mutant_producer.o
-	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/mutant_producer.o -o $@ $(CUDA_LIBS) $(LDLIBS)
+	sed '$(2)' bitnet_cuda.cu >build/gpu/$(1).cu
+	! cmp -s bitnet_cuda.cu build/gpu/$(1).cu
+	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -I. -c build/gpu/$(1).cu -o build/gpu/$(1).o
+	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/$(1).o -o $@ $(CUDA_LIBS) $(LDLIBS)
+endef
 
-# A deliberately broken fused step (the O phase normalizes with ffn_norm instead of
-# attn_sub_norm), float32 cache: tests/gpu.sh checks that gpu_model fails on it.
+# the fused step's O phase normalizes with ffn_norm instead of attn_sub_norm
 build/gpu/gpu_model_mutant: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
-	@mkdir -p build/gpu
-	sed 's/f->norm\[1\] = L->attn_sub_norm;/f->norm[1] = L->ffn_norm;/' bitnet_cuda.cu >build/gpu/mutant.cu
-	! cmp -s bitnet_cuda.cu build/gpu/mutant.cu
-	$(NVCC) $(NVCCFLAGS) -DBITNET_CUDA_KV_F32 -I. -c build/gpu/mutant.cu -o build/gpu/mutant.o
-	$(CC) -O2 -g $(GPU_HOST_ARCH) $(WARN) $(CUDA_DEFS) -I. -Itests $< build/gpu/mutant.o -o $@ $(CUDA_LIBS) $(LDLIBS)
+	$(call model_mutant,mutant,s/f->norm\[1\] = L->attn_sub_norm;/f->norm[1] = L->ffn_norm;/)
+
+# a producer of the fused step's statistics: gate/up stores act(gate) * up times
+# ffn_norm instead of ffn_sub_norm for down's quantization
+build/gpu/gpu_model_mutant_producer: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
+	$(call model_mutant,mutant_producer,s/: m == 2 ? L.norm\[3\]/: m == 2 ? L.norm[2]/)
 
 # Benchmarks: programs that print tables (make bench).
 build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h
