@@ -2431,7 +2431,8 @@ BITNET__FN void bitnet__rmsnorm(const float *x, const float *weight, int n, floa
    or a NaN too) q = clamp(rint((w x) fl(inv_rms 127e5))), which is zero for a zero
    vector and -128 everywhere for a NaN one.  Against transformers the rounding
    differs from y's own in the last bit at most (tests/test_reference.c).  tmp:
-   n floats.  Returns nothing; writes q (de-interleaved), *scale and *sum. */
+   n floats for w x, or x itself (then overwritten).  Writes q (de-interleaved),
+   *scale and *sum. */
 BITNET__FN void bitnet__norm_quantize_row(const float *x, const float *weight, int n, float eps, float *tmp, int8_t *q, float *scale,
                                           int32_t *sum) {
     float inv_rms = 1.0f / sqrtf((float)(bitnet__sum_squares(x, n) / n) + eps), m, amax;
@@ -3593,7 +3594,7 @@ BITNET__FN void bitnet__ffn_item(void *p, int t, int thread) {
         for (; i < n; i++) f[i] = (g[i] > 0.0f ? g[i] * g[i] : 0.0f) * u[i];
     } else
         for (i = 0; i < n; i++) f[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    bitnet__norm_quantize_row(f, m->layers[job->layer].ffn_sub_norm, n, m->hp.rms_eps, f + n, ctx->acts.q + (size_t)t * ctx->acts.stride,
+    bitnet__norm_quantize_row(f, m->layers[job->layer].ffn_sub_norm, n, m->hp.rms_eps, f, ctx->acts.q + (size_t)t * ctx->acts.stride,
                               &ctx->acts.scale[t], &ctx->acts.sum[t]);
 }
 
@@ -3823,7 +3824,7 @@ BITNET_API bitnet_context *bitnet_context_create(bitnet_model *model, const bitn
     max_n = (size_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
     cache_len = (size_t)hp->n_layer * kv_dim;
     cache_len = cache_len > SIZE_MAX / (size_t)ctx->n_ctx ? 0 : cache_len * (size_t)ctx->n_ctx;
-    ctx->thread_f32_len = 2 * max_n > (size_t)ctx->n_ctx ? 2 * max_n : (size_t)ctx->n_ctx;   /* the FFN: act(gate) * up and w * it */
+    ctx->thread_f32_len = max_n > (size_t)ctx->n_ctx ? max_n : (size_t)ctx->n_ctx;
 
     {
         /* Every buffer in one allocation, each on a 64-byte boundary: the SIMD

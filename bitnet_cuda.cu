@@ -275,17 +275,16 @@ __device__ __forceinline__ void bitnet__quant4(int8_t *q, float4 v, float f) {
    The passes over the vector each wait for their loads, so the vector must come
    from far away only once:
    - stage (shared memory for n floats, float vectors only): x is
-     copied there with cp.async, all at once, and the passes read it there;
-     stage_w (n floats more, or NULL) takes the norm weight the same way, else the
-     first pass loads it in batches of BITNET__NQ_W float4 per thread (the callers
-     have it pulled into L2 beforehand, bitnet__prefetch_l2);
+     copied there with cp.async, all at once, and the passes read it there; the
+     first pass loads the norm weight in batches of NQ_W float4 per thread (the
+     callers have it pulled into L2 beforehand, bitnet__prefetch_l2, or in shared
+     memory);
    - otherwise rounds of NQ_REGS float4 per thread whose loads are all
      issued at once: a one-round vector stays in registers, a longer one is read
      again in the second pass (one L2 round trip per round and pass).
    THREADS: blockDim.x where the caller knows it at compile time (0: not). */
 template <int NQ_W = BITNET__NQ_W, int NQ_REGS = BITNET__NQ_REGS, int THREADS = 0>
-__device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *stage = NULL,
-                                                            float *stage_w = NULL) {
+__device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_in &in, int n, int8_t *q, float *scale_out, float *stage = NULL) {
     __shared__ double red_d[32];
     __shared__ float red_m[32];
     const void *row = in.x ? NULL
@@ -295,21 +294,18 @@ __device__ __forceinline__ void bitnet__norm_quantize_block(const bitnet__quant_
     const bool staged = stage && in.x;   /* (copy_to is for embedding rows: the register path) */
     const int round = staged ? n : NQ_REGS * 4 * T;
     const bool one_round = !staged && n <= round;
-    const float *xs = staged ? stage : NULL, *ws = staged && stage_w ? stage_w : in.norm;
+    const float *xs = staged ? stage : NULL, *ws = in.norm;
     float4 v[NQ_REGS], wr[NQ_REGS];   /* a one-round vector and its norm weight stay in registers */
     double ss = 0.0;
     float m = 0.0f;
     BITNET__NORM_MARK(0);
     if (staged) {
-        for (int i = threadIdx.x * 4; i < n; i += T * 4) {
-            bitnet__copy16_async(stage + i, in.x + i);
-            if (stage_w) bitnet__copy16_async(stage_w + i, in.norm + i);
-        }
+        for (int i = threadIdx.x * 4; i < n; i += T * 4) bitnet__copy16_async(stage + i, in.x + i);
         bitnet__copy_async_commit();
         bitnet__copy_async_wait<0>();
         __syncthreads();
-        /* an unstaged weight: NQ_W float4 loads in flight per thread (the later
-           passes find it in L1) */
+        /* the weight: NQ_W float4 loads in flight per thread (the quantization's
+           pass finds it in L1) */
         for (int base = threadIdx.x * 4; base < n; base += T * 4 * NQ_W) {
             float4 wv[NQ_W];
 #pragma unroll
@@ -1452,7 +1448,7 @@ struct bitnet__fused_args {
     float2 *part_ml;
     unsigned *att_counters;                /* n_head_kv, zero between launches */
     int variant;                           /* diagnostics: BITNET__FUSED_* bits */
-    int down_stage;                        /* down's input and its norm weight staged in gate/up's region */
+    int down_stage;                        /* down's input (w x) staged in gate/up's region */
     unsigned *barrier;                     /* [0] arrivals, [1] departures; zero between launches */
     unsigned long long *prof;              /* NULL, or BITNET__FUSED_MARKS timestamps per phase and one at the end (block 0, ns) */
     unsigned smem_w[4];                    /* the four tile regions: QKV, O, gate/up, down */
@@ -1558,9 +1554,8 @@ __device__ __forceinline__ bool bitnet__fused_bulk(const bitnet__fused_args &a) 
 #endif
 }
 
-/* Whether down's input and norm weight are staged in gate/up's free tile region
-   (whose next copy then waits until they are read) instead of being read in rounds
-   of registers. */
+/* Whether down's input (w x) is staged in gate/up's free tile region (whose next
+   copy then waits until it is read) instead of being read in rounds of registers. */
 __device__ __forceinline__ bool bitnet__fused_down_staged(const bitnet__fused_args &a) {
     return a.down_stage && bitnet__fused_bulk(a) && !(a.variant & BITNET__FUSED_DOWN_IN_REGISTERS);
 }

@@ -125,7 +125,7 @@ __global__ void norm_marked(const float *x, const float *norm, int n, const bitn
         for (int i = threadIdx.x; i < n; i += blockDim.x) st[n + i] = norm[i];
         __syncthreads();
         in.norm = st + n;
-        bitnet__norm_quantize_block<1, BITNET__NQ_REGS, 256>(in, n, q, &sc, st, NULL);
+        bitnet__norm_quantize_block<1, BITNET__NQ_REGS, 256>(in, n, q, &sc, st);
     } else {
         bitnet__norm_quantize_block<1, BITNET__NQ_REGS, 256>(in, n, q, &sc);
     }

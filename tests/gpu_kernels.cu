@@ -84,11 +84,11 @@ static float ref_norm_quantize(const float *x, const float *norm, int n, float e
    fused step's instance (256 threads known at compile time); 1: the GEMV
    prologue's (blockDim at run time, 128 threads, rounds of registers past 1536
    values); 2: from w x and producers' statistics (n_parts of them), the fused
-   step's instance, staged past 3072 values; 3: staged in shared memory. */
+   step's instance, staged past 3072 values; 3: the input staged in shared memory (a tail's way). */
 template <int WAY>
 __global__ void norm_kernel(bitnet__quant_in in, int n, const float *wx, const bitnet__norm_part *parts, int n_parts, int8_t *q_out,
                             float *s_out) {
-    extern __shared__ __align__(16) uint8_t sm[];   /* WAY 2, 3: n floats of input, n of weight; then n bytes of q */
+    extern __shared__ __align__(16) uint8_t sm[];   /* WAY 2, 3: n floats of input (and room for n more); then n bytes of q */
     float *stage = (float *)sm;
     int8_t *q = (int8_t *)(sm + (WAY >= 2 ? (size_t)n * 8 : 0));
     float s;
@@ -96,7 +96,7 @@ __global__ void norm_kernel(bitnet__quant_in in, int n, const float *wx, const b
     if (WAY == 1) bitnet__norm_quantize_block(in, n, q, &s);
     if (WAY == 2)
         bitnet__quantize_parts_block<BITNET__NQ_REGS, 256>(wx, n, parts, n_parts, in.eps, q, &s, n > BITNET__NQ_REGS * 4 * 256 ? stage : NULL);
-    if (WAY == 3) bitnet__norm_quantize_block(in, n, q, &s, stage, stage + n);
+    if (WAY == 3) bitnet__norm_quantize_block(in, n, q, &s, stage);
     __syncthreads();
     for (int i = threadIdx.x; i < n; i += blockDim.x) q_out[i] = q[i];
     if (threadIdx.x == 0) *s_out = s;
