@@ -429,9 +429,11 @@ BITNET__CUDA_FN int bitnet__cuda_candidates(void *ctx, const bitnet_token *pen, 
    of kernel: QKV, attention, O, gate/up, down, LM head. */
 BITNET__CUDA_FN int bitnet__cuda_profile_step(void *ctx, int pos, double us[6], bitnet_error *err);
 /* The same for the fused step (bitnet_cuda.cu): its five phases, each split into
-   five parts, added up over the layers as block 0 sees them, then the LM head
-   (see bitnet_cuda.cu); and its diagnostic variants. */
-BITNET__CUDA_FN int bitnet__cuda_profile_fused(void *ctx, int pos, double us[26], bitnet_error *err);
+   five parts, added up over the layers as block 0 sees them, then the LM head,
+   and optionally every block's raw timestamps (see bitnet_cuda.cu); and its
+   diagnostic variants. */
+BITNET__CUDA_FN int bitnet__cuda_profile_fused(void *ctx, int pos, double us[26], unsigned long long **stamps, int *stamp_blocks, int *stamps_per_block,
+                                               bitnet_error *err);
 BITNET__CUDA_FN int bitnet__cuda_context_set_fused_variant(void *ctx, int variant, bitnet_error *err);
 /* Benchmark diagnostics: recaptures the step in another mode: the kernel chain
    with its kernels overlapping in one of three ways (0 none, 1 early launch, 2

@@ -782,7 +782,12 @@ struct bitnet__attn_args {
     int min_chunk;                   /* positions per slice at least (<= BITNET__ATT_THREADS) */
     int late_launch;
     bitnet__tail tail;               /* the output, quantized for the O projection */
+    unsigned long long *stamps;      /* profiling (the fused step): NULL, or where [1..3] get timestamps */
 };
+
+__device__ __forceinline__ void bitnet__att_stamp(const bitnet__attn_args &a, int i) {
+    if (a.stamps && threadIdx.x == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(a.stamps[i])::"memory");
+}
 
 /* The slicing of n positions over at most max_splits blocks, slices of at least
    min_chunk positions. */
@@ -818,9 +823,33 @@ __device__ __forceinline__ void bitnet__att_prefetch(const bitnet__attn_args &a,
    BITNET__ATT_THREADS), s_red (512 G). */
 static size_t bitnet__att_smem_floats(int group, int head_dim) { return (size_t)group * (head_dim + BITNET__ATT_THREADS + 512); }
 
+/* Key row pl of the slice (positions p0 + pl), this thread's quarter of it
+   (4 dims of every 16), into registers; nothing past the slice's end. */
+template <int MD>
+__device__ __forceinline__ void bitnet__att_load_k(bitnet__kv4 *kr, const bitnet__kv *K, int p0, int pl, int np, int quarter, int hd) {
+    const bitnet__kv4 *krow = (const bitnet__kv4 *)(K + (size_t)(p0 + pl) * hd);
+#pragma unroll
+    for (int jj = 0; jj < MD / 16; jj++)
+        if (pl < np && quarter + 4 * jj < hd / 4) kr[jj] = __ldcg(krow + quarter + 4 * jj);
+}
+
+/* Dim pair dp of the value rows pl, pl + PG, ... (16 of them) of the slice. */
+__device__ __forceinline__ void bitnet__att_load_v(bitnet__kv2 *vr, const bitnet__kv *V, int p0, int pl, int np, int PG, int dp, int hd) {
+    const bitnet__kv2 *v = (const bitnet__kv2 *)(V + (size_t)(p0 + pl) * hd) + dp;
+    const size_t stride = (size_t)PG * hd / 2;
+#pragma unroll
+    for (int u = 0; u < 16; u++)
+        if (pl + u * PG < np) vr[u] = __ldcg(v + u * stride);
+}
+
 /* A block's share of the attention (MG, MD: the largest group and head dimension
    the code is unrolled for): KV head h, slice `split` (positions p0 ..
-   p0 + np - 1) of `splits`; max_splits is the partials' stride.  All threads. */
+   p0 + np - 1) of `splits`; max_splits is the partials' stride.  All threads.
+   Few warps run it, so it is a chain of latencies more than work: every load
+   that does not depend on the one before is in flight with it (the first rows
+   of K and V go out before q, which other blocks have just written; each round
+   of rows requests the next round's), and the combining of the slices loads
+   every slice's statistics and its first partials at once. */
 template <int MG, int MD>
 __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, int h, int split, int splits, int max_splits, int p0, int np,
                                   float *s_q, float *s_w, float *s_red) {
@@ -829,56 +858,61 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
     const int G = a.n_head / a.n_head_kv;
     const size_t head_off = (size_t)h * a.n_ctx * hd;
     const bitnet__kv *K = a.k_cache + head_off, *V = a.v_cache + head_off;
+    /* scores: 4 threads per position, each 4 dims of every 16; V: thread ->
+       (dim pair dp, position group pg of PG), 16 rows in flight per thread */
+    const int quarter = tid & 3, k_step = blockDim.x >> 2;
+    const int pairs = hd / 2, PG = blockDim.x / pairs, dp = tid % pairs, pg = tid / pairs, v_step = 16 * PG;
+    bitnet__kv4 kr[MD / 16];
+    bitnet__kv2 vr[16];
     {
         const float4 *gq = (const float4 *)(a.q + (size_t)h * G * hd);
         float4 qv[2];   /* G * head_dim <= 2048 floats: at most 2 float4 per thread */
 #pragma unroll
         for (int j = 0; j < 2; j++)
             if (tid + j * BITNET__ATT_THREADS < G * hd / 4) qv[j] = __ldcg(gq + tid + j * BITNET__ATT_THREADS);
+        bitnet__att_load_k<MD>(kr, K, p0, tid >> 2, np, quarter, hd);
+        bitnet__att_load_v(vr, V, p0, pg, np, PG, dp, hd);
 #pragma unroll
         for (int j = 0; j < 2; j++)
             if (tid + j * BITNET__ATT_THREADS < G * hd / 4) ((float4 *)s_q)[tid + j * BITNET__ATT_THREADS] = qv[j];
     }
     __syncthreads();
+    bitnet__att_stamp(a, 1);
 
-    /* scores: 4 threads per position, each 4 dims of every 16 (whole warps go
-       round the loop together: the shuffles need every lane) */
-    {
-        const int quarter = tid & 3;
-        for (int base = 0; base < np; base += blockDim.x >> 2) {
-            const int pl = base + (tid >> 2);
-            const bool active = pl < np;
-            const bitnet__kv4 *krow = (const bitnet__kv4 *)(K + (size_t)(p0 + (active ? pl : 0)) * hd);
-            float acc[MG];
-            bitnet__kv4 kr[MD / 16];   /* this thread's part of the key, loaded at once */
+    /* scores (whole warps go round the loop together: the shuffles need every lane) */
+    for (int base = 0; base < np; base += k_step) {
+        const int pl = base + (tid >> 2);
+        const bool active = pl < np;
+        float acc[MG];
+        bitnet__kv4 kn[MD / 16];
+        if (base + k_step < np) bitnet__att_load_k<MD>(kn, K, p0, pl + k_step, np, quarter, hd);
 #pragma unroll
-            for (int g = 0; g < MG; g++) acc[g] = 0.0f;
+        for (int g = 0; g < MG; g++) acc[g] = 0.0f;
 #pragma unroll
-            for (int jj = 0; jj < MD / 16; jj++)
-                if (active && quarter + 4 * jj < hd / 4) kr[jj] = __ldcg(krow + quarter + 4 * jj);
+        for (int jj = 0; jj < MD / 16; jj++) {
+            const int j = quarter + 4 * jj;
+            if (active && j < hd / 4) {
+                const float4 kv = bitnet__kv4_float(kr[jj]);
 #pragma unroll
-            for (int jj = 0; jj < MD / 16; jj++) {
-                const int j = quarter + 4 * jj;
-                if (active && j < hd / 4) {
-                    const float4 kv = bitnet__kv4_float(kr[jj]);
-#pragma unroll
-                    for (int g = 0; g < MG; g++) {
-                        if (g < G) {
-                            float4 qv = *(const float4 *)(s_q + g * hd + 4 * j);
-                            acc[g] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
-                        }
+                for (int g = 0; g < MG; g++) {
+                    if (g < G) {
+                        float4 qv = *(const float4 *)(s_q + g * hd + 4 * j);
+                        acc[g] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
                     }
                 }
             }
-#pragma unroll
-            for (int g = 0; g < MG; g++) {
-                acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 1);
-                acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 2);
-                if (g < G && active && quarter == 0) s_w[g * BITNET__ATT_THREADS + pl] = acc[g] * a.scale;
-            }
         }
+#pragma unroll
+        for (int g = 0; g < MG; g++) {
+            acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 1);
+            acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 2);
+            if (g < G && active && quarter == 0) s_w[g * BITNET__ATT_THREADS + pl] = acc[g] * a.scale;
+        }
+#pragma unroll
+        for (int jj = 0; jj < MD / 16; jj++) kr[jj] = kn[jj];
     }
     __syncthreads();
+    bitnet__att_stamp(a, 2);
 
     /* softmax pieces: warp g takes query head g */
     {
@@ -898,18 +932,14 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
     }
     __syncthreads();
 
-    /* weighted sum of V: thread -> (dim pair dp, position group pg of PG) */
+    /* weighted sum of V */
     {
-        const int pairs = hd / 2, PG = blockDim.x / pairs, dp = tid % pairs, pg = tid / pairs;
         float2 acc[MG];
 #pragma unroll
         for (int g = 0; g < MG; g++) acc[g] = make_float2(0.0f, 0.0f);
-        /* 16 rows of V in flight per thread */
-        for (int base = pg; base < np; base += 16 * PG) {
-            bitnet__kv2 vr[16];
-#pragma unroll
-            for (int u = 0; u < 16; u++)
-                if (base + u * PG < np) vr[u] = __ldcg((const bitnet__kv2 *)(V + (size_t)(p0 + base + u * PG) * hd) + dp);
+        for (int base = pg; base < np; base += v_step) {
+            bitnet__kv2 vn[16];
+            if (base + v_step < np) bitnet__att_load_v(vn, V, p0, base + v_step, np, PG, dp, hd);
 #pragma unroll
             for (int u = 0; u < 16; u++) {
                 const int pl = base + u * PG;
@@ -925,6 +955,8 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
                     }
                 }
             }
+#pragma unroll
+            for (int u = 0; u < 16; u++) vr[u] = vn[u];
         }
 #pragma unroll
         for (int g = 0; g < MG; g++)
@@ -939,6 +971,7 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         }
         if (splits > 1 && tid < G) a.part_ml[((size_t)h * max_splits + split) * G + tid] = make_float2(s_m[tid], s_l[tid]);
     }
+    bitnet__att_stamp(a, 3);
     if (splits == 1) {
         bitnet__run_tail(a.tail, (unsigned)a.n_head_kv, s_red);
         return;
@@ -946,31 +979,93 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
 
     /* the last block of this head to finish combines the slices */
     if (!bitnet__arrive_last(&a.counters[h], (unsigned)splits)) return;
-    for (int i = tid; i < G * hd; i += blockDim.x) {
-        const int g = i / hd;
-        const float2 *ml = a.part_ml + (size_t)h * max_splits * G + g;
-        const float *po = a.part_o + (size_t)h * max_splits * G * hd + i;
-        float m = -INFINITY, l = 0.0f, o = 0.0f;
-        /* 8 slices in flight per thread; the running max rescales as it grows */
-        for (int base = 0; base < splits; base += 8) {
-            float2 mlv[8];
-            float ov[8];
+    if (splits <= 256) {
+        /* each query head's max of the slices' maxima, each slice's weight
+           exp(m_s - m) and the weighted sum of the slices' sums (warp g, in a
+           fixed order) from their (m, l) in shared memory, loaded while this
+           thread's first partials are in flight; then each output's weighted
+           partials, U slices' loads in flight at a time */
+        constexpr int NI = (MG * MD + BITNET__ATT_THREADS - 1) / BITNET__ATT_THREADS, U = NI >= 4 ? 4 : 16 / NI;
+        const int warp = tid >> 5, lane = tid & 31;
+        const float2 *ml = a.part_ml + (size_t)h * max_splits * G;
+        const float *po = a.part_o + (size_t)h * max_splits * G * hd;
+        float2 *s_f = (float2 *)s_red;   /* [splits][G] */
+        float o[NI], pv[NI][U];
 #pragma unroll
-            for (int u = 0; u < 8; u++)
-                if (base + u < splits) {
-                    mlv[u] = __ldcg(ml + (size_t)(base + u) * G);
-                    ov[u] = __ldcg(po + (size_t)(base + u) * G * hd);
-                }
+        for (int n = 0; n < NI; n++) {
+            const int i = tid + n * BITNET__ATT_THREADS;
+            o[n] = 0.0f;
 #pragma unroll
-            for (int u = 0; u < 8; u++)
-                if (base + u < splits) {
-                    const float m_new = fmaxf(m, mlv[u].x), f_old = expf(m - m_new), f = expf(mlv[u].x - m_new);
-                    l = l * f_old + mlv[u].y * f;
-                    o = o * f_old + ov[u] * f;
-                    m = m_new;
-                }
+            for (int u = 0; u < U; u++) pv[n][u] = i < G * hd && u < splits ? __ldcg(po + (size_t)u * G * hd + i) : 0.0f;
         }
-        a.out[(size_t)h * G * hd + i] = o / l;
+        for (int i = tid; i < splits * G; i += blockDim.x) s_f[i] = __ldcg(ml + i);
+        __syncthreads();
+        if (warp < G) {
+            float m = -INFINITY, l = 0.0f;
+            for (int s = lane; s < splits; s += 32) m = fmaxf(m, s_f[s * G + warp].x);
+            for (int off = 16; off; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+            for (int s = lane; s < splits; s += 32) {
+                const float2 v = s_f[s * G + warp];
+                const float f = expf(v.x - m);
+                l += v.y * f;
+                s_f[s * G + warp].x = f;
+            }
+            for (int off = 16; off; off >>= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
+            if (lane == 0) s_l[warp] = l;
+        }
+        __syncthreads();
+        for (int s = 0; s < splits; s += U) {
+            if (s > 0) {
+#pragma unroll
+                for (int n = 0; n < NI; n++) {
+                    const int i = tid + n * BITNET__ATT_THREADS;
+#pragma unroll
+                    for (int u = 0; u < U; u++) pv[n][u] = i < G * hd && s + u < splits ? __ldcg(po + (size_t)(s + u) * G * hd + i) : 0.0f;
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < NI; n++) {
+                const int i = tid + n * BITNET__ATT_THREADS, g = i / hd;
+#pragma unroll
+                for (int u = 0; u < U; u++)
+                    if (i < G * hd && s + u < splits) o[n] += pv[n][u] * s_f[(s + u) * G + g].x;
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < NI; n++) {
+            const int i = tid + n * BITNET__ATT_THREADS;
+            if (i < G * hd) a.out[(size_t)h * G * hd + i] = o[n] / s_l[i / hd];
+        }
+        /* (s_red is the tail's stage next) */
+        __syncthreads();
+    } else {
+        /* more slices than shared memory holds: one pass, the running max
+           rescaling the sums as it grows, 8 slices in flight per thread */
+        for (int i = tid; i < G * hd; i += blockDim.x) {
+            const int g = i / hd;
+            const float2 *ml = a.part_ml + (size_t)h * max_splits * G + g;
+            const float *po = a.part_o + (size_t)h * max_splits * G * hd + i;
+            float m = -INFINITY, l = 0.0f, o = 0.0f;
+            for (int base = 0; base < splits; base += 8) {
+                float2 mlv[8];
+                float ov[8];
+#pragma unroll
+                for (int u = 0; u < 8; u++)
+                    if (base + u < splits) {
+                        mlv[u] = __ldcg(ml + (size_t)(base + u) * G);
+                        ov[u] = __ldcg(po + (size_t)(base + u) * G * hd);
+                    }
+#pragma unroll
+                for (int u = 0; u < 8; u++)
+                    if (base + u < splits) {
+                        const float m_new = fmaxf(m, mlv[u].x), f_old = expf(m - m_new), f = expf(mlv[u].x - m_new);
+                        l = l * f_old + mlv[u].y * f;
+                        o = o * f_old + ov[u] * f;
+                        m = m_new;
+                    }
+            }
+            a.out[(size_t)h * G * hd + i] = o / l;
+        }
     }
     if (tid == 0) a.counters[h] = 0;
     bitnet__run_tail(a.tail, (unsigned)a.n_head_kv, s_red);
@@ -1418,7 +1513,7 @@ struct bitnet__cuda_layer_dev {
    Needs: cooperative launch, and shared memory for one block's tiles of the four
    matrices (bitnet__fused_plan); otherwise the context runs the kernel chain. */
 #define BITNET__FUSED_THREADS 256
-#define BITNET__FUSED_MARKS 5     /* timestamps per phase when profiled: start, normalized, weights here, dots, epilogue */
+#define BITNET__FUSED_MARKS 6     /* timestamps per phase when profiled: start, normalized, weights here, dots, epilogue, arrival */
 
 /* What changes from layer to layer (the rest is in the kernel's parameters); the
    whole table sits in shared memory during the step. */
@@ -1450,7 +1545,7 @@ struct bitnet__fused_args {
     int variant;                           /* diagnostics: BITNET__FUSED_* bits */
     int down_stage;                        /* down's input (w x) staged in gate/up's region */
     unsigned *barrier;                     /* [0] arrivals, [1] departures; zero between launches */
-    unsigned long long *prof;              /* NULL, or BITNET__FUSED_MARKS timestamps per phase and one at the end (block 0, ns) */
+    unsigned long long *prof;              /* NULL, or per block BITNET__FUSED_MARKS timestamps per phase and one at the end (ns) */
     unsigned smem_w[4];                    /* the four tile regions: QKV, O, gate/up, down */
     unsigned smem_dots, smem_scratch;      /* the dot products; the int8 input or attention's scratch */
     unsigned smem_layers, smem_freq;       /* the layer table; (cos, sin) of the RoPE angles at the position */
@@ -1501,11 +1596,12 @@ __host__ __device__ __forceinline__ void bitnet__fused_matrix(int m, int n_embd,
    thread 0 stores the block's statistics (the sum of warp_parts), before its
    arrival. */
 __device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *target, int fence, const bitnet__norm_part *warp_parts = NULL,
-                                                  bitnet__norm_part *publish = NULL) {
+                                                  bitnet__norm_part *publish = NULL, unsigned long long *arrival = NULL) {
     *target += gridDim.x;
     __syncthreads();
     if (threadIdx.x == 0) {
         unsigned seen;
+        if (arrival) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(*arrival));   /* profiling: the whole block is here */
         if (publish) {
             /* the block's statistics of its outputs (bitnet__fused_gemv), out with the arrival */
             double ss = warp_parts[0].ss;
@@ -1636,10 +1732,10 @@ __device__ __forceinline__ void bitnet__fused_norms_to_l2(const bitnet__fused_ar
 }
 
 __device__ __forceinline__ void bitnet__fused_mark(const bitnet__fused_args &a, int i) {
-    if (a.prof && blockIdx.x == 0 && threadIdx.x == 0) {
+    if (a.prof && threadIdx.x == 0) {
         unsigned long long t;
         asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-        a.prof[i] = t;
+        a.prof[(size_t)blockIdx.x * (5 * BITNET__FUSED_MARKS * a.n_layer + 1) + i] = t;
     }
 }
 
@@ -1842,6 +1938,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         at.n_head_kv = a.n_head_kv;
         at.scale = a.att_scale;
         at.min_chunk = a.att_chunk;
+        at.stamps = a.prof ? a.prof + (size_t)blockIdx.x * (5 * BITNET__FUSED_MARKS * a.n_layer + 1) + BITNET__FUSED_MARKS * (5 * l + 1) : NULL;
         /* the phases: 0 QKV, RoPE, K/V append (layer 0 reads the token's embedding
            row; block 0 also stores it as the residual stream); 1 attention; 2 O and
            the residual; 3 gate/up and act(gate) * up; 4 down and the residual.  A
@@ -1876,7 +1973,9 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
                 bitnet__fused_gemv(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq, mtx, warp_parts);
             }
             if (p < 4 || l + 1 < a.n_layer)
-                bitnet__grid_sync(a.barrier, &target, fence, warp_parts, p >= 2 ? a.norm_parts + (p - 2) * gridDim.x + blockIdx.x : NULL);
+                bitnet__grid_sync(a.barrier, &target, fence, warp_parts, p >= 2 ? a.norm_parts + (p - 2) * gridDim.x + blockIdx.x : NULL,
+                                  a.prof ? a.prof + (size_t)blockIdx.x * (5 * BITNET__FUSED_MARKS * a.n_layer + 1) + BITNET__FUSED_MARKS * (5 * l + p) + 5
+                                         : NULL);
         }
     }
     bitnet__fused_mark(a, BITNET__FUSED_MARKS * 5 * a.n_layer);
@@ -2239,7 +2338,8 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->xq_scale = (float *)cv->take(sizeof(float));
     c->d_fused = (bitnet__fused_layer *)cv->take((size_t)s->n_layer * sizeof(bitnet__fused_layer));
     c->d_barrier = (unsigned *)cv->take(2 * sizeof(unsigned));
-    c->d_prof = (unsigned long long *)cv->take(((size_t)5 * BITNET__FUSED_MARKS * s->n_layer + 1) * sizeof(unsigned long long));
+    c->d_prof = (unsigned long long *)cv->take(((size_t)5 * BITNET__FUSED_MARKS * s->n_layer + 1) * (size_t)(c->fused_blocks > 0 ? c->fused_blocks : 1) *
+                                               sizeof(unsigned long long));
     c->counters = (unsigned *)cv->take(((size_t)s->n_head_kv + 2) * sizeof(unsigned));
     c->d_pos = (int *)cv->take(sizeof(int));
     c->d_next = (int *)cv->take(sizeof(int));
@@ -2495,6 +2595,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
             a.scale = 1.0f / sqrtf((float)s->head_dim);
             a.min_chunk = c->att_chunk;
             a.late_launch = late;
+            a.stamps = NULL;
             a.tail = tail;
             a.tail.in.x = c->att;
             a.tail.in.norm = L->attn_sub_norm;
@@ -2844,11 +2945,16 @@ fail:
    p (QKV, attention, O, gate/up, down) us[5p] normalizing the input, us[5p + 1]
    waiting for the weights' copy, us[5p + 2] the dot products, us[5p + 3] the
    epilogue and next copies (attention: all its work is in us[5p + 3]), us[5p + 4]
-   waiting at the barrier after it; us[25] the LM head kernel (events).
-   BITNET_E_UNSUPPORTED where the fused step cannot run. */
-extern "C" int bitnet__cuda_profile_fused(void *ctx, int pos, double us[26], bitnet_error *err) {
+   waiting at the barrier after it; us[25] the LM head kernel (events).  stamps:
+   NULL, or where to return every block's timestamps (malloc'd, the caller frees
+   them): *stamp_blocks rows of *stamps_per_block, BITNET__FUSED_MARKS per phase (start,
+   normalized, weights here, dots, epilogue, the whole block at the barrier; 0
+   after the last phase) and the end, in ns.  BITNET_E_UNSUPPORTED where the fused
+   step cannot run. */
+extern "C" int bitnet__cuda_profile_fused(void *ctx, int pos, double us[26], unsigned long long **stamps, int *stamp_blocks, int *stamps_per_block,
+                                          bitnet_error *err) {
     bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
-    const int n_layer = c->m->shape.n_layer, n_stamps = 5 * BITNET__FUSED_MARKS * n_layer + 1;
+    const int n_layer = c->m->shape.n_layer, n_stamps1 = 5 * BITNET__FUSED_MARKS * n_layer + 1, n_stamps = n_stamps1 * c->fused_blocks;
     unsigned long long *t = NULL;
     cudaEvent_t ev[2] = {NULL, NULL};
     int rc = BITNET_OK;
@@ -2886,6 +2992,12 @@ extern "C" int bitnet__cuda_profile_fused(void *ctx, int pos, double us[26], bit
         float ms;
         BITNET__CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
         us[25] = ms * 1000.0;
+    }
+    if (stamps) {
+        *stamps = t;
+        *stamp_blocks = c->fused_blocks;
+        *stamps_per_block = n_stamps1;
+        t = NULL;
     }
     c->dev_pos = pos + 1;
 fail:

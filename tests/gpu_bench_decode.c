@@ -64,6 +64,68 @@ static void die(const char *what, const bitnet_error *err) {
     exit(1);
 }
 
+/* Every block of one fused step (stamps from bitnet__cuda_profile_fused, 6 per
+   phase: start, normalized, weights here, dots, epilogue, at the barrier): per
+   kind of phase, added up over the layers, how long blocks are busy before they
+   arrive, how far apart their arrivals are, how long the barrier takes from the
+   last arrival to the first departure, and where the last block to arrive spent
+   its time.  Tiles: the last block's share of the phase's matrix (16 rows each),
+   as bitnet__fused_tiles splits them. */
+static void print_spread(const bitnet_hparams *hp, const unsigned long long *t, int n_blocks, int n_stamps, int pos) {
+    static const char *phases[5] = {"QKV + RoPE + KV append", "attention", "O + residual", "gate/up + ReLU^2", "down + residual"};
+    const int M = 6, n_layer = hp->n_layer;
+    double busy_mean[5] = {0}, busy_max[5] = {0}, spread[5] = {0}, latency[5] = {0}, late[5][6] = {{0}};
+    int late_tiles[5][4] = {{0}}, counted[5] = {0}, ph, b, j;
+    unsigned long long tick = ~0ull;
+    for (ph = 0; ph + 1 < 5 * n_layer; ph++) {
+        const int k = ph % 5, m = k == 0 ? 0 : k - 1;
+        unsigned long long first_start = ~0ull, last_arrival = 0, first_arrival = ~0ull, first_depart = ~0ull;
+        double sum = 0, mx = 0;
+        int last = 0;
+        for (b = 0; b < n_blocks; b++) {
+            const unsigned long long *p = t + (size_t)b * n_stamps + M * ph;
+            for (j = 1; j <= M; j++)
+                if (p[j] > p[j - 1] && p[j] - p[j - 1] < tick) tick = p[j] - p[j - 1];
+            if (p[0] < first_start) first_start = p[0];
+            if (p[5] > last_arrival) last_arrival = p[5], last = b;
+            if (p[5] < first_arrival) first_arrival = p[5];
+            if (p[M] < first_depart) first_depart = p[M];
+            sum += (double)(p[5] - p[0]);
+            if ((double)(p[5] - p[0]) > mx) mx = (double)(p[5] - p[0]);
+        }
+        busy_max[k] += mx * 1e-3;
+        busy_mean[k] += sum / n_blocks * 1e-3;
+        spread[k] += (double)(last_arrival - first_arrival) * 1e-3;
+        latency[k] += ((double)first_depart - (double)last_arrival) * 1e-3;
+        {
+            const unsigned long long *p = t + (size_t)last * n_stamps + M * ph;
+            late[k][0] += (double)(p[0] - first_start) * 1e-3;
+            for (j = 0; j < 5; j++) late[k][j + 1] += (double)(p[j + 1] - p[j]) * 1e-3;
+        }
+        if (k != 1) {
+            const int rows = m == 0 ? hp->n_embd + 2 * hp->n_head_kv * hp->head_dim : m == 2 ? 2 * hp->n_ff : hp->n_embd;
+            const int n_tiles = rows / 16;
+            const int t0 = (int)((long long)n_tiles * last / n_blocks), t1 = (int)((long long)n_tiles * (last + 1) / n_blocks);
+            const int nt = t1 - t0, lo = n_tiles / n_blocks;
+            late_tiles[k][nt - lo < 0 ? 0 : nt - lo > 1 ? 1 : nt - lo]++;
+        }
+        counted[k]++;
+    }
+    printf("\nposition %d: every block of one fused step, us summed over the layers (globaltimer tick seen: %llu ns).\n"
+           "busy: from leaving the last barrier to arriving at the next; spread: first to last arrival; barrier: last arrival to first\n"
+           "departure; the last block to arrive: its late start, then its normalize / weights / dots / epilogue / in-block wait\n"
+           "(attention's columns: loading q / scores / softmax, V and partials / combining the slices)\n\n"
+           "| phase | busy mean | busy max | arrival spread | barrier | last block: late start | normalize | weights | dots | epilogue | in-block wait | last block has the most tiles |\n"
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+           pos, tick);
+    for (j = 0; j < 5; j++) {
+        printf("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |", phases[j], busy_mean[j], busy_max[j], spread[j],
+               latency[j], late[j][0], late[j][1], late[j][2], late[j][3], late[j][4], late[j][5]);
+        if (j == 1) printf(" |\n");
+        else printf(" %d of %d |\n", late_tiles[j][1], counted[j]);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : NULL;
     const int runs = argc > 2 ? atoi(argv[2]) : 5;
@@ -180,14 +242,14 @@ int main(int argc, char **argv) {
             /* attention slices: the shortest slice (one block per slice, the last
                of a head combines them) against the position, both step modes */
             {
-                static const int at[3] = {128, 1024, 4000}, chunks[3] = {16, 32, 64};
+                static const int at[3] = {128, 1024, 4000}, chunks[4] = {16, 64, 128, 256};
                 int a, ci;
-                printf("\n| step mode | position | least positions per attention slice: 16 | 32 | 64 (default) |\n|---|---:|---:|---:|---:|\n");
+                printf("\n| step mode | position | least positions per attention slice: 16 | 64 (default) | 128 | 256 |\n|---|---:|---:|---:|---:|---:|\n");
                 for (a = 0; a < 3; a++)
                     for (mode = 0; mode < 2; mode++) {
                         printf("| %s | %d |", mode ? "fused" : "chain", at[a]);
                         if (bitnet__cuda_context_set_overlap(g->dev, mode ? 3 : 2, &err) != (mode ? 3 : 2)) die("overlap", &err);
-                        for (ci = 0; ci < 3; ci++) {
+                        for (ci = 0; ci < 4; ci++) {
                             if (bitnet__cuda_context_set_att_chunk(g->dev, chunks[ci], &err) != BITNET_OK) die("att chunk", &err);
                             printf(" %.0f |", graph_rate(ctx, g->dev, prefill, at[a], runs));
                         }
@@ -203,9 +265,10 @@ int main(int argc, char **argv) {
             static const char *phases[5] = {"QKV + RoPE + KV append", "attention", "O + residual", "gate/up + ReLU^2", "down + residual"};
             static const int at[2] = {128, 4000};
             double us[2][26];
-            int a, k;
+            unsigned long long *stamps[2] = {NULL, NULL};
+            int a, k, n_blocks = 0, n_stamps = 0;
             for (a = 0; a < 2; a++)
-                if (bitnet__cuda_profile_fused(g->dev, at[a], us[a], &err) != BITNET_OK) die("profile", &err);
+                if (bitnet__cuda_profile_fused(g->dev, at[a], us[a], &stamps[a], &n_blocks, &n_stamps, &err) != BITNET_OK) die("profile", &err);
             printf("\n%s LM head, one fused step phase by phase as block 0 sees it, us summed over the layers (pos 128 / pos 4000):\n\n"
                    "| phase | normalize input | wait for weights | dot products | epilogue + next copies | wait at barrier | sum |\n"
                    "|---|---:|---:|---:|---:|---:|---:|\n",
@@ -216,6 +279,10 @@ int main(int argc, char **argv) {
                        u1[1], u0[2], u1[2], u0[3], u1[3], u0[4], u1[4], u0[0] + u0[1] + u0[2] + u0[3] + u0[4], u1[0] + u1[1] + u1[2] + u1[3] + u1[4]);
             }
             printf("| LM head + argmax (own kernel) | | | | | | %.1f / %.1f |\n", us[0][25], us[1][25]);
+            for (a = 0; a < 2; a++) {
+                print_spread(&model->hp, stamps[a], n_blocks, n_stamps, at[a]);
+                free(stamps[a]);
+            }
         }
         /* one step of the kernel chain kernel by kernel, at the last position */
         {

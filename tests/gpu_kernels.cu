@@ -483,6 +483,7 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
     for (int pos : positions) {
         const int n = pos + 1;
         bitnet__attn_args a;
+        memset(&a, 0, sizeof a);
         a.q = d_q; a.k_cache = d_k; a.v_cache = d_v; a.out = d_out; a.part_o = d_po; a.part_ml = d_ml; a.counters = d_cnt;
         a.pos = d_pos; a.n_ctx = n_ctx; a.head_dim = hd; a.n_head = n_head; a.n_head_kv = n_kv; a.scale = 1.0f / sqrtf((float)hd);
         a.late_launch = 0;
