@@ -770,6 +770,7 @@ int main(int argc, char **argv) {
         attention_case(8, 1, 256, 600, {599});
         attention_case(4, 4, 16, 64, {0, 40, 63});
         attention_case(8, 1, 64, 64, {0, 33, 63});   /* 8 query heads of 64 dimensions per KV head, one slice */
+        attention_case(4, 1, 16, 70000, {69999});   /* 274 slices: more than the combine holds in shared memory */
     }
     TEST("LM head: bf16 / f16 / f32 logits, argmax, next-step feed") {
         head_case(128256, 2560, BITNET__TABLE_BF16, 0);
