@@ -785,8 +785,15 @@ struct bitnet__attn_args {
     unsigned long long *stamps;      /* profiling (the fused step): NULL, or where [1..3] get timestamps */
 };
 
+/* Profiling: the GPU's clock in ns. */
+__device__ __forceinline__ unsigned long long bitnet__globaltimer(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 __device__ __forceinline__ void bitnet__att_stamp(const bitnet__attn_args &a, int i) {
-    if (a.stamps && threadIdx.x == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(a.stamps[i])::"memory");
+    if (a.stamps && threadIdx.x == 0) a.stamps[i] = bitnet__globaltimer();
 }
 
 /* The slicing of n positions over at most max_splits blocks, slices of at least
@@ -1601,7 +1608,7 @@ __device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *tar
     __syncthreads();
     if (threadIdx.x == 0) {
         unsigned seen;
-        if (arrival) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(*arrival));   /* profiling: the whole block is here */
+        if (arrival) *arrival = bitnet__globaltimer();   /* profiling: the whole block is here */
         if (publish) {
             /* the block's statistics of its outputs (bitnet__fused_gemv), out with the arrival */
             double ss = warp_parts[0].ss;
@@ -1731,12 +1738,14 @@ __device__ __forceinline__ void bitnet__fused_norms_to_l2(const bitnet__fused_ar
         bitnet__prefetch_l2(((const bitnet__fused_layer *)(smem + a.smem_layers))[l].norm[m], (size_t)(m == 3 ? a.n_ff : a.n_embd) * 4);
 }
 
+/* Where this block's timestamp i goes when profiled (a row of
+   5 BITNET__FUSED_MARKS n_layer + 1 per block), or NULL. */
+__device__ __forceinline__ unsigned long long *bitnet__fused_stamp(const bitnet__fused_args &a, int i) {
+    return a.prof ? a.prof + (size_t)blockIdx.x * (5 * BITNET__FUSED_MARKS * a.n_layer + 1) + i : NULL;
+}
+
 __device__ __forceinline__ void bitnet__fused_mark(const bitnet__fused_args &a, int i) {
-    if (a.prof && threadIdx.x == 0) {
-        unsigned long long t;
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-        a.prof[(size_t)blockIdx.x * (5 * BITNET__FUSED_MARKS * a.n_layer + 1) + i] = t;
-    }
+    if (a.prof && threadIdx.x == 0) *bitnet__fused_stamp(a, i) = bitnet__globaltimer();
 }
 
 /* The arguments of phase m's epilogue in layer l (the pointers the epilogue reads
@@ -1938,7 +1947,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         at.n_head_kv = a.n_head_kv;
         at.scale = a.att_scale;
         at.min_chunk = a.att_chunk;
-        at.stamps = a.prof ? a.prof + (size_t)blockIdx.x * (5 * BITNET__FUSED_MARKS * a.n_layer + 1) + BITNET__FUSED_MARKS * (5 * l + 1) : NULL;
+        at.stamps = bitnet__fused_stamp(a, BITNET__FUSED_MARKS * (5 * l + 1));
         /* the phases: 0 QKV, RoPE, K/V append (layer 0 reads the token's embedding
            row; block 0 also stores it as the residual stream); 1 attention; 2 O and
            the residual; 3 gate/up and act(gate) * up; 4 down and the residual.  A
@@ -1974,8 +1983,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
             }
             if (p < 4 || l + 1 < a.n_layer)
                 bitnet__grid_sync(a.barrier, &target, fence, warp_parts, p >= 2 ? a.norm_parts + (p - 2) * gridDim.x + blockIdx.x : NULL,
-                                  a.prof ? a.prof + (size_t)blockIdx.x * (5 * BITNET__FUSED_MARKS * a.n_layer + 1) + BITNET__FUSED_MARKS * (5 * l + p) + 5
-                                         : NULL);
+                                  bitnet__fused_stamp(a, BITNET__FUSED_MARKS * (5 * l + p) + 5));
         }
     }
     bitnet__fused_mark(a, BITNET__FUSED_MARKS * 5 * a.n_layer);

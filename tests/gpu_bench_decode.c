@@ -75,7 +75,7 @@ static void print_spread(const bitnet_hparams *hp, const unsigned long long *t, 
     static const char *phases[5] = {"QKV + RoPE + KV append", "attention", "O + residual", "gate/up + ReLU^2", "down + residual"};
     const int M = 6, n_layer = hp->n_layer;
     double busy_mean[5] = {0}, busy_max[5] = {0}, spread[5] = {0}, latency[5] = {0}, late[5][6] = {{0}};
-    int late_tiles[5][4] = {{0}}, counted[5] = {0}, ph, b, j;
+    int late_most[5] = {0}, counted[5] = {0}, ph, b, j;
     unsigned long long tick = ~0ull;
     for (ph = 0; ph + 1 < 5 * n_layer; ph++) {
         const int k = ph % 5, m = k == 0 ? 0 : k - 1;
@@ -106,8 +106,7 @@ static void print_spread(const bitnet_hparams *hp, const unsigned long long *t, 
             const int rows = m == 0 ? hp->n_embd + 2 * hp->n_head_kv * hp->head_dim : m == 2 ? 2 * hp->n_ff : hp->n_embd;
             const int n_tiles = rows / 16;
             const int t0 = (int)((long long)n_tiles * last / n_blocks), t1 = (int)((long long)n_tiles * (last + 1) / n_blocks);
-            const int nt = t1 - t0, lo = n_tiles / n_blocks;
-            late_tiles[k][nt - lo < 0 ? 0 : nt - lo > 1 ? 1 : nt - lo]++;
+            late_most[k] += t1 - t0 > n_tiles / n_blocks;
         }
         counted[k]++;
     }
@@ -122,7 +121,7 @@ static void print_spread(const bitnet_hparams *hp, const unsigned long long *t, 
         printf("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |", phases[j], busy_mean[j], busy_max[j], spread[j],
                latency[j], late[j][0], late[j][1], late[j][2], late[j][3], late[j][4], late[j][5]);
         if (j == 1) printf(" |\n");
-        else printf(" %d of %d |\n", late_tiles[j][1], counted[j]);
+        else printf(" %d of %d |\n", late_most[j], counted[j]);
     }
 }
 
