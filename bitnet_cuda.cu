@@ -2588,6 +2588,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         /* 2. attention; its output quantized with attn_sub_norm */
         if (e == cudaSuccess) {
             bitnet__attn_args a;
+            memset(&a, 0, sizeof a);
             a.q = c->q;
             a.k_cache = g.k_cache;
             a.v_cache = g.v_cache;

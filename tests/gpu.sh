@@ -75,6 +75,10 @@ run tests.log kv32-fused-mid  build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.0
 run tests.log kv32-bighead       build/gpu/gpu_model_kv32 "$tmp/bighead.gguf" 16 8 0.05 1e-5 2
 run tests.log kv32-fused-bighead build/gpu/gpu_model_kv32 "$tmp/bighead.gguf" 16 8 0.05 1e-5 3
 run tests.log fused-bighead      build/gpu/gpu_model "$tmp/bighead.gguf" 64 32 0.2 0 3
+# slices of 16 positions: up to 7 slices by position 103, so the combining of
+# slices runs at short contexts too, in both step modes
+run tests.log kv32-fused-mid-slices16 build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.05 1e-5 3 16
+run tests.log fused-2b4t-slices16     build/gpu/gpu_model "$tmp/2b4t.gguf" 24 8 0.2 0 3 16
 # a deliberately broken fused step must fail these tests
 timeout 120 build/gpu/gpu_model_mutant "$tmp/tiny.gguf" 16 16 0.05 1e-5 3 >"$out/mutant.log" 2>&1
 if grep -q '^FAIL ' "$out/mutant.log"; then

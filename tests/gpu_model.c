@@ -1,11 +1,13 @@
 /* Whole model, GPU against CPU, through the public API (run by tests/gpu.sh).
 
-   usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance] [median tolerance] [step mode]
+   usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance] [median tolerance] [step mode] [slice]
 
    step mode (bitnet__cuda_context_set_overlap): 0-2 the kernel chain (2, late
    launch, the library's default, is the default here); 3 the fused step (which
    must then be in effect).  The chain (late launch) or the fused step, whichever
-   the mode does not run, is also checked against it on the prompt.
+   the mode does not run, is also checked against it on the prompt.  slice: the
+   least positions per attention slice (bitnet__cuda_context_set_att_chunk; small
+   values give short contexts many slices, for the ways they are combined).
 
    For the model: a CPU context and a CUDA context get the same prompt (every
    position's logits compared) and then generate greedily for `steps` steps with
@@ -70,7 +72,7 @@ int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : NULL;
     const int steps = argc > 2 ? atoi(argv[2]) : 64, prompt_len = argc > 3 ? atoi(argv[3]) : 16;
     const double tol = argc > 4 ? atof(argv[4]) : 2e-2, tol_median = argc > 5 ? atof(argv[5]) : 0;
-    const int mode = argc > 6 ? atoi(argv[6]) : 2;
+    const int mode = argc > 6 ? atoi(argv[6]) : 2, slice = argc > 7 ? atoi(argv[7]) : 0;
     bitnet_error err;
     bitnet_model *model;
     bitnet_context *cpu, *gpu, *gpu8;
@@ -122,6 +124,13 @@ int main(int argc, char **argv) {
         int got = bitnet__cuda_context_set_overlap(g->dev, mode, &err), got8 = bitnet__cuda_context_set_overlap(g8->dev, mode, &err);
         printf("step mode: %d requested, %d in effect\n", mode, got);
         TEST("the requested step mode is in effect") { CHECKF(got == mode && got8 == mode, "asked for %d, got %d and %d", mode, got, got8); }
+        if (slice > 0) {
+            printf("attention slices of %d positions at least\n", slice);
+            TEST("the slice length is in effect") {
+                CHECK(bitnet__cuda_context_set_att_chunk(g->dev, slice, &err) == BITNET_OK);
+                CHECK(bitnet__cuda_context_set_att_chunk(g8->dev, slice, &err) == BITNET_OK);
+            }
+        }
     }
     prompt = (bitnet_token *)malloc((size_t)prompt_len * sizeof *prompt);
     errs = (double *)malloc((size_t)(prompt_len + steps) * sizeof *errs);
