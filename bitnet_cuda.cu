@@ -853,11 +853,13 @@ __device__ __forceinline__ void bitnet__att_load_v(bitnet__kv2 *vr, const bitnet
    the code is unrolled for): KV head h, slice `split` (positions p0 ..
    p0 + np - 1) of `splits`; max_splits is the partials' stride.  All threads.
    Few warps run it, so it is a chain of latencies more than work: every load
-   that does not depend on the one before is in flight with it (the first rows
-   of K and V go out before q, which other blocks have just written; each round
-   of rows requests the next round's), and the combining of the slices loads
-   every slice's statistics and its first partials at once. */
-template <int MG, int MD>
+   that does not depend on the one before is in flight with it (EARLY, the fused
+   step: the first rows of K and V go out before q, which other blocks have just
+   written, and each round of rows requests the next round's; the attention
+   kernel of the chain loads each round's rows as it comes, with fewer registers),
+   and the combining of the slices loads every slice's statistics and its first
+   partials at once. */
+template <int MG, int MD, bool EARLY>
 __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, int h, int split, int splits, int max_splits, int p0, int np,
                                   float *s_q, float *s_w, float *s_red) {
     __shared__ float s_m[MG], s_l[MG];
@@ -877,8 +879,10 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
 #pragma unroll
         for (int j = 0; j < 2; j++)
             if (tid + j * BITNET__ATT_THREADS < G * hd / 4) qv[j] = __ldcg(gq + tid + j * BITNET__ATT_THREADS);
-        bitnet__att_load_k<MD>(kr, K, p0, tid >> 2, np, quarter, hd);
-        bitnet__att_load_v(vr, V, p0, pg, np, PG, dp, hd);
+        if (EARLY) {
+            bitnet__att_load_k<MD>(kr, K, p0, tid >> 2, np, quarter, hd);
+            bitnet__att_load_v(vr, V, p0, pg, np, PG, dp, hd);
+        }
 #pragma unroll
         for (int j = 0; j < 2; j++)
             if (tid + j * BITNET__ATT_THREADS < G * hd / 4) ((float4 *)s_q)[tid + j * BITNET__ATT_THREADS] = qv[j];
@@ -892,7 +896,8 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         const bool active = pl < np;
         float acc[MG];
         bitnet__kv4 kn[MD / 16];
-        if (base + k_step < np) bitnet__att_load_k<MD>(kn, K, p0, pl + k_step, np, quarter, hd);
+        if (!EARLY) bitnet__att_load_k<MD>(kr, K, p0, pl, np, quarter, hd);
+        else if (base + k_step < np) bitnet__att_load_k<MD>(kn, K, p0, pl + k_step, np, quarter, hd);
 #pragma unroll
         for (int g = 0; g < MG; g++) acc[g] = 0.0f;
 #pragma unroll
@@ -915,8 +920,10 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
             acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 2);
             if (g < G && active && quarter == 0) s_w[g * BITNET__ATT_THREADS + pl] = acc[g] * a.scale;
         }
+        if (EARLY) {
 #pragma unroll
-        for (int jj = 0; jj < MD / 16; jj++) kr[jj] = kn[jj];
+            for (int jj = 0; jj < MD / 16; jj++) kr[jj] = kn[jj];
+        }
     }
     __syncthreads();
     bitnet__att_stamp(a, 2);
@@ -946,7 +953,8 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         for (int g = 0; g < MG; g++) acc[g] = make_float2(0.0f, 0.0f);
         for (int base = pg; base < np; base += v_step) {
             bitnet__kv2 vn[16];
-            if (base + v_step < np) bitnet__att_load_v(vn, V, p0, base + v_step, np, PG, dp, hd);
+            if (!EARLY) bitnet__att_load_v(vr, V, p0, base, np, PG, dp, hd);
+            else if (base + v_step < np) bitnet__att_load_v(vn, V, p0, base + v_step, np, PG, dp, hd);
 #pragma unroll
             for (int u = 0; u < 16; u++) {
                 const int pl = base + u * PG;
@@ -962,8 +970,10 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
                     }
                 }
             }
+            if (EARLY) {
 #pragma unroll
-            for (int u = 0; u < 16; u++) vr[u] = vn[u];
+                for (int u = 0; u < 16; u++) vr[u] = vn[u];
+            }
         }
 #pragma unroll
         for (int g = 0; g < MG; g++)
@@ -1097,7 +1107,7 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
     if (a.tail.q && blockIdx.x == 0 && blockIdx.y == 0) bitnet__prefetch_l2(a.tail.in.norm, (size_t)a.tail.n * 4);
     bitnet__pdl_wait();
     if (a.late_launch) bitnet__pdl_launch_next();
-    if (mine) bitnet__att_block_t<MG, MD>(a, blockIdx.x, blockIdx.y, splits, gridDim.y, p0, np, s_q, s_w, s_red);
+    if (mine) bitnet__att_block_t<MG, MD, false>(a, blockIdx.x, blockIdx.y, splits, gridDim.y, p0, np, s_q, s_w, s_red);
 }
 typedef void (*bitnet__attention_fn)(const bitnet__attn_args);
 static bitnet__attention_fn bitnet__attention_kernel_for(int n_head, int n_head_kv, int head_dim) {
@@ -1974,7 +1984,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
                 for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
                     int p0, np, splits;
                     if (bitnet__att_slice(at, u / a.n_head_kv, a.att_splits, &p0, &np, &splits))
-                        bitnet__att_block_t<MG, MD>(at, u % a.n_head_kv, u / a.n_head_kv, splits, a.att_splits, p0, np, scratch,
+                        bitnet__att_block_t<MG, MD, true>(at, u % a.n_head_kv, u / a.n_head_kv, splits, a.att_splits, p0, np, scratch,
                                           scratch + G * a.head_dim, scratch + G * (a.head_dim + BITNET__ATT_THREADS));
                 }
                 bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + 1) + 4);
