@@ -2614,7 +2614,6 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
             a.scale = 1.0f / sqrtf((float)s->head_dim);
             a.min_chunk = c->att_chunk;
             a.late_launch = late;
-            a.stamps = NULL;
             a.tail = tail;
             a.tail.in.x = c->att;
             a.tail.in.norm = L->attn_sub_norm;

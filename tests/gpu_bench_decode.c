@@ -73,7 +73,7 @@ static void die(const char *what, const bitnet_error *err) {
    as bitnet__fused_tiles splits them. */
 static void print_spread(const bitnet_hparams *hp, const unsigned long long *t, int n_blocks, int n_stamps, int pos) {
     static const char *phases[5] = {"QKV + RoPE + KV append", "attention", "O + residual", "gate/up + ReLU^2", "down + residual"};
-    const int M = 6, n_layer = hp->n_layer;
+    const int n_layer = hp->n_layer, M = (n_stamps - 1) / (5 * n_layer);   /* stamps per phase */
     double busy_mean[5] = {0}, busy_max[5] = {0}, spread[5] = {0}, latency[5] = {0}, late[5][6] = {{0}};
     int late_most[5] = {0}, counted[5] = {0}, ph, b, j;
     unsigned long long tick = ~0ull;

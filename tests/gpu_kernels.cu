@@ -486,9 +486,7 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
         memset(&a, 0, sizeof a);
         a.q = d_q; a.k_cache = d_k; a.v_cache = d_v; a.out = d_out; a.part_o = d_po; a.part_ml = d_ml; a.counters = d_cnt;
         a.pos = d_pos; a.n_ctx = n_ctx; a.head_dim = hd; a.n_head = n_head; a.n_head_kv = n_kv; a.scale = 1.0f / sqrtf((float)hd);
-        a.late_launch = 0;
         a.min_chunk = pos & 2 ? 256 : 64;   /* one slice up to 256 positions, or several */
-        memset(&a.tail, 0, sizeof a.tail);
         a.tail.in.x = d_out; a.tail.in.norm = d_norm; a.tail.in.eps = 1e-5f; a.tail.n = (int)q.size();
         a.tail.q = d_xq; a.tail.scale = d_qs; a.tail.counter = d_cnt + n_kv;
         a.tail.staged = (pos & 1) && q.size() <= BITNET__ATT_MAX_GROUP * 512;   /* both ways of reading the output again */
