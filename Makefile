@@ -33,7 +33,8 @@ EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 GPU_HOST_ARCH ?= -march=x86-64-v3
 ifeq ($(CUDA),1)
 GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
-             build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant build/gpu/gpu_model_mutant_producer build/gpu/gpu_kernels_mutant
+             build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant build/gpu/gpu_model_mutant_producer build/gpu/gpu_kernels_mutant \
+             build/gpu/gpu_kernels_mutant_tiles
 endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
@@ -77,6 +78,14 @@ build/gpu/gpu_kernels_mutant: tests/gpu_kernels.cu tests/test.h tests/gpu_check.
 	sed 's|        return 127.0f / m;|        return __fmul_rn(*scale, inv_rms);|' bitnet_cuda.cu >build/gpu/mutant_norm.cu
 	! cmp -s bitnet_cuda.cu build/gpu/mutant_norm.cu
 	$(NVCC) $(NVCCFLAGS) -Xcompiler $(GPU_HOST_ARCH) -I. -Itests '-DGPU_KERNELS_SOURCE="mutant_norm.cu"' -Ibuild/gpu $< -o $@
+
+# A GEMV block of several tiles that writes its outputs where a block of one tile
+# would (tile blockIdx.x + i instead of its first tile + i): its test must fail.
+build/gpu/gpu_kernels_mutant_tiles: tests/gpu_kernels.cu tests/test.h tests/gpu_check.h bitnet.h bitnet_cuda.cu
+	@mkdir -p build/gpu
+	sed 's|bitnet__gemv_epilogue<OUT>(a, t0 + (i >> 4)|bitnet__gemv_epilogue<OUT>(a, blockIdx.x + (i >> 4)|' bitnet_cuda.cu >build/gpu/mutant_tiles.cu
+	! cmp -s bitnet_cuda.cu build/gpu/mutant_tiles.cu
+	$(NVCC) $(NVCCFLAGS) -Xcompiler $(GPU_HOST_ARCH) -I. -Itests '-DGPU_KERNELS_SOURCE="mutant_tiles.cu"' -Ibuild/gpu $< -o $@
 
 # gpu_model against a deliberately broken copy of bitnet_cuda.cu (float32 cache):
 # $(call model_mutant,NAME,SED_SCRIPT); tests/gpu.sh checks that gpu_model fails on it.

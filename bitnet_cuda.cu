@@ -500,8 +500,8 @@ __device__ void bitnet__run_tail(const bitnet__tail &t, unsigned n_blocks, float
 }
 
 /* ===========================================================================
-   W2A8 GEMV: y = W x for one 16-row tile per block, with fused prologues and
-   epilogues
+   W2A8 GEMV: y = W x for one or a few 16-row tiles per block, with fused
+   prologues and epilogues
    =========================================================================== */
 enum {
     BITNET__IN_INT8 = 0,   /* x already quantized: int8 in global memory, its scale and sum */
@@ -537,6 +537,7 @@ struct bitnet__gemv_args {
     /* GATEUP epilogue */
     int relu2;
     int late_launch;           /* let the next kernel start only after our wait (see bitnet__launch) */
+    int tiles_per_block;       /* consecutive tiles a block takes, 0 or 1 for one (bitnet__gemv_tiles_per_block) */
     bitnet__tail tail;         /* ADD / GATEUP: quantize the finished output for the next GEMV */
 };
 
@@ -568,8 +569,11 @@ __device__ __forceinline__ int bitnet__planes_sum(const int *acc) { return acc[0
    load feed 16 dp4a.  The codes are value + 1, so each row's dot product needs the
    activations' sum taken off; every lane adds up the activations of its chunks
    too, which counts each chunk 4 times (once per row group).
-   part: [blockDim / 32][17] ints of shared memory. */
-__device__ void bitnet__tiles_dot(const uint8_t *tiles, int n_tiles, int k, const int8_t *xq, int *dots, int (*part)[17]) {
+   part: [blockDim / 32][17] ints of shared memory.  ONE: n_tiles is 1, known when
+   compiling. */
+template <bool ONE = false>
+__device__ void bitnet__tiles_dot(const uint8_t *tiles, int n_tiles_, int k, const int8_t *xq, int *dots, int (*part)[17]) {
+    const int n_tiles = ONE ? 1 : n_tiles_;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, n_warps = blockDim.x >> 5, n_chunks = k / 16, g = lane & 3;
     const int4 *tx = (const int4 *)xq;
     for (int first = 0; first < n_tiles; first += n_warps) {
@@ -690,21 +694,45 @@ __device__ __forceinline__ void bitnet__gemv_epilogue(const bitnet__gemv_args &a
     }
 }
 
-/* Shared memory of one GEMV block: the tile (4k bytes), the activations (k), and
-   for a norm prologue the norm weight (4k). */
-static size_t bitnet__gemv_smem(int k, int in) { return (size_t)k * (in == BITNET__IN_INT8 ? 5 : 9); }
+/* A block takes one tile, or up to BITNET__GEMV_MAX_TILES consecutive ones where a
+   GEMV has more tiles than the GPU can hold blocks of two calls at once: with late
+   programmatic dependent launch the next kernel's blocks fetch their weights while
+   this one computes, but only if they are resident (bitnet__gemv_tiles_per_block;
+   tests/PERF.md, ninth session). */
+#define BITNET__GEMV_MAX_TILES 8
+#define BITNET__GEMV_MULTI_SMEM (48 * 1024)   /* a multi-tile block's shared memory: within the default limit on every GPU */
+
+/* Shared memory of one GEMV block: its tiles (4k bytes each), the activations (k),
+   and for a norm prologue the norm weight (4k). */
+static size_t bitnet__gemv_smem(int k, int in, int tiles = 1) { return (size_t)k * (4 * (size_t)tiles + (in == BITNET__IN_INT8 ? 1 : 5)); }
+
+/* Tiles per block for an n x k GEMV on n_sm SMs launched with late programmatic
+   dependent launch: one while the grid fits two blocks per SM; else as many as
+   bring it there (a block of this call and one of the next then share each SM),
+   within BITNET__GEMV_MULTI_SMEM.  Without late launch, one: with nothing to
+   overlap, fewer and longer blocks measured 6-10% slower, and the kernel chain
+   with early launch 2% slower (tests/PERF.md, ninth session). */
+static int bitnet__gemv_tiles_per_block(int n, int k, int in, int n_sm, int late_launch) {
+    const int n_tiles = n / 16, fit = 2 * n_sm;
+    if (!late_launch || n_sm <= 0 || n_tiles <= fit) return 1;
+    int t = (n_tiles + fit - 1) / fit;
+    if (t > BITNET__GEMV_MAX_TILES) t = BITNET__GEMV_MAX_TILES;
+    while (t > 1 && bitnet__gemv_smem(k, in, t) > BITNET__GEMV_MULTI_SMEM) t--;
+    return t;
+}
 
 template <int IN, int OUT>
 __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_args a) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ int part[8][17];     /* per warp: the partial sums of the 16 rows, 4 x the activations' sum */
-    __shared__ int dots[16];
+    __shared__ int dots[16 * BITNET__GEMV_MAX_TILES];
     __shared__ float x_scale;
+    const int tpb = a.tiles_per_block > 1 ? a.tiles_per_block : 1, t0 = blockIdx.x * tpb, nt = min(tpb, a.n / 16 - t0);
     uint8_t *tile = smem;
-    int8_t *xq = (int8_t *)(smem + (size_t)a.k * 4);
-    float *norm = (float *)(smem + (size_t)a.k * 5);
+    int8_t *xq = (int8_t *)(smem + (size_t)a.k * 4 * tpb);
+    float *norm = (float *)(smem + (size_t)a.k * (4 * tpb + 1));
     const int tid = threadIdx.x, n_chunks = a.k / 16;
-    const uint8_t *gtile = a.w + (size_t)blockIdx.x * (size_t)a.k * 4;
+    const uint8_t *gtile = a.w + (size_t)t0 * (size_t)a.k * 4;
 
     if (!a.late_launch) bitnet__pdl_launch_next();
     /* 1. the weights depend on nothing earlier: fetch them before waiting (the norm
@@ -713,7 +741,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
         for (int i = tid; i < a.k / 4; i += blockDim.x) bitnet__copy16_async(norm + 4 * i, a.in.norm + 4 * i);
         bitnet__copy_async_commit();
     }
-    for (int i = tid; i < a.k / 4; i += blockDim.x) bitnet__copy16_async(tile + (size_t)i * 16, gtile + (size_t)i * 16);
+    for (int i = tid; i < nt * (a.k / 4); i += blockDim.x) bitnet__copy16_async(tile + (size_t)i * 16, gtile + (size_t)i * 16);
     bitnet__copy_async_commit();
     if (a.tail.q && blockIdx.x == 0) bitnet__prefetch_l2(a.tail.in.norm, (size_t)a.tail.n * 4);   /* for whichever block runs the tail */
     bitnet__pdl_wait();
@@ -743,11 +771,15 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
     bitnet__copy_async_wait<0>();
     __syncthreads();
 
-    /* 3. the dot products */
-    bitnet__tiles_dot(tile, 1, a.k, xq, dots, part);
-
-    /* 4. the epilogue */
-    if (tid < 16) bitnet__gemv_epilogue<OUT>(a, blockIdx.x, tid, dots, x_scale);
+    /* 3. the dot products and 4. the epilogue; one tile as a case of its own,
+       compiled for n_tiles = 1 (the general code cost 3-5% on one-tile shapes) */
+    if (nt == 1) {
+        bitnet__tiles_dot<true>(tile, 1, a.k, xq, dots, part);
+        if (tid < 16) bitnet__gemv_epilogue<OUT>(a, t0, tid, dots, x_scale);
+    } else {
+        bitnet__tiles_dot(tile, nt, a.k, xq, dots, part);
+        for (int i = tid; i < nt * 16; i += blockDim.x) bitnet__gemv_epilogue<OUT>(a, t0 + (i >> 4), i & 15, dots + (i & ~15), x_scale);
+    }
     bitnet__run_tail(a.tail, gridDim.x, (float *)smem);
 }
 
@@ -2075,14 +2107,16 @@ static cudaError_t bitnet__launch(void (*kernel)(Args), dim3 grid, dim3 block, s
     return cudaLaunchKernelEx(&cfg, kernel, args);
 }
 
-static int bitnet__gemv_threads(int k) { return k > 4096 ? 256 : 128; }
+static int bitnet__gemv_threads(int k, int tiles) { return k > 4096 || tiles > 1 ? 256 : 128; }
 
 template <int IN, int OUT>
 static cudaError_t bitnet__launch_gemv(const bitnet__gemv_args &a, cudaStream_t stream, int pdl) {
-    size_t smem = bitnet__gemv_smem(a.k, IN);
+    const int tpb = a.tiles_per_block > 1 ? a.tiles_per_block : 1;
+    if (tpb > BITNET__GEMV_MAX_TILES) return cudaErrorInvalidValue;
+    size_t smem = bitnet__gemv_smem(a.k, IN, tpb);
     if (a.tail.q && a.tail.staged && smem < (size_t)a.tail.n * 4) smem = (size_t)a.tail.n * 4;   /* within what kernels_prepare allows */
-    return bitnet__launch(bitnet__gemv_kernel<IN, OUT>, dim3((unsigned)(a.n / 16)), dim3((unsigned)bitnet__gemv_threads(a.k)), smem, stream,
-                          pdl, a);
+    return bitnet__launch(bitnet__gemv_kernel<IN, OUT>, dim3((unsigned)((a.n / 16 + tpb - 1) / tpb)), dim3((unsigned)bitnet__gemv_threads(a.k, tpb)),
+                          smem, stream, pdl, a);
 }
 
 /* Raises the dynamic shared memory limit of the kernels that need more than the
@@ -2592,6 +2626,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.head_dim = s->head_dim;
         g.n_head = s->n_head;
         g.n_head_kv = s->n_head_kv;
+        g.tiles_per_block = bitnet__gemv_tiles_per_block(g.n, g.k, l == 0 ? BITNET__IN_EMBED : BITNET__IN_INT8, m->n_sm, late);
         e = l == 0 ? bitnet__launch_gemv<BITNET__IN_EMBED, BITNET__OUT_QKV>(g, st, pdl)
                    : bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_QKV>(g, st, pdl);
         BITNET__MARK();
@@ -2637,6 +2672,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.tail.in.x = c->x;
         g.tail.in.norm = L->ffn_norm;
         g.tail.n = s->n_embd;
+        g.tiles_per_block = bitnet__gemv_tiles_per_block(g.n, g.k, BITNET__IN_INT8, m->n_sm, late);
         if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
         BITNET__MARK();
         /* 4. gate/up, act(gate) * up; that quantized with ffn_sub_norm */
@@ -2649,6 +2685,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.tail.in.x = c->ffn;
         g.tail.in.norm = L->ffn_sub_norm;
         g.tail.n = s->n_ff;
+        g.tiles_per_block = bitnet__gemv_tiles_per_block(g.n, g.k, BITNET__IN_INT8, m->n_sm, late);
         if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(g, st, pdl);
         BITNET__MARK();
         /* 5. down projection + residual; x quantized with the next layer's attn_norm
@@ -2663,6 +2700,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
         g.tail.n = s->n_embd;
         if (l + 1 < s->n_layer) g.tail.in.norm = m->layers[l + 1].attn_norm;
         else g.tail.q = NULL;
+        g.tiles_per_block = bitnet__gemv_tiles_per_block(g.n, g.k, BITNET__IN_INT8, m->n_sm, late);
         if (e == cudaSuccess) e = bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(g, st, pdl);
         BITNET__MARK();
     }

@@ -102,6 +102,13 @@ else
   echo "FAIL the broken normalization passes its test" >"$out/.mutant"
 fi
 run tests.log mutant-norm cat "$out/.mutant"
+timeout 120 build/gpu/gpu_kernels_mutant_tiles tiles >"$out/mutant-tiles.log" 2>&1
+if grep -q '^FAIL .*tiles a block' "$out/mutant-tiles.log"; then
+  echo "PASS the broken multi-tile GEMV fails: $(grep -c '^FAIL ' "$out/mutant-tiles.log") checks" >"$out/.mutant"
+else
+  echo "FAIL the broken multi-tile GEMV passes its test" >"$out/.mutant"
+fi
+run tests.log mutant-tiles cat "$out/.mutant"
 # the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
 for d in tests/fixtures/*/; do
   [ -e "$d/config.json" ] || continue

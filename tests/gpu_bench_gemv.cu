@@ -8,12 +8,18 @@
    % is of the device-to-device copy bandwidth measured at the start of the run
    (bytes read + written).
 
-   Rows:
+   Columns:
+     tiles       16-row tiles a block takes with late launch, as the library
+                 chooses for this GPU (bitnet__gemv_tiles_per_block: more than one
+                 where the grid would not leave room for the next call's blocks;
+                 early and serial take one, as the library does)
      early       int8 input, float output, programmatic dependent launch with the
-                 next call launched at the start of this one (it fetches its tile
+                 next call launched at the start of this one (it fetches its tiles
                  while this one still runs; see bitnet_cuda.cu, bitnet__launch)
      late        the same, the next call launched once this one has its input
-     serial      the same without programmatic dependent launch
+     late 1      late with one tile a block whatever the shape (the library before
+                 it took several)
+     serial      the same as late without programmatic dependent launch
      tail        the decode step's variant: residual add into a float output that
                  the last block then RMS-normalizes and quantizes for the next GEMV
                  (bitnet__tail), late launch; the output staged in shared memory
@@ -23,7 +29,10 @@
                  interleave decoded with shifts and masks, dp4a, activations staged
                  in shared memory, one 16-row block per thread block, no PDL
      cublas      cublasGemmEx, bf16 weights and activations, fp32 accumulation
-   usage: gpu_bench_gemv [rounds]     (prints a markdown table) */
+   Then: tiles a block swept for the large shapes; the LM head kernel alone; and
+   the floor of a call in this harness, an empty kernel of 132 blocks that only
+   waits for the previous call (programmatic dependent launch) and stores a word.
+   usage: gpu_bench_gemv [rounds]     (prints markdown tables) */
 #define BITNET_IMPLEMENTATION
 #include "bitnet.h"
 #include "../bitnet_cuda.cu"
@@ -85,6 +94,15 @@ __global__ void __launch_bounds__(128) seed_gemv_kernel(const uint8_t *w, const 
         int d = part[0][tid] + part[1][tid] + part[2][tid] + part[3][tid] - *x_sum;
         y[blockIdx.x * 16 + tid] = (float)d * (w_scale / *x_scale);
     }
+}
+
+/* the floor of a dependent call: wait for the previous kernel, store one word */
+struct empty_args { int *out; int late; };
+__global__ void empty_call_kernel(const empty_args a) {
+    if (!a.late) bitnet__pdl_launch_next();
+    bitnet__pdl_wait();
+    if (a.late) bitnet__pdl_launch_next();
+    if (threadIdx.x == 0) a.out[blockIdx.x] = (int)blockIdx.x;
 }
 
 /* ---- timing ---- */
@@ -162,12 +180,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     CK(bitnet__kernels_prepare(10240, 2560));
-    CK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_F32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 5 * 10240));
+    CK(cudaFuncSetAttribute(bitnet__gemv_kernel<BITNET__IN_INT8, BITNET__OUT_F32>, cudaFuncAttributeMaxDynamicSharedMemorySize, 9 * 10240));
     const double copy_bw = copy_bandwidth(st);
     printf("# W2A8 GEMV, M = 1: %s, %d SMs, L2 %d MB, copy bandwidth %.0f GB/s (read + write)\n\n", prop.name, prop.multiProcessorCount,
            prop.l2CacheSize >> 20, copy_bw);
-    printf("| N x K | floor us | early | late | serial | tail | seed | cublas bf16 | best GB/s | best %% copy | best / seed |\n");
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| N x K | floor us | tiles | early | late | late 1 | serial | tail | seed | cublas bf16 | best GB/s | best %% copy | best / seed |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    struct sweep_row { int n, k, tiles; double early, late; };
+    std::vector<sweep_row> sweep;
     static const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
                                     {3200, 3200}, {4800, 3200}, {3200, 10240}, {20480, 3200}};
     for (auto &sh : shapes) {
@@ -229,11 +249,13 @@ int main(int argc, char **argv) {
         bitnet__gemv_args a;
         memset(&a, 0, sizeof a);
         a.n = n; a.k = k; a.xq = d_xq; a.xq_scale = d_xs; a.w_scale[0] = 1.0f; a.y = d_y;
-        auto ours = [&](int pdl, int tail) {
+        const int tpb = bitnet__gemv_tiles_per_block(n, k, BITNET__IN_INT8, prop.multiProcessorCount, 1);
+        auto ours = [&](int pdl, int tail, int tiles) {
             return time_graph([&](int i) {
                 bitnet__gemv_args c = a;
                 c.w = d_w + wbytes * (i % nbuf);
                 c.late_launch = pdl == 2;
+                c.tiles_per_block = tiles;
                 if (!tail) return bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_F32>(c, st, pdl);
                 c.y = d_ty;
                 c.tail.in.x = d_ty; c.tail.in.norm = d_ny; c.tail.in.eps = 1e-5f; c.tail.n = n;
@@ -242,7 +264,11 @@ int main(int argc, char **argv) {
                 return bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(c, st, pdl);
             }, st, rounds);
         };
-        const double t_early = ours(1, 0), t_late = ours(2, 0), t_serial = ours(0, 0), t_norm = ours(2, 1);
+        const double t_early = ours(1, 0, 1), t_late = ours(2, 0, tpb), t_late1 = tpb > 1 ? ours(2, 0, 1) : t_late, t_serial = ours(0, 0, 1),
+                     t_norm = ours(2, 1, tpb);
+        if (n / 16 > 2 * prop.multiProcessorCount)
+            for (int t = 1; t <= BITNET__GEMV_MAX_TILES; t++)
+                if (bitnet__gemv_smem(k, BITNET__IN_INT8, t) <= 9 * 10240) sweep.push_back({n, k, t, ours(1, 0, t), ours(2, 0, t)});
         const double t_ours = std::min(t_early, t_late);
         const double t_seed = time_graph([&](int i) {
             seed_gemv_kernel<<<n / 16, 128, (size_t)k, st>>>(d_seed + wbytes * (i % nbuf), d_xq, d_xs, d_sum, 1.0f, k, d_y);
@@ -256,12 +282,32 @@ int main(int argc, char **argv) {
             return s == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorUnknown;
         }, st, rounds);
         const double floor_us = wbytes / (copy_bw * 1e9) * 1e6;
-        printf("| %d x %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f%% | %.2f |\n", n, k, floor_us, t_early, t_late, t_serial, t_norm, t_seed,
+        printf("| %d x %d | %.2f | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f%% | %.2f |\n", n, k, floor_us, tpb, t_early, t_late,
+               t_late1, t_serial, t_norm, t_seed,
                t_blas, wbytes / (t_ours * 1e-6) / 1e9, 100.0 * wbytes / (t_ours * 1e-6) / 1e9 / copy_bw, t_ours / t_seed);
         fflush(stdout);
         CK(cudaFree(d_w)); CK(cudaFree(d_seed)); CK(cudaFree(d_wb)); CK(cudaFree(d_xb)); CK(cudaFree(d_yb)); CK(cudaFree(d_xq));
         CK(cudaFree(d_xs)); CK(cudaFree(d_sum)); CK(cudaFree(d_y));
         CK(cudaFree(d_ny)); CK(cudaFree(d_ty)); CK(cudaFree(d_tq)); CK(cudaFree(d_tqs)); CK(cudaFree(d_cnt));
+    }
+    printf("\n# Tiles a block (int8 input, float output; us per call, early / late launch)\n\n| N x K | tiles | blocks | early | late |\n");
+    printf("|---|---:|---:|---:|---:|\n");
+    for (auto &r : sweep)
+        printf("| %d x %d | %d | %d | %.2f | %.2f |\n", r.n, r.k, r.tiles, (r.n / 16 + r.tiles - 1) / r.tiles, r.early, r.late);
+    {
+        int *d_out;
+        const int blocks = prop.multiProcessorCount;
+        CK(cudaMalloc(&d_out, (size_t)blocks * 4));
+        printf("\n# An empty dependent call (%d blocks of 128 threads: wait for the previous call, store a word), us per call\n\n", blocks);
+        printf("| launch | us |\n|---|---:|\n");
+        for (int pdl = 0; pdl < 3; pdl++) {
+            const double t = time_graph([&](int) {
+                const empty_args e = {d_out, pdl == 2};
+                return bitnet__launch(empty_call_kernel, dim3((unsigned)blocks), dim3(128), 0, st, pdl, e);
+            }, st, rounds);
+            printf("| %s | %.2f |\n", pdl == 0 ? "serial" : pdl == 1 ? "early" : "late", t);
+        }
+        CK(cudaFree(d_out));
     }
     /* the LM head kernel of bitnet_cuda.cu alone (128256 x 2560, bf16 and int8
        rows, with its RMSNorm prologue and argmax), for several grid sizes */

@@ -225,8 +225,8 @@ static void random_ternary(int8_t *w, size_t n) {
 }
 
 /* One GEMV shape: int8 input (exact dots and the F32 store), float input (the
-   fused norm + quantization). */
-static void gemv_case(int n, int k) {
+   fused norm + quantization); tpb tiles per block. */
+static void gemv_case(int n, int k, int tpb = 1) {
     std::vector<int8_t> w((size_t)n * k), xq(k), xq2(k);
     std::vector<uint8_t> packed((size_t)n * k / 4);
     std::vector<float> x(k), norm(k), yref(n);
@@ -254,7 +254,7 @@ static void gemv_case(int n, int k) {
     a.w = d_w; a.n = n; a.k = k;
     a.xq = d_xq; a.xq_scale = d_xs;
     a.w_scale[0] = w_scale;
-    a.y = d_y; a.y_i32 = d_i32;
+    a.y = d_y; a.y_i32 = d_i32; a.tiles_per_block = tpb;
     CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_I32>(a, 0, 0));
     CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_F32>(a, 0, 0));
     CUDA_OK(cudaDeviceSynchronize());
@@ -262,8 +262,9 @@ static void gemv_case(int n, int k) {
     std::vector<float> goty = dev_download(d_y, (size_t)n);
     int bad = 0;
     for (int r = 0; r < n; r++) bad += got[r] != ref[r];
-    CHECKF(bad == 0, "%dx%d int8 input: %d of %d dot products differ (row 0: got %d, want %d)", n, k, bad, n, got[0], ref[0]);
-    CHECKF(memcmp(goty.data(), yref.data(), (size_t)n * 4) == 0, "%dx%d: scaled outputs differ from the CPU's", n, k);
+    CHECKF(bad == 0, "%dx%d, %d tiles a block, int8 input: %d of %d dot products differ (row 0: got %d, want %d)", n, k, tpb, bad, n, got[0],
+           ref[0]);
+    CHECKF(memcmp(goty.data(), yref.data(), (size_t)n * 4) == 0, "%dx%d, %d tiles a block: scaled outputs differ from the CPU's", n, k, tpb);
 
     if (k > MAX_NORM_K) goto done;
     CUDA_OK(cudaMemset(d_i32, 0xA5, (size_t)n * 4));
@@ -273,14 +274,14 @@ static void gemv_case(int n, int k) {
     got = dev_download(d_i32, (size_t)n);
     bad = 0;
     for (int r = 0; r < n; r++) bad += got[r] != ref2[r];
-    CHECKF(bad == 0, "%dx%d norm+quantize input: %d of %d dot products differ", n, k, bad, n);
+    CHECKF(bad == 0, "%dx%d, %d tiles a block, norm+quantize input: %d of %d dot products differ", n, k, tpb, bad, n);
 done:
     cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_x); cudaFree(d_norm); cudaFree(d_i32); cudaFree(d_y);
 }
 
 /* The tail: a residual-add GEMV (or gate/up) whose last block quantizes the
    finished vector for the next GEMV, exactly as the CPU quantizes it. */
-static void tail_case(int n, int k, int gate_up, int staged) {
+static void tail_case(int n, int k, int gate_up, int staged, int tpb = 1) {
     std::vector<int8_t> w((size_t)n * k), xq(k);
     std::vector<uint8_t> packed((size_t)n * k / 4);
     const int n_out = gate_up ? n / 2 : n;
@@ -322,6 +323,7 @@ static void tail_case(int n, int k, int gate_up, int staged) {
     a.w_scale[0] = ws; a.w_scale[1] = ws; a.y = d_y; a.relu2 = 1;
     a.tail.in.x = d_y; a.tail.in.norm = d_norm; a.tail.in.eps = 1e-5f; a.tail.n = n_out;
     a.tail.q = d_q; a.tail.scale = d_qs; a.tail.counter = d_cnt; a.tail.staged = staged;
+    a.tiles_per_block = tpb;
     if (gate_up) CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(a, 0, 0));
     else CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_ADD>(a, 0, 0));
     CUDA_OK(cudaDeviceSynchronize());
@@ -331,11 +333,12 @@ static void tail_case(int n, int k, int gate_up, int staged) {
     unsigned cnt;
     CUDA_OK(cudaMemcpy(&got_scale, d_qs, 4, cudaMemcpyDeviceToHost));
     CUDA_OK(cudaMemcpy(&cnt, d_cnt, 4, cudaMemcpyDeviceToHost));
-    CHECKF(memcmp(goty.data(), y.data(), (size_t)n_out * 4) == 0, "tail %d x %d: outputs differ", n, k);
+    CHECKF(memcmp(goty.data(), y.data(), (size_t)n_out * 4) == 0, "tail %d x %d, %d tiles a block: outputs differ", n, k, tpb);
     int bad = 0;
     for (int i = 0; i < n_out; i++) bad += got[i] != want[i];
-    CHECKF(bad == 0 && got_scale == want_scale && cnt == 0, "tail %d x %d (%s, %s): %d of %d values differ, scale %g vs %g, counter %u", n,
-           k, gate_up ? "gate/up" : "add", staged ? "staged" : "registers", bad, n_out, got_scale, want_scale, cnt);
+    CHECKF(bad == 0 && got_scale == want_scale && cnt == 0,
+           "tail %d x %d (%s, %s, %d tiles a block): %d of %d values differ, scale %g vs %g, counter %u", n, k, gate_up ? "gate/up" : "add",
+           staged ? "staged" : "registers", tpb, bad, n_out, got_scale, want_scale, cnt);
     cudaFree(d_w); cudaFree(d_xq); cudaFree(d_q); cudaFree(d_xs); cudaFree(d_y); cudaFree(d_norm); cudaFree(d_qs); cudaFree(d_cnt);
 }
 
@@ -350,7 +353,7 @@ static int gate_up_natural_row(int f, int n_ff) {
     return lr < 8 ? 8 * tile + lr : n_ff + 8 * tile + lr - 8;   /* rows >= n_ff: up */
 }
 
-static void qkv_case(int n_head, int n_kv, int hd, int k, int pos, int n_ctx) {
+static void qkv_case(int n_head, int n_kv, int hd, int k, int pos, int n_ctx, int tpb = 1) {
     const int n = (n_head + 2 * n_kv) * hd, half = hd / 2;
     std::vector<int8_t> w((size_t)n * k), wf((size_t)n * k), xq(k);
     std::vector<uint8_t> packed((size_t)n * k / 4);
@@ -376,7 +379,7 @@ static void qkv_case(int n_head, int n_kv, int hd, int k, int pos, int n_ctx) {
     a.xq = d_xq; a.xq_scale = d_xs;
     a.w_scale[0] = sc[0]; a.w_scale[1] = sc[1]; a.w_scale[2] = sc[2];
     a.y = d_q; a.k_cache = d_k; a.v_cache = d_v; a.pos = d_pos; a.inv_freq = d_if;
-    a.n_ctx = n_ctx; a.head_dim = hd; a.n_head = n_head; a.n_head_kv = n_kv;
+    a.n_ctx = n_ctx; a.head_dim = hd; a.n_head = n_head; a.n_head_kv = n_kv; a.tiles_per_block = tpb;
     CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_QKV>(a, 0, 0));
     CUDA_OK(cudaDeviceSynchronize());
     std::vector<float> q = dev_download(d_q, (size_t)n_head * hd);
@@ -407,8 +410,9 @@ static void qkv_case(int n_head, int n_kv, int hd, int k, int pos, int n_ctx) {
             }
         }
     }
-    CHECKF(max_err < 1e-5, "QKV %d/%d heads, head_dim %d, pos %d: q relative error %.3g", n_head, n_kv, hd, pos, max_err);
-    CHECKF(bad_cache == 0, "QKV %d/%d heads, head_dim %d, pos %d: %d cache values wrong", n_head, n_kv, hd, pos, bad_cache);
+    CHECKF(max_err < 1e-5, "QKV %d/%d heads, head_dim %d, pos %d, %d tiles a block: q relative error %.3g", n_head, n_kv, hd, pos, tpb, max_err);
+    CHECKF(bad_cache == 0, "QKV %d/%d heads, head_dim %d, pos %d, %d tiles a block: %d cache values wrong", n_head, n_kv, hd, pos, tpb,
+           bad_cache);
     /* other positions of the cache stay untouched */
     int touched = 0;
     for (size_t i = 0; i < cache; i++) {
@@ -419,7 +423,7 @@ static void qkv_case(int n_head, int n_kv, int hd, int k, int pos, int n_ctx) {
     cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_if); cudaFree(d_q); cudaFree(d_pos); cudaFree(d_k); cudaFree(d_v);
 }
 
-static void gate_up_case(int n_ff, int k, int relu2) {
+static void gate_up_case(int n_ff, int k, int relu2, int tpb = 1) {
     const int n = 2 * n_ff;
     std::vector<int8_t> w((size_t)n * k), wf((size_t)n * k), xq(k);
     std::vector<uint8_t> packed((size_t)n * k / 4);
@@ -437,7 +441,7 @@ static void gate_up_case(int n_ff, int k, int relu2) {
     memset(&a, 0, sizeof a);
     a.w = d_w; a.n = n; a.k = k;
     a.xq = d_xq; a.xq_scale = d_xs;
-    a.w_scale[0] = sg; a.w_scale[1] = su; a.y = d_y; a.relu2 = relu2;
+    a.w_scale[0] = sg; a.w_scale[1] = su; a.y = d_y; a.relu2 = relu2; a.tiles_per_block = tpb;
     CUDA_OK(bitnet__launch_gemv<BITNET__IN_INT8, BITNET__OUT_GATEUP>(a, 0, 0));
     CUDA_OK(cudaDeviceSynchronize());
     std::vector<float> y = dev_download(d_y, (size_t)n_ff);
@@ -453,7 +457,7 @@ static void gate_up_case(int n_ff, int k, int relu2) {
             bad += fabs(y[i] - want) > 1e-5 * (fabs(want) + 1e-3);
         }
     }
-    CHECKF(bad == 0, "gate/up %d x %d (%s): %d of %d outputs wrong", n, k, relu2 ? "relu2" : "silu", bad, n_ff);
+    CHECKF(bad == 0, "gate/up %d x %d (%s, %d tiles a block): %d of %d outputs wrong", n, k, relu2 ? "relu2" : "silu", tpb, bad, n_ff);
     cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_y);
 }
 
@@ -714,6 +718,26 @@ static void candidates_case(int n_vocab, int n_pen, float penalty, float tempera
     cudaFree(d_logits); cudaFree(d_pen); cudaFree(keys[0]); cudaFree(keys[1]); cudaFree(d_lse); cudaFree(d_out);
 }
 
+/* Blocks of several consecutive tiles: as many as the library chooses for the
+   device's SM count, and splits where the last block is short of tiles. */
+static void multi_tile_cases(void) {
+    int n_sm = 0;
+    CUDA_OK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0));
+    static const int s[][2] = {{13824, 2560}, {20480, 3200}, {4800, 3200}, {2560, 6912}};
+    for (auto &v : s) {
+        const int t = bitnet__gemv_tiles_per_block(v[0], v[1], BITNET__IN_INT8, n_sm, 1);
+        gemv_case(v[0], v[1], t > 1 ? t : 2);
+    }
+    /* the last block short of tiles (n / 16 not a multiple of the tiles a block) */
+    static const int e[][3] = {{16 * 7, 2560, 3}, {16 * 9, 64, 8}, {16, 32, 2}, {48, 2080, 2}, {16 * 5, 4096, 2}};
+    for (auto &v : e) gemv_case(v[0], v[1], v[2]);
+    /* the choice: 4 for the 2B4T gate/up on 132 SMs, 3 where 5 would exceed the shared memory, 1 where one tile does */
+    const int t[5] = {bitnet__gemv_tiles_per_block(13824, 2560, BITNET__IN_INT8, 132, 1), bitnet__gemv_tiles_per_block(2560, 2560, BITNET__IN_INT8, 132, 1),
+                      bitnet__gemv_tiles_per_block(20480, 3200, BITNET__IN_INT8, 132, 1), bitnet__gemv_tiles_per_block(16 * 1000, 9000, BITNET__IN_INT8, 10, 1),
+                      bitnet__gemv_tiles_per_block(13824, 2560, BITNET__IN_INT8, 132, 0)};
+    CHECKF(t[0] == 4 && t[1] == 1 && t[2] == 3 && t[3] == 1 && t[4] == 1, "tiles per block: %d %d %d %d %d (want 4 1 3 1 1)", t[0], t[1], t[2], t[3], t[4]);
+}
+
 int main(int argc, char **argv) {
     int n_dev = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
@@ -727,7 +751,9 @@ int main(int argc, char **argv) {
             for (int kind = 0; kind < 3; kind++) norm_case(n, kind, true);
         }
     }
-    if (argc > 1 && !strcmp(argv[1], "norm")) return TEST_EXIT();   /* (the mutant's run: tests/gpu.sh) */
+    if (argc > 1 && !strcmp(argv[1], "norm")) return TEST_EXIT();   /* (the mutants' runs: tests/gpu.sh) */
+    TEST("W2A8 GEMV: several tiles a block, exact") multi_tile_cases();
+    if (argc > 1 && !strcmp(argv[1], "tiles")) return TEST_EXIT();
     TEST("W2A8 GEMV: 2B4T shapes, exact") {
         static const int s[][2] = {{3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};
         for (auto &v : s) gemv_case(v[0], v[1]);
@@ -749,6 +775,8 @@ int main(int argc, char **argv) {
             tail_case(13824, 2560, 1, staged);     /* 6912 values: several rounds with 128 threads */
             tail_case(16, 32, 0, staged);
             tail_case(32, 4096 + 32, 1, staged);
+            tail_case(13824, 2560, 1, staged, 4);  /* the decode chain's gate/up on 132 SMs */
+            tail_case(16 * 11, 1024, 0, staged, 3);
         }
     }
     TEST("QKV epilogue: RoPE, q buffer, fp16 cache append") {
@@ -756,11 +784,15 @@ int main(int argc, char **argv) {
         qkv_case(4, 2, 32, 128, 0, 8);
         qkv_case(4, 4, 16, 64, 5, 6);
         qkv_case(8, 1, 256, 256, 77, 100);
+        qkv_case(20, 5, 128, 2560, 4000, 4096, 3);
+        qkv_case(4, 2, 32, 128, 7, 8, 5);
     }
     TEST("gate/up epilogue") {
         gate_up_case(6912, 2560, 1);
         gate_up_case(64, 96, 1);
         gate_up_case(256, 128, 0);
+        gate_up_case(6912, 2560, 1, 4);
+        gate_up_case(56, 96, 1, 3);
     }
     TEST("attention: one slice, several slices, GQA") {
         attention_case(20, 5, 128, 4096, {0, 1, 63, 64, 128, 1023, 1024, 3999, 4095});
