@@ -47,8 +47,10 @@
 
    THE W2A8 GEMV
    One thread block computes one 16-row tile of W x (layout: bitnet.h, "Host-side
-   packing for the GPU kernels").  The tile is one contiguous run of 4k bytes that
-   the block copies to shared memory before it waits for its input.  Thread t takes
+   packing for the GPU kernels"), or a few consecutive tiles where the grid would
+   otherwise leave no room for the next kernel's blocks (bitnet__gemv_tiles_per_block).
+   A tile is one contiguous run of 4k bytes that the block copies to shared memory
+   before it waits for its input.  Thread t takes
    4-row group t % 4 of chunks t / 4, t / 4 + T / 4, ...: one 16-byte weight load and
    one 16-byte activation load feed 16 dp4a.  The 2-bit codes are value + 1, so the
    dot product is sum(code * x) - sum(x), exact in int32; each 2-bit plane of a word
