@@ -571,11 +571,8 @@ __device__ __forceinline__ int bitnet__planes_sum(const int *acc) { return acc[0
    load feed 16 dp4a.  The codes are value + 1, so each row's dot product needs the
    activations' sum taken off; every lane adds up the activations of its chunks
    too, which counts each chunk 4 times (once per row group).
-   part: [blockDim / 32][17] ints of shared memory.  ONE: n_tiles is 1, known when
-   compiling. */
-template <bool ONE = false>
-__device__ void bitnet__tiles_dot(const uint8_t *tiles, int n_tiles_, int k, const int8_t *xq, int *dots, int (*part)[17]) {
-    const int n_tiles = ONE ? 1 : n_tiles_;
+   part: [blockDim / 32][17] ints of shared memory. */
+__device__ void bitnet__tiles_dot(const uint8_t *tiles, int n_tiles, int k, const int8_t *xq, int *dots, int (*part)[17]) {
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, n_warps = blockDim.x >> 5, n_chunks = k / 16, g = lane & 3;
     const int4 *tx = (const int4 *)xq;
     for (int first = 0; first < n_tiles; first += n_warps) {
@@ -705,8 +702,12 @@ __device__ __forceinline__ void bitnet__gemv_epilogue(const bitnet__gemv_args &a
 #define BITNET__GEMV_MULTI_SMEM (48 * 1024)   /* a multi-tile block's shared memory: within the default limit on every GPU */
 
 /* Shared memory of one GEMV block: its tiles (4k bytes each), the activations (k),
-   and for a norm prologue the norm weight (4k). */
-static size_t bitnet__gemv_smem(int k, int in, int tiles = 1) { return (size_t)k * (4 * (size_t)tiles + (in == BITNET__IN_INT8 ? 1 : 5)); }
+   for a norm prologue the norm weight (4k), and with several tiles their dot
+   products (one tile's are static: a static array sized for 8 tiles measured 3-5%
+   slower on one-tile shapes with k > 4096, tests/PERF.md). */
+static size_t bitnet__gemv_smem(int k, int in, int tiles = 1) {
+    return (size_t)k * (4 * (size_t)tiles + (in == BITNET__IN_INT8 ? 1 : 5)) + (tiles > 1 ? 64 * (size_t)tiles : 0);
+}
 
 /* Tiles per block for an n x k GEMV on n_sm SMs launched with late programmatic
    dependent launch: one while the grid fits two blocks per SM; else as many as
@@ -727,12 +728,13 @@ template <int IN, int OUT>
 __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_args a) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ int part[8][17];     /* per warp: the partial sums of the 16 rows, 4 x the activations' sum */
-    __shared__ int dots[16 * BITNET__GEMV_MAX_TILES];
+    __shared__ int dots1[16];
     __shared__ float x_scale;
     const int tpb = a.tiles_per_block > 1 ? a.tiles_per_block : 1, t0 = blockIdx.x * tpb, nt = min(tpb, a.n / 16 - t0);
     uint8_t *tile = smem;
     int8_t *xq = (int8_t *)(smem + (size_t)a.k * 4 * tpb);
     float *norm = (float *)(smem + (size_t)a.k * (4 * tpb + 1));
+    int *dots = nt == 1 ? dots1 : (int *)(smem + (size_t)a.k * (4 * tpb + (IN == BITNET__IN_INT8 ? 1 : 5)));
     const int tid = threadIdx.x, n_chunks = a.k / 16;
     const uint8_t *gtile = a.w + (size_t)t0 * (size_t)a.k * 4;
 
@@ -773,10 +775,9 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
     bitnet__copy_async_wait<0>();
     __syncthreads();
 
-    /* 3. the dot products and 4. the epilogue; one tile as a case of its own,
-       compiled for n_tiles = 1 (the general code cost 3-5% on one-tile shapes) */
+    /* 3. the dot products and 4. the epilogue */
     if (nt == 1) {
-        bitnet__tiles_dot<true>(tile, 1, a.k, xq, dots, part);
+        bitnet__tiles_dot(tile, 1, a.k, xq, dots, part);
         if (tid < 16) bitnet__gemv_epilogue<OUT>(a, t0, tid, dots, x_scale);
     } else {
         bitnet__tiles_dot(tile, nt, a.k, xq, dots, part);
