@@ -79,36 +79,24 @@ run tests.log fused-bighead      build/gpu/gpu_model "$tmp/bighead.gguf" 64 32 0
 # slices runs at short contexts too, in both step modes
 run tests.log kv32-fused-mid-slices16 build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.05 1e-5 3 16
 run tests.log fused-2b4t-slices16     build/gpu/gpu_model "$tmp/2b4t.gguf" 24 8 0.2 0 3 16
-# a deliberately broken fused step must fail these tests
-timeout 120 build/gpu/gpu_model_mutant "$tmp/tiny.gguf" 16 16 0.05 1e-5 3 >"$out/mutant.log" 2>&1
-if grep -q '^FAIL ' "$out/mutant.log"; then
-  echo "PASS the broken fused step fails: $(grep -c '^FAIL ' "$out/mutant.log") checks" >"$out/.mutant"
-else
-  echo "FAIL the broken fused step passes the tests" >"$out/.mutant"
-fi
-run tests.log mutant cat "$out/.mutant"
-timeout 120 build/gpu/gpu_model_mutant_producer "$tmp/tiny.gguf" 16 16 0.05 1e-5 3 >"$out/mutant-producer.log" 2>&1
-if grep -q '^FAIL ' "$out/mutant-producer.log"; then
-  echo "PASS the fused step with a broken producer fails: $(grep -c '^FAIL ' "$out/mutant-producer.log") checks" >"$out/.mutant"
-else
-  echo "FAIL the fused step with a broken producer passes the tests" >"$out/.mutant"
-fi
-run tests.log mutant-producer cat "$out/.mutant"
-# and a broken normalization must fail its test
-timeout 120 build/gpu/gpu_kernels_mutant norm >"$out/mutant-norm.log" 2>&1
-if grep -q '^FAIL .*norm' "$out/mutant-norm.log"; then
-  echo "PASS the broken normalization fails: $(grep -c '^FAIL ' "$out/mutant-norm.log") checks" >"$out/.mutant"
-else
-  echo "FAIL the broken normalization passes its test" >"$out/.mutant"
-fi
-run tests.log mutant-norm cat "$out/.mutant"
-timeout 120 build/gpu/gpu_kernels_mutant_tiles tiles >"$out/mutant-tiles.log" 2>&1
-if grep -q '^FAIL .*tiles a block' "$out/mutant-tiles.log"; then
-  echo "PASS the broken multi-tile GEMV fails: $(grep -c '^FAIL ' "$out/mutant-tiles.log") checks" >"$out/.mutant"
-else
-  echo "FAIL the broken multi-tile GEMV passes its test" >"$out/.mutant"
-fi
-run tests.log mutant-tiles cat "$out/.mutant"
+# Deliberately broken builds must fail their tests.
+# must_fail NAME PATTERN WHAT CMD...: runs CMD, records PASS if its output has a line
+# matching PATTERN (a FAIL of the guarded check), else FAIL
+must_fail() {
+  local name=$1 pattern=$2 what=$3; shift 3
+  timeout 120 "$@" >"$out/$name.log" 2>&1
+  if grep -q "$pattern" "$out/$name.log"; then
+    echo "PASS $what fails: $(grep -c '^FAIL ' "$out/$name.log") checks" >"$out/.mutant"
+  else
+    echo "FAIL $what passes its tests" >"$out/.mutant"
+  fi
+  run tests.log "$name" cat "$out/.mutant"
+}
+must_fail mutant          '^FAIL '               'the broken fused step' build/gpu/gpu_model_mutant "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
+must_fail mutant-producer '^FAIL '               'the fused step with a broken producer' \
+  build/gpu/gpu_model_mutant_producer "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
+must_fail mutant-norm     '^FAIL .*norm'         'the broken normalization' build/gpu/gpu_kernels_mutant norm
+must_fail mutant-tiles    '^FAIL .*tiles a block' 'the broken multi-tile GEMV' build/gpu/gpu_kernels_mutant_tiles tiles
 # the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
 for d in tests/fixtures/*/; do
   [ -e "$d/config.json" ] || continue
