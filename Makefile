@@ -34,7 +34,7 @@ GPU_HOST_ARCH ?= -march=x86-64-v3
 ifeq ($(CUDA),1)
 GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
              build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant build/gpu/gpu_model_mutant_producer build/gpu/gpu_kernels_mutant \
-             build/gpu/gpu_kernels_mutant_tiles
+             build/gpu/gpu_kernels_mutant_tiles build/gpu/gpu_model_mutant_warp_sums
 endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
@@ -105,6 +105,12 @@ build/gpu/gpu_model_mutant: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.
 # ffn_norm instead of ffn_sub_norm for down's quantization
 build/gpu/gpu_model_mutant_producer: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
 	$(call model_mutant,mutant_producer,s/: m == 2 ? L.norm\[3\]/: m == 2 ? L.norm[2]/)
+
+# each warp's statistics of the fused step's producers summed over its first 8 lanes only
+# (the tiny model's O and down blocks have one 16-row tile or none)
+WARP_SUMS_SED := s|for (int i = 1; i < 32 \&\& warp \* 32 + i < rows; i++)|for (int i = 1; i < 8 \&\& warp * 32 + i < rows; i++)|
+build/gpu/gpu_model_mutant_warp_sums: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
+	$(call model_mutant,mutant_warp_sums,$(WARP_SUMS_SED))
 
 # Benchmarks: programs that print tables (make bench).
 build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h

@@ -1917,14 +1917,20 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
             }
         }
         if (m > 0) {
-            const int warp = threadIdx.x >> 5;
-            if (warp * 32 < (t1 - t0) * 16) {
-                for (int o = 16; o; o >>= 1) {
-                    ss += __shfl_xor_sync(0xffffffffu, ss, o);
-                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-                }
-            }
+            /* each warp's sums, by its lane 0 in lane order through shared memory:
+               a tree of warp shuffles here measured ~0.6 us a phase slower
+               (tests/PERF.md, tenth session) */
+            __shared__ double lane_ss[BITNET__FUSED_THREADS];
+            __shared__ float lane_mx[BITNET__FUSED_THREADS];
+            const int warp = threadIdx.x >> 5, rows = (t1 - t0) * 16;
+            lane_ss[threadIdx.x] = ss;
+            lane_mx[threadIdx.x] = mx;
+            __syncwarp();
             if ((threadIdx.x & 31) == 0) {   /* (zeros from warps without rows) */
+                for (int i = 1; i < 32 && warp * 32 + i < rows; i++) {
+                    ss += lane_ss[threadIdx.x + i];
+                    mx = fmaxf(mx, lane_mx[threadIdx.x + i]);
+                }
                 warp_parts[warp].ss = ss;
                 warp_parts[warp].m = mx;
             }

@@ -97,6 +97,8 @@ must_fail mutant-producer '^FAIL '               'the fused step with a broken p
   build/gpu/gpu_model_mutant_producer "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
 must_fail mutant-norm     '^FAIL .*norm'         'the broken normalization' build/gpu/gpu_kernels_mutant norm
 must_fail mutant-tiles    '^FAIL .*tiles a block' 'the broken multi-tile GEMV' build/gpu/gpu_kernels_mutant_tiles tiles
+must_fail mutant-warp-sums '^FAIL '              'the fused step summing 8 lanes of each warp' \
+  build/gpu/gpu_model_mutant_warp_sums "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
 # the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
 for d in tests/fixtures/*/; do
   [ -e "$d/config.json" ] || continue
