@@ -108,7 +108,7 @@ build/gpu/gpu_model_mutant_producer: tests/gpu_model.c tests/test.h bitnet.h bit
 
 # each warp's statistics of the fused step's producers summed over its first 8 lanes only
 # (the tiny model's O and down blocks have one 16-row tile or none)
-WARP_SUMS_SED := s|for (int i = 1; i < 32 \&\& warp \* 32 + i < rows; i++)|for (int i = 1; i < 8 \&\& warp * 32 + i < rows; i++)|
+WARP_SUMS_SED := s|for (int i = 1; i < 32; i++)|for (int i = 1; i < 8; i++)|
 build/gpu/gpu_model_mutant_warp_sums: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
 	$(call model_mutant,mutant_warp_sums,$(WARP_SUMS_SED))
 

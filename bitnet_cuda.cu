@@ -1917,20 +1917,25 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
             }
         }
         if (m > 0) {
-            /* each warp's sums, by its lane 0 in lane order through shared memory:
+            /* each warp's sums, by its lane 0 through shared memory, in a fixed order:
                a tree of warp shuffles here measured ~0.6 us a phase slower
                (tests/PERF.md, tenth session) */
             __shared__ double lane_ss[BITNET__FUSED_THREADS];
             __shared__ float lane_mx[BITNET__FUSED_THREADS];
-            const int warp = threadIdx.x >> 5, rows = (t1 - t0) * 16;
+            const int warp = threadIdx.x >> 5;
             lane_ss[threadIdx.x] = ss;
             lane_mx[threadIdx.x] = mx;
             __syncwarp();
-            if ((threadIdx.x & 31) == 0) {   /* (zeros from warps without rows) */
-                for (int i = 1; i < 32 && warp * 32 + i < rows; i++) {
-                    ss += lane_ss[threadIdx.x + i];
+            if ((threadIdx.x & 31) == 0) {   /* (zeros from lanes and warps without rows) */
+                /* four chains of adds (lanes i mod 4), combined in a fixed order:
+                   one chain of 31 dependent loads and adds took longer */
+                double part_ss[4] = {ss, 0.0, 0.0, 0.0};
+#pragma unroll
+                for (int i = 1; i < 32; i++) {
+                    part_ss[i & 3] += lane_ss[threadIdx.x + i];
                     mx = fmaxf(mx, lane_mx[threadIdx.x + i]);
                 }
+                ss = (part_ss[0] + part_ss[1]) + (part_ss[2] + part_ss[3]);
                 warp_parts[warp].ss = ss;
                 warp_parts[warp].m = mx;
             }
