@@ -1656,13 +1656,24 @@ __device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *tar
         if (arrival) *arrival = bitnet__globaltimer();   /* profiling: the whole block is here */
         if (publish) {
             /* the block's statistics of its outputs (bitnet__fused_gemv), out with the arrival */
-            double ss = warp_parts[0].ss;
-            float m = warp_parts[0].m;
-            for (int w = 1; w < (int)(blockDim.x >> 5); w++) {
-                ss += warp_parts[w].ss;
-                m = fmaxf(m, warp_parts[w].m);
+            /* (a tree in a fixed order: every load out before the first add) */
+            constexpr int W = BITNET__FUSED_THREADS / 32;
+            double ss[W];
+            float m[W];
+#pragma unroll
+            for (int w = 0; w < W; w++) {
+                ss[w] = warp_parts[w].ss;
+                m[w] = warp_parts[w].m;
             }
-            __stcg((double2 *)publish, make_double2(ss, __longlong_as_double((long long)__float_as_uint(m))));
+#pragma unroll
+            for (int step = 1; step < W; step *= 2) {
+#pragma unroll
+                for (int w = 0; w + step < W; w += 2 * step) {
+                    ss[w] += ss[w + step];
+                    m[w] = fmaxf(m[w], m[w + step]);
+                }
+            }
+            __stcg((double2 *)publish, make_double2(ss[0], __longlong_as_double((long long)__float_as_uint(m[0]))));
         }
         if (fence) {
             __threadfence();
