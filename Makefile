@@ -34,7 +34,7 @@ GPU_HOST_ARCH ?= -march=x86-64-v3
 ifeq ($(CUDA),1)
 GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
              build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant build/gpu/gpu_model_mutant_producer build/gpu/gpu_kernels_mutant \
-             build/gpu/gpu_kernels_mutant_tiles build/gpu/gpu_model_mutant_warp_sums
+             build/gpu/gpu_kernels_mutant_tiles build/gpu/gpu_model_mutant_warp_sums build/gpu/gpu_kernels_mutant_requant
 endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
@@ -78,6 +78,15 @@ build/gpu/gpu_kernels_mutant: tests/gpu_kernels.cu tests/test.h tests/gpu_check.
 	sed 's|        return 127.0f / m;|        return __fmul_rn(*scale, inv_rms);|' bitnet_cuda.cu >build/gpu/mutant_norm.cu
 	! cmp -s bitnet_cuda.cu build/gpu/mutant_norm.cu
 	$(NVCC) $(NVCCFLAGS) -Xcompiler $(GPU_HOST_ARCH) -I. -Itests '-DGPU_KERNELS_SOURCE="mutant_norm.cu"' -Ibuild/gpu $< -o $@
+
+# The quantization from producers' statistics that never quantizes again when the
+# statistics' multiplier differs from 127 / max |w x| (a tiny max |y|, a NaN, a
+# wrong max word): its test must fail.
+build/gpu/gpu_kernels_mutant_requant: tests/gpu_kernels.cu tests/test.h tests/gpu_check.h bitnet.h bitnet_cuda.cu
+	@mkdir -p build/gpu
+	sed 's|    if (__float_as_uint(f) != __float_as_uint(f_fast)) {|    if (false) {|' bitnet_cuda.cu >build/gpu/mutant_requant.cu
+	! cmp -s bitnet_cuda.cu build/gpu/mutant_requant.cu
+	$(NVCC) $(NVCCFLAGS) -Xcompiler $(GPU_HOST_ARCH) -I. -Itests '-DGPU_KERNELS_SOURCE="mutant_requant.cu"' -Ibuild/gpu $< -o $@
 
 # A GEMV block of several tiles that writes its outputs where a block of one tile
 # would (tile blockIdx.x + i instead of its first tile + i): its test must fail.

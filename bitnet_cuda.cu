@@ -392,29 +392,49 @@ struct __align__(16) bitnet__norm_part {
 
 /* The quantization of a vector whose producers stored w x (the products with the
    norm weight, not x) and each published a bitnet__norm_part: no block-wide
-   reduction of the elements and half the bytes of x and w.  Warp 0 adds up the
-   n_parts statistics while the other threads' loads of w x are under way.  The
-   same arithmetic as bitnet__norm_quantize_block (and the CPU).  stage: shared
-   memory for n floats (w x is copied there with cp.async, for vectors longer than
-   a round of NQ_REGS float4 per thread), or NULL (rounds of registers). */
+   reduction of the elements and half the bytes of x and w.  The int8 values need
+   only the max |w x| of the whole vector (127 / max |w x| is the multiplier, the RMS
+   enters the scale only), which the producers also fold into *max_bits (float
+   bits, atomicMax): warps 1.. load w x and that word and quantize at once, while
+   warp 0 adds up the n_parts statistics for the scale, which the dot products do
+   not wait for.  Where the statistics' multiplier is not 127 / max |w x| (max |y|
+   below transformers' floor, zeros, a NaN), every thread quantizes again with it
+   after the __syncthreads.  The same arithmetic as bitnet__norm_quantize_block (and
+   the CPU).  stage: shared memory for n floats (w x is copied there with cp.async,
+   each thread quantizing what it copied, for vectors longer than a round of NQ_REGS
+   float4 per thread), or NULL (rounds of registers).  q is complete after the
+   caller's next __syncthreads. */
 template <int NQ_REGS, int THREADS>
-__device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, int n, const bitnet__norm_part *parts, int n_parts, float eps,
-                                                             int8_t *q, float *scale_out, float *stage) {
+__device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, int n, const bitnet__norm_part *parts, int n_parts,
+                                                             const unsigned *max_bits, float eps, int8_t *q, float *scale_out, float *stage) {
+    constexpr int DATA = THREADS - 32;   /* the threads that hold w x */
+    constexpr int ROUND = NQ_REGS * 4 * DATA;
     __shared__ float2 factor_scale;
-    const int round = NQ_REGS * 4 * THREADS;
-    float4 v[NQ_REGS];
+    const int t = (int)threadIdx.x - 32;
     BITNET__NORM_MARK(0);
-    if (stage) {
-        for (int i = threadIdx.x * 4; i < n; i += THREADS * 4) bitnet__copy16_async(stage + i, wx + i);
-        bitnet__copy_async_commit();
-    } else {
+    const float f_fast = 127.0f / __uint_as_float(__ldcg(max_bits));
+    if (t >= 0) {
+        if (stage) {
+            for (int i = t * 4; i < n; i += DATA * 4) bitnet__copy16_async(stage + i, wx + i);
+            bitnet__copy_async_commit();
+            bitnet__copy_async_wait<0>();
+            for (int i = t * 4; i < n; i += DATA * 4) bitnet__quant4(q + i, *(const float4 *)(stage + i), f_fast);
+        } else {
+            float4 v[NQ_REGS];
 #pragma unroll
-        for (int j = 0; j < NQ_REGS; j++) {
-            const int i = (threadIdx.x + j * THREADS) * 4;
-            if (i < n) v[j] = __ldcg((const float4 *)(wx + i));
+            for (int j = 0; j < NQ_REGS; j++) {
+                const int i = (t + j * DATA) * 4;
+                if (i < n) v[j] = __ldcg((const float4 *)(wx + i));
+            }
+            for (int base = 0; base < n; base += ROUND) {
+#pragma unroll
+                for (int j = 0; j < NQ_REGS; j++) {
+                    const int i = base + (t + j * DATA) * 4;
+                    if (i < n) bitnet__quant4(q + i, base ? __ldcg((const float4 *)(wx + i)) : v[j], f_fast);
+                }
+            }
         }
-    }
-    if (threadIdx.x < 32) {
+    } else {
         double ss = 0.0;
         float m = 0.0f;
         for (int base = 0; base < n_parts; base += 32 * 8) {
@@ -439,21 +459,13 @@ __device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, in
             const float f = bitnet__quant_factor(ss, m, n, eps, &s);
             factor_scale = make_float2(f, s);
         }
+        BITNET__NORM_MARK(4);
     }
-    if (stage) bitnet__copy_async_wait<0>();
     __syncthreads();
-    BITNET__NORM_MARK(4);
     const float f = factor_scale.x;
-    if (stage) {
-        for (int i = threadIdx.x * 4; i < n; i += THREADS * 4) bitnet__quant4(q + i, *(const float4 *)(stage + i), f);
-    } else {
-        for (int base = 0; base < n; base += round) {
-#pragma unroll
-            for (int j = 0; j < NQ_REGS; j++) {
-                const int i = base + (threadIdx.x + j * THREADS) * 4;
-                if (i < n) bitnet__quant4(q + i, base ? __ldcg((const float4 *)(wx + i)) : v[j], f);
-            }
-        }
+    if (__float_as_uint(f) != __float_as_uint(f_fast)) {   /* the same in every thread */
+        for (int i = t * 4; t >= 0 && i < n; i += DATA * 4)
+            bitnet__quant4(q + i, stage ? *(const float4 *)(stage + i) : __ldcg((const float4 *)(wx + i)), f);
     }
     *scale_out = factor_scale.y;
     BITNET__NORM_MARK(7);
@@ -1555,8 +1567,9 @@ struct bitnet__cuda_layer_dev {
    vector itself, in every block, with the arithmetic of the chain and the CPU:
    the int8 values are those of the chain, bit for bit.  O, gate/up and down
    store their outputs times the next norm weight (w x) and publish each block's
-   sum of squares and max |w x| with its barrier arrival, so the next phase needs
-   no block-wide reduction (bitnet__quantize_parts_block); layer 0's QKV and O
+   sum of squares and max |w x| with its barrier arrival (the max also folded into
+   one word per vector), so the next phase needs no block-wide reduction and
+   quantizes without waiting for the sum (bitnet__quantize_parts_block); layer 0's QKV and O
    (whose input attention writes) gather the statistics themselves
    (bitnet__norm_quantize_block).  Attention runs as the chain's
    bitnet__att_block_t, one (KV head, slice) unit per block.  The LM head stays a
@@ -1587,6 +1600,7 @@ struct bitnet__fused_args {
     float *ffn;                            /* ffn_sub_norm * act(gate) * up */
     float *xw;                             /* the next norm weight * x (ffn_norm after O, the next attn_norm after down) */
     bitnet__norm_part *norm_parts;         /* [3][gridDim.x]: each block's statistics of what it produced, after O, gate/up, down */
+    unsigned *norm_max;                    /* [n_layer][3]: the max |w x| of what O, gate/up, down produced (float bits); zeroed at the start */
     bitnet__kv *k_cache, *v_cache;         /* [n_layer][n_head_kv][n_ctx][head_dim] */
     int n_ctx;
     int att_splits;                        /* slices per KV head at most (the partials' stride) */
@@ -1646,9 +1660,10 @@ __host__ __device__ __forceinline__ void bitnet__fused_matrix(int m, int n_embd,
    writes; its acquire load, before the next __syncthreads, makes every block's
    visible (cross-block data is read with ld.cg, past L1, as well).  publish: where
    thread 0 stores the block's statistics (the sum of warp_parts), before its
-   arrival. */
+   arrival, and folds their max |w x| into *publish_max. */
 __device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *target, int fence, const bitnet__norm_part *warp_parts = NULL,
-                                                  bitnet__norm_part *publish = NULL, unsigned long long *arrival = NULL) {
+                                                  bitnet__norm_part *publish = NULL, unsigned *publish_max = NULL,
+                                                  unsigned long long *arrival = NULL) {
     *target += gridDim.x;
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -1674,6 +1689,7 @@ __device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *tar
                 }
             }
             __stcg((double2 *)publish, make_double2(ss[0], __longlong_as_double((long long)__float_as_uint(m[0]))));
+            atomicMax(publish_max, __float_as_uint(m[0]));   /* (m >= 0: the bits order as the floats) */
         }
         if (fence) {
             __threadfence();
@@ -1878,9 +1894,9 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
     } else {
         /* the producers (the phase before) stored w x and their statistics */
         const int region = m == 0 ? 2 : m - 2;
-        bitnet__quantize_parts_block<BITNET__FUSED_NQ_REGS, BITNET__FUSED_THREADS>(m == 3 ? a.ffn : a.xw, k, a.norm_parts + region * gridDim.x,
-                                                                                    gridDim.x, a.eps, xq, &x_scale,
-                                                                                    stage ? (float *)(smem + a.smem_w[2]) : NULL);
+        bitnet__quantize_parts_block<BITNET__FUSED_NQ_REGS, BITNET__FUSED_THREADS>(
+            m == 3 ? a.ffn : a.xw, k, a.norm_parts + region * gridDim.x, gridDim.x, a.norm_max + 3 * (m == 0 ? l - 1 : l) + region, a.eps, xq,
+            &x_scale, stage ? (float *)(smem + a.smem_w[2]) : NULL);
     }
     bitnet__fused_mark(a, mark + 1);
     bitnet__fused_fetch_wait(a, l, m, bars);
@@ -1990,6 +2006,9 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
     for (int m = 0; m < 4; m++) bitnet__fused_fetch(a, 0, m, smem, bars, mtx);
     bitnet__fused_norms_to_l2(a, 0, smem);
     if (threadIdx.x == 0) s_pos = *a.pos;
+    /* the producers' maxima start from 0 (the first is folded in two barriers later) */
+    if (blockIdx.x == 0)
+        for (int i = threadIdx.x; i < 3 * a.n_layer; i += blockDim.x) a.norm_max[i] = 0;
     __syncthreads();
     for (int i = threadIdx.x; i < a.head_dim / 2; i += blockDim.x) {
         float sn, cs;
@@ -2050,7 +2069,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
             }
             if (p < 4 || l + 1 < a.n_layer)
                 bitnet__grid_sync(a.barrier, &target, fence, warp_parts, p >= 2 ? a.norm_parts + (p - 2) * gridDim.x + blockIdx.x : NULL,
-                                  bitnet__fused_stamp(a, BITNET__FUSED_MARKS * (5 * l + p) + 5));
+                                  p >= 2 ? a.norm_max + 3 * l + p - 2 : NULL, bitnet__fused_stamp(a, BITNET__FUSED_MARKS * (5 * l + p) + 5));
         }
     }
     bitnet__fused_mark(a, BITNET__FUSED_MARKS * 5 * a.n_layer);
@@ -2373,6 +2392,7 @@ struct bitnet__cuda_ctx {
     float *ffn;                 /* n_ff: act(gate) * up (the fused step: times ffn_sub_norm) */
     float *xw;                  /* n_embd: the fused step's norm weight * x */
     bitnet__norm_part *norm_parts;  /* the fused step's statistics, 3 per block */
+    unsigned *norm_max;         /* the fused step's max |w x|, 3 per layer */
     float *logits;              /* n_vocab */
     float *part_o;              /* attention partials */
     float2 *part_ml, *head_best;
@@ -2407,6 +2427,7 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->ffn = (float *)cv->take((size_t)s->n_ff * 4);
     c->xw = (float *)cv->take((size_t)s->n_embd * 4);
     c->norm_parts = (bitnet__norm_part *)cv->take((size_t)3 * c->fused_blocks * sizeof(bitnet__norm_part));
+    c->norm_max = (unsigned *)cv->take((size_t)3 * s->n_layer * sizeof(unsigned));
     c->logits = (float *)cv->take((size_t)s->n_vocab * 4);
     c->part_o = (float *)cv->take(parts * s->head_dim * 4);
     c->part_ml = (float2 *)cv->take(parts * sizeof(float2));
@@ -2531,6 +2552,7 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     a.ffn = c->ffn;
     a.xw = c->xw;
     a.norm_parts = c->norm_parts;
+    a.norm_max = c->norm_max;
     a.k_cache = c->k_cache;
     a.v_cache = c->v_cache;
     a.n_ctx = c->n_ctx;

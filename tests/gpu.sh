@@ -96,6 +96,8 @@ must_fail mutant          '^FAIL '               'the broken fused step' build/g
 must_fail mutant-producer '^FAIL '               'the fused step with a broken producer' \
   build/gpu/gpu_model_mutant_producer "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
 must_fail mutant-norm     '^FAIL .*norm'         'the broken normalization' build/gpu/gpu_kernels_mutant norm
+must_fail mutant-requant  '^FAIL .*norm.*way [24]' 'the quantization from statistics without its second pass' \
+  build/gpu/gpu_kernels_mutant_requant norm
 must_fail mutant-tiles    '^FAIL .*tiles a block' 'the broken multi-tile GEMV' build/gpu/gpu_kernels_mutant_tiles tiles
 must_fail mutant-warp-sums '^FAIL '              'the fused step summing 8 lanes of each warp' \
   build/gpu/gpu_model_mutant_warp_sums "$tmp/tiny.gguf" 16 16 0.05 1e-5 3

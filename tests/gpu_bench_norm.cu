@@ -114,13 +114,13 @@ __global__ void norm_phases(const float *x, const float *norm, int n, int8_t *q,
    producers' statistics (bitnet__quantize_parts_block, one per block of the grid),
    staged past 3072 values as the fused step's down phase does it. */
 template <bool STAGED, bool PARTS>
-__global__ void norm_marked(const float *x, const float *norm, int n, const bitnet__norm_part *parts, float *scale) {
+__global__ void norm_marked(const float *x, const float *norm, int n, const bitnet__norm_part *parts, const unsigned *max_bits, float *scale) {
     extern __shared__ __align__(16) float st[];   /* n: the stage, n: the weight, n / 4: q */
     int8_t *q = (int8_t *)(st + 2 * n);
     bitnet__quant_in in = bench_input(x, norm);
     float sc;
     if (PARTS) {
-        bitnet__quantize_parts_block<BITNET__NQ_REGS, 256>(x, n, parts, gridDim.x, 1e-5f, q, &sc, STAGED ? st : NULL);
+        bitnet__quantize_parts_block<BITNET__NQ_REGS, 256>(x, n, parts, gridDim.x, max_bits, 1e-5f, q, &sc, STAGED ? st : NULL);
     } else if (STAGED) {
         for (int i = threadIdx.x; i < n; i += blockDim.x) st[n + i] = norm[i];
         __syncthreads();
@@ -150,29 +150,34 @@ static void library_steps(void) {
                 }
                 float *x, *w, *sc;
                 bitnet__norm_part *parts;
+                unsigned *max_bits;
                 std::vector<bitnet__norm_part> hp(blocks);
                 for (int b = 0; b < blocks; b++) {
                     hp[b].ss = 1000.0 + b;
                     hp[b].m = 3.0f + b * 0.01f;
                     hp[b].unused = 0.0f;
                 }
+                unsigned h_max;
+                memcpy(&h_max, &hp[blocks - 1].m, 4);   /* (the largest) */
                 CK(cudaMalloc(&x, n * 4)); CK(cudaMalloc(&w, n * 4)); CK(cudaMalloc(&sc, 4));
                 CK(cudaMalloc(&parts, blocks * sizeof(bitnet__norm_part)));
+                CK(cudaMalloc(&max_bits, 4));
+                CK(cudaMemcpy(max_bits, &h_max, 4, cudaMemcpyHostToDevice));
                 CK(cudaMemcpy(parts, hp.data(), blocks * sizeof(bitnet__norm_part), cudaMemcpyHostToDevice));
                 CK(cudaMemcpy(x, h.data(), n * 4, cudaMemcpyHostToDevice));
                 CK(cudaMemcpy(w, hw.data(), n * 4, cudaMemcpyHostToDevice));
                 const size_t smem = (size_t)n * 8 + n;
-                void (*kernel)(const float *, const float *, int, const bitnet__norm_part *, float *) =
+                void (*kernel)(const float *, const float *, int, const bitnet__norm_part *, const unsigned *, float *) =
                     way == 2 ? (staged ? norm_marked<true, true> : norm_marked<false, true>) : staged ? norm_marked<true, false> : norm_marked<false, false>;
                 CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
                 std::vector<std::vector<long long>> all(6);
                 for (int r = 0; r < 21; r++) {
                     long long c[8];
                     CK(cudaMemset(bench_marks_addr(), 0, sizeof c));
-                    kernel<<<blocks, 256, smem>>>(x, w, n, parts, sc);
+                    kernel<<<blocks, 256, smem>>>(x, w, n, parts, max_bits, sc);
                     CK(cudaGetLastError());
                     CK(cudaMemcpyFromSymbol(c, bench_marks, sizeof c));
-                    /* (the statistics' way has marks 0, 4 and 7 only: its loads and the statistics in the first column) */
+                    /* (the statistics' way has marks 0, 4 and 7 only: warp 0's loads and statistics in the first column, the wait for the other warps' quantization and the check in the quantize column) */
                     static const int from[6] = {0, 2, 3, 4, 5, 0}, to[6] = {2, 3, 4, 5, 7, 7};
                     for (int i = 0; i < 6; i++) all[i].push_back(way == 2 && i < 5 ? (i == 0 ? c[4] - c[0] : i == 4 ? c[7] - c[4] : 0) : c[to[i]] - c[from[i]]);
                 }
@@ -182,7 +187,7 @@ static void library_steps(void) {
                     printf(" %lld |", all[i][10]);
                 }
                 printf("\n");
-                CK(cudaFree(x)); CK(cudaFree(w)); CK(cudaFree(sc)); CK(cudaFree(parts));
+                CK(cudaFree(x)); CK(cudaFree(w)); CK(cudaFree(sc)); CK(cudaFree(parts)); CK(cudaFree(max_bits));
             }
         }
 }

@@ -86,8 +86,8 @@ static float ref_norm_quantize(const float *x, const float *norm, int n, float e
    values); 2: from w x and producers' statistics (n_parts of them), the fused
    step's instance, staged past 3072 values; 3: the input staged in shared memory (a tail's way). */
 template <int WAY>
-__global__ void norm_kernel(bitnet__quant_in in, int n, const float *wx, const bitnet__norm_part *parts, int n_parts, int8_t *q_out,
-                            float *s_out) {
+__global__ void norm_kernel(bitnet__quant_in in, int n, const float *wx, const bitnet__norm_part *parts, int n_parts,
+                            const unsigned *max_bits, int8_t *q_out, float *s_out) {
     extern __shared__ __align__(16) uint8_t sm[];   /* WAY 2, 3: n floats of input (and room for n more); then n bytes of q */
     float *stage = (float *)sm;
     int8_t *q = (int8_t *)(sm + (WAY >= 2 ? (size_t)n * 8 : 0));
@@ -95,7 +95,8 @@ __global__ void norm_kernel(bitnet__quant_in in, int n, const float *wx, const b
     if (WAY == 0) bitnet__norm_quantize_block<1, BITNET__NQ_REGS, 256>(in, n, q, &s);
     if (WAY == 1) bitnet__norm_quantize_block(in, n, q, &s);
     if (WAY == 2)
-        bitnet__quantize_parts_block<BITNET__NQ_REGS, 256>(wx, n, parts, n_parts, in.eps, q, &s, n > BITNET__NQ_REGS * 4 * 256 ? stage : NULL);
+        bitnet__quantize_parts_block<BITNET__NQ_REGS, 256>(wx, n, parts, n_parts, max_bits, in.eps, q, &s,
+                                                           n > BITNET__NQ_REGS * 4 * 256 ? stage : NULL);
     if (WAY == 3) bitnet__norm_quantize_block(in, n, q, &s, stage);
     __syncthreads();
     for (int i = threadIdx.x; i < n; i += blockDim.x) q_out[i] = q[i];
@@ -104,10 +105,10 @@ __global__ void norm_kernel(bitnet__quant_in in, int n, const float *wx, const b
 
 /* Runs norm_kernel<WAY> on one block. */
 template <int WAY>
-static void run_norm_kernel(const bitnet__quant_in &in, int n, const float *wx, const bitnet__norm_part *parts, int n_parts, int8_t *d_q,
-                            float *d_s, size_t smem, int threads) {
+static void run_norm_kernel(const bitnet__quant_in &in, int n, const float *wx, const bitnet__norm_part *parts, int n_parts,
+                            const unsigned *max_bits, int8_t *d_q, float *d_s, size_t smem, int threads) {
     CUDA_OK(cudaFuncSetAttribute(norm_kernel<WAY>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    norm_kernel<WAY><<<1, threads, smem>>>(in, n, wx, parts, n_parts, d_q, d_s);
+    norm_kernel<WAY><<<1, threads, smem>>>(in, n, wx, parts, n_parts, max_bits, d_q, d_s);
 }
 
 /* Inputs: 0 random with a few large entries; 1 the largest |w x| twice (the same x
@@ -146,6 +147,7 @@ static void norm_case(int n, int kind, bool with_copy) {
     /* what the fused step's producers store and publish */
     std::vector<float> wx(n);
     std::vector<bitnet__norm_part> parts;
+    unsigned max_bits = 0;   /* the slices' max |w x|, as the producers fold it (atomicMax of the float bits) */
     for (int i = 0; i < n; i++) wx[i] = w[i] * x[i];
     for (int lo = 0; lo < n;) {
         const int hi = rnd() % 8 == 0 ? lo : std::min(n, lo + 1 + (int)(rnd() % 300));   /* (some empty slices: blocks without rows) */
@@ -156,12 +158,19 @@ static void norm_case(int n, int kind, bool with_copy) {
             if (fabsf(wx[i]) > p.m) p.m = fabsf(wx[i]);
         }
         parts.push_back(p);
+        unsigned bits;
+        memcpy(&bits, &p.m, 4);
+        max_bits = std::max(max_bits, bits);
         lo = hi;
     }
 
     float *d_x = dev_upload(x.data(), (size_t)n), *d_w = dev_upload(w.data(), (size_t)n), *d_s = dev_poisoned<float>(1);
     float *d_wx = dev_upload(wx.data(), (size_t)n), *d_copy = dev_poisoned<float>((size_t)n);
     bitnet__norm_part *d_parts = dev_upload(parts.data(), parts.size());
+    /* way 4: way 2 told a max |w x| one float above the true one (as if a producer
+       had folded in a stale value): its own statistics must catch it */
+    const unsigned wrong_bits = max_bits + 1;
+    unsigned *d_max = dev_upload(&max_bits, 1), *d_wrong_max = dev_upload(&wrong_bits, 1);
     int8_t *d_q = dev_poisoned<int8_t>((size_t)n);
     bitnet__quant_in in;
     memset(&in, 0, sizeof in);
@@ -169,17 +178,17 @@ static void norm_case(int n, int kind, bool with_copy) {
     in.norm = d_w;
     in.eps = 1e-5f;
     if (with_copy) in.copy_to = d_copy;
-    for (int way = 0; way < 4; way++) {
+    for (int way = 0; way < 5; way++) {
         if (with_copy && way >= 2) continue;   /* (copies are made in the register path) */
         if (way == 0 && n > BITNET__NQ_REGS * 4 * 256) continue;   /* (the fused step stages longer inputs) */
         const size_t smem = way >= 2 ? (size_t)n * 9 : (size_t)n;
-        const int threads = way == 0 || way == 2 ? 256 : 128;
+        const int threads = way == 0 || way == 2 || way == 4 ? 256 : 128;
         CUDA_OK(cudaMemset(d_q, 0xA5, (size_t)n));
         CUDA_OK(cudaMemset(d_s, 0xA5, 4));
         CUDA_OK(cudaMemset(d_copy, 0xA5, (size_t)n * 4));
-        static void (*const run[4])(const bitnet__quant_in &, int, const float *, const bitnet__norm_part *, int, int8_t *, float *, size_t,
-                                    int) = {run_norm_kernel<0>, run_norm_kernel<1>, run_norm_kernel<2>, run_norm_kernel<3>};
-        run[way](in, n, d_wx, d_parts, (int)parts.size(), d_q, d_s, smem, threads);
+        static void (*const run[4])(const bitnet__quant_in &, int, const float *, const bitnet__norm_part *, int, const unsigned *, int8_t *,
+                                    float *, size_t, int) = {run_norm_kernel<0>, run_norm_kernel<1>, run_norm_kernel<2>, run_norm_kernel<3>};
+        run[way == 4 ? 2 : way](in, n, d_wx, d_parts, (int)parts.size(), way == 4 ? d_wrong_max : d_max, d_q, d_s, smem, threads);
         CUDA_OK(cudaGetLastError());
         CUDA_OK(cudaDeviceSynchronize());
         std::vector<int8_t> got = dev_download(d_q, (size_t)n);
@@ -187,8 +196,8 @@ static void norm_case(int n, int kind, bool with_copy) {
         int bad = 0;
         for (int i = 0; i < n; i++) bad += got[i] != want[i];
         /* the scale: exact, but where the slices' sums of squares add up in another
-           order than the CPU's (WAY 2) within a rounding of inv_rms */
-        const bool scale_ok = way == 2 ? fabsf(got_s[0] - want_s) <= 2.5e-7f * want_s || (want_s != want_s && got_s[0] != got_s[0])
+           order than the CPU's (WAY 2, way 4) within a rounding of inv_rms */
+        const bool scale_ok = way == 2 || way == 4 ? fabsf(got_s[0] - want_s) <= 2.5e-7f * want_s || (want_s != want_s && got_s[0] != got_s[0])
                                        : memcmp(&got_s[0], &want_s, 4) == 0;
         CHECKF(bad == 0 && scale_ok, "norm n=%d input %d%s way %d: %d of %d values differ, scale %.9g (want %.9g)", n, kind,
                with_copy ? " +copy" : "", way, bad, n, got_s[0], want_s);
@@ -199,7 +208,7 @@ static void norm_case(int n, int kind, bool with_copy) {
             CHECKF(wrong == 0, "norm n=%d way %d: %d elements of the copied input wrong", n, way, wrong);
         }
     }
-    cudaFree(d_x); cudaFree(d_w); cudaFree(d_s); cudaFree(d_wx); cudaFree(d_copy); cudaFree(d_parts); cudaFree(d_q);
+    cudaFree(d_x); cudaFree(d_w); cudaFree(d_s); cudaFree(d_wx); cudaFree(d_copy); cudaFree(d_parts); cudaFree(d_max); cudaFree(d_wrong_max); cudaFree(d_q);
 }
 
 static void ref_dots(const int8_t *w, const int8_t *x, int n, int k, int *out) {
