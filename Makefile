@@ -34,7 +34,8 @@ GPU_HOST_ARCH ?= -march=x86-64-v3
 ifeq ($(CUDA),1)
 GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
              build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant build/gpu/gpu_model_mutant_producer build/gpu/gpu_kernels_mutant \
-             build/gpu/gpu_kernels_mutant_tiles build/gpu/gpu_model_mutant_warp_sums build/gpu/gpu_kernels_mutant_requant
+             build/gpu/gpu_kernels_mutant_tiles build/gpu/gpu_model_mutant_warp_sums build/gpu/gpu_kernels_mutant_requant \
+             build/gpu/gpu_model_mutant_units
 endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
@@ -120,6 +121,12 @@ build/gpu/gpu_model_mutant_producer: tests/gpu_model.c tests/test.h bitnet.h bit
 WARP_SUMS_SED := s|for (int i = 1; i < 32; i++)|for (int i = 1; i < 8; i++)|
 build/gpu/gpu_model_mutant_warp_sums: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
 	$(call model_mutant,mutant_warp_sums,$(WARP_SUMS_SED))
+
+# the fused step's attention units of fewer query heads than a KV group read the KV
+# head of index unit % (units a KV head) instead of the one their query heads share
+UNITS_SED := s|kv_units == 1 ? \*uh : \*uh / kv_units;|kv_units == 1 ? *uh : *uh % kv_units;|
+build/gpu/gpu_model_mutant_units: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
+	$(call model_mutant,mutant_units,$(UNITS_SED))
 
 # Benchmarks: programs that print tables (make bench).
 build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h

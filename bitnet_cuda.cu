@@ -801,14 +801,16 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
 /* ===========================================================================
    Attention over the KV cache (one new token)
    ===========================================================================
-   Grid: (n_head_kv, max_splits) blocks of 256 threads.  Block (h, s) takes KV head
-   h with its G = n_head / n_head_kv query heads (GQA: each K/V row is read once
-   for all G) and a slice of the n = pos + 1 positions.  The slices: at least 64
+   Grid: (n_head / U, max_splits) blocks of 256 threads.  Block (u, s) takes U
+   query heads u U .. u U + U - 1 of one KV head (U = unit_heads: the whole group
+   of G = n_head / n_head_kv, so that each K/V row is read once for all G, or a
+   divisor of G where that leaves SMs idle: the fused step at short contexts) and
+   a slice of the n = pos + 1 positions.  The slices: at least 64
    positions each, at most gridDim.y of them, so short contexts use few blocks and
    long ones spread over many; a slice is at most 256 positions (one per thread).
    Several slices leave partial results (max, sum of exponentials, weighted sum of
    V); the last block of the head to finish combines them, as flash-decoding does,
-   and the last head to finish quantizes the output for the O projection.
+   and the last unit to finish quantizes the output for the O projection.
    The cache rows of the slice, except the newest, do not depend on the previous
    kernel, so they are pulled into L2 before the wait. */
 #define BITNET__ATT_THREADS 256
@@ -820,11 +822,12 @@ struct bitnet__attn_args {
     const float *q;                  /* n_head x head_dim, after RoPE */
     const bitnet__kv *k_cache, *v_cache; /* this layer: [n_head_kv][n_ctx][head_dim] */
     float *out;                      /* n_head x head_dim */
-    float *part_o;                   /* [n_head_kv][gridDim.y][G][head_dim] */
-    float2 *part_ml;                 /* [n_head_kv][gridDim.y][G]: (max, sum) */
-    unsigned *counters;              /* [n_head_kv], zero between launches */
+    float *part_o;                   /* [n_head / unit_heads][gridDim.y][unit_heads][head_dim] */
+    float2 *part_ml;                 /* [n_head / unit_heads][gridDim.y][unit_heads]: (max, sum) */
+    unsigned *counters;              /* [n_head / unit_heads], zero between launches */
     const int *pos;
     int n_ctx, head_dim, n_head, n_head_kv;
+    int unit_heads;                  /* query heads a block takes: G = n_head / n_head_kv, or a divisor of G (0: G) */
     float scale;                     /* 1 / sqrt(head_dim) */
     int min_chunk;                   /* positions per slice at least (<= BITNET__ATT_THREADS) */
     int late_launch;
@@ -897,8 +900,9 @@ __device__ __forceinline__ void bitnet__att_load_v(bitnet__kv2 *vr, const bitnet
 }
 
 /* A block's share of the attention (MG, MD: the largest group and head dimension
-   the code is unrolled for): KV head h, slice `split` (positions p0 ..
-   p0 + np - 1) of `splits`; max_splits is the partials' stride.  All threads.
+   the code is unrolled for): unit h (query heads h U .. h U + U - 1, U =
+   a.unit_heads) of KV head kvh, slice `split` (positions p0 .. p0 + np - 1) of
+   `splits`; max_splits is the partials' stride.  All threads.
    Few warps run it, so it is a chain of latencies more than work: every load
    that does not depend on the one before is in flight with it (EARLY, the fused
    step: the first rows of K and V go out before q, which other blocks have just
@@ -907,12 +911,12 @@ __device__ __forceinline__ void bitnet__att_load_v(bitnet__kv2 *vr, const bitnet
    and the combining of the slices loads every slice's statistics and its first
    partials at once. */
 template <int MG, int MD, bool EARLY>
-__device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, int h, int split, int splits, int max_splits, int p0, int np,
-                                  float *s_q, float *s_w, float *s_red) {
+__device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, int h, int kvh, int split, int splits, int max_splits, int p0,
+                                                    int np, float *s_q, float *s_w, float *s_red) {
     __shared__ float s_m[MG], s_l[MG];
     const int tid = threadIdx.x, hd = a.head_dim;
-    const int G = a.n_head / a.n_head_kv;
-    const size_t head_off = (size_t)h * a.n_ctx * hd;
+    const int G = a.unit_heads > 0 ? a.unit_heads : a.n_head / a.n_head_kv;   /* (this unit's query heads) */
+    const size_t head_off = (size_t)kvh * a.n_ctx * hd;
     const bitnet__kv *K = a.k_cache + head_off, *V = a.v_cache + head_off;
     /* scores: 4 threads per position, each 4 dims of every 16; V: thread ->
        (dim pair dp, position group pg of PG), 16 rows in flight per thread */
@@ -1037,7 +1041,7 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
     }
     bitnet__att_stamp(a, 3);
     if (splits == 1) {
-        bitnet__run_tail(a.tail, (unsigned)a.n_head_kv, s_red);
+        bitnet__run_tail(a.tail, (unsigned)(a.n_head / G), s_red);
         return;
     }
 
@@ -1132,7 +1136,7 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         }
     }
     if (tid == 0) a.counters[h] = 0;
-    bitnet__run_tail(a.tail, (unsigned)a.n_head_kv, s_red);
+    bitnet__run_tail(a.tail, (unsigned)(a.n_head / G), s_red);
 }
 
 /* The attention kernel and the fused step come in two instances: unrolled for
@@ -1150,11 +1154,13 @@ __global__ void __launch_bounds__(BITNET__ATT_THREADS) bitnet__attention_kernel(
     if (!a.late_launch) bitnet__pdl_launch_next();
     /* the position is written before the graph starts, so it can be read now */
     const bool mine = bitnet__att_slice(a, blockIdx.y, gridDim.y, &p0, &np, &splits);
-    if (mine) bitnet__att_prefetch(a, blockIdx.x, p0, np);
+    const int group = a.n_head / a.n_head_kv, unit_heads = a.unit_heads > 0 ? a.unit_heads : group;
+    const int kvh = (int)blockIdx.x * unit_heads / group;
+    if (mine) bitnet__att_prefetch(a, kvh, p0, np);
     if (a.tail.q && blockIdx.x == 0 && blockIdx.y == 0) bitnet__prefetch_l2(a.tail.in.norm, (size_t)a.tail.n * 4);
     bitnet__pdl_wait();
     if (a.late_launch) bitnet__pdl_launch_next();
-    if (mine) bitnet__att_block_t<MG, MD, false>(a, blockIdx.x, blockIdx.y, splits, gridDim.y, p0, np, s_q, s_w, s_red);
+    if (mine) bitnet__att_block_t<MG, MD, false>(a, blockIdx.x, kvh, blockIdx.y, splits, gridDim.y, p0, np, s_q, s_w, s_red);
 }
 typedef void (*bitnet__attention_fn)(const bitnet__attn_args);
 static bitnet__attention_fn bitnet__attention_kernel_for(int n_head, int n_head_kv, int head_dim) {
@@ -1556,7 +1562,7 @@ struct bitnet__cuda_layer_dev {
    the next kernel's wait for its input) five times a layer, and each GEMV block
    fetches its 16-row tile only once it has been launched.  Here one cooperative
    launch of as many 256-thread blocks as fit on the GPU at once runs all layers;
-   a grid-wide barrier (bitnet__grid_sync) separates the five phases of a layer
+   a grid-wide barrier (bitnet__grid_arrive, bitnet__grid_wait) separates the five phases of a layer
    (QKV; attention; O; gate/up; down).  Block b owns the same contiguous range of
    16-row tiles of each matrix in every layer (bitnet__fused_tiles), one
    contiguous run of bytes, and keeps it in shared memory: as soon as a phase has
@@ -1607,7 +1613,7 @@ struct bitnet__fused_args {
     int att_chunk;                         /* positions per slice at least */
     float *part_o;
     float2 *part_ml;
-    unsigned *att_counters;                /* n_head_kv, zero between launches */
+    unsigned *att_counters;                /* n_head, zero between launches */
     int variant;                           /* diagnostics: BITNET__FUSED_* bits */
     int down_stage;                        /* down's input (w x) staged in gate/up's region */
     unsigned *barrier;                     /* [0] arrivals, [1] departures; zero between launches */
@@ -1624,14 +1630,20 @@ struct bitnet__fused_args {
    thread instead of bulk copies on Hopper; GATE_UP_AT_ATTENTION, GATE_UP_AT_O:
    gate/up's tiles of the next layer (8.8 MB for 2B4T) requested at the start of
    that layer's attention or O phase instead of during down (with down's staged
-   input).  (Two blocks per SM, 128 registers a thread, measured half as fast and
+   input); GROUPED_ATTENTION: every attention unit a whole KV group, as before the
+   thirteenth session, at every position; COPIES_AFTER_ARRIVAL: a GEMV phase
+   requests its next tiles after its barrier arrival instead of before it (the
+   arrival's fence then waits less, the next one more: slower, tests/PERF.md).
+   (Two blocks per SM, 128 registers a thread, measured half as fast and
    is gone: tests/PERF.md.) */
 enum {
     BITNET__FUSED_FENCE = 1,
     BITNET__FUSED_PER_THREAD_COPIES = 2,
     BITNET__FUSED_DOWN_IN_REGISTERS = 4,
     BITNET__FUSED_GATE_UP_AT_ATTENTION = 8,
-    BITNET__FUSED_GATE_UP_AT_O = 16
+    BITNET__FUSED_GATE_UP_AT_O = 16,
+    BITNET__FUSED_GROUPED_ATTENTION = 32,
+    BITNET__FUSED_COPIES_AFTER_ARRIVAL = 64
 };
 
 /* The normalization's input per thread in registers, in float4: 3 is one round for
@@ -1654,20 +1666,22 @@ __host__ __device__ __forceinline__ void bitnet__fused_matrix(int m, int n_embd,
     *k = m == 3 ? n_ff : n_embd;
 }
 
-/* Every block arrives, then waits for all gridDim.x of them; *target counts the
-   arrivals that complete this barrier (the counter only grows during a launch).
-   Thread 0's release add, after the block's __syncthreads, publishes the block's
-   writes; its acquire load, before the next __syncthreads, makes every block's
-   visible (cross-block data is read with ld.cg, past L1, as well).  publish: where
-   thread 0 stores the block's statistics (the sum of warp_parts), before its
-   arrival, and folds their max |w x| into *publish_max. */
-__device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *target, int fence, const bitnet__norm_part *warp_parts = NULL,
-                                                  bitnet__norm_part *publish = NULL, unsigned *publish_max = NULL,
-                                                  unsigned long long *arrival = NULL) {
+/* A grid-wide barrier in two calls (all threads call both): every block arrives,
+   then waits for all gridDim.x of them; *target counts the arrivals that complete
+   this barrier (the counter only grows during a launch).  Thread 0's release add,
+   after the block's __syncthreads, publishes the block's writes; its acquire
+   load, before the next __syncthreads, makes every block's visible (cross-block
+   data is read with ld.cg, past L1, as well).  publish: where thread 0 stores the
+   block's statistics (the sum of warp_parts), before its arrival, and folds their
+   max |w x| into *publish_max.  The release's fence (MEMBAR.ALL.GPU) takes
+   longer while the block's weight copies are in flight (tests/PERF.md,
+   thirteenth session). */
+__device__ __forceinline__ void bitnet__grid_arrive(unsigned *count, unsigned *target, int fence, const bitnet__norm_part *warp_parts = NULL,
+                                                    bitnet__norm_part *publish = NULL, unsigned *publish_max = NULL,
+                                                    unsigned long long *arrival = NULL) {
     *target += gridDim.x;
     __syncthreads();
     if (threadIdx.x == 0) {
-        unsigned seen;
         if (arrival) *arrival = bitnet__globaltimer();   /* profiling: the whole block is here */
         if (publish) {
             /* the block's statistics of its outputs (bitnet__fused_gemv), out with the arrival */
@@ -1694,18 +1708,27 @@ __device__ __forceinline__ void bitnet__grid_sync(unsigned *count, unsigned *tar
         if (fence) {
             __threadfence();
             atomicAdd(count, 1u);
+        } else {
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(count) : "memory");
+        }
+    }
+}
+
+__device__ __forceinline__ void bitnet__grid_wait(unsigned *count, unsigned target, int fence) {
+    if (threadIdx.x == 0) {
+        unsigned seen;
+        if (fence) {
             do {
                 seen = *(volatile unsigned *)count;
-            } while ((int)(seen - *target) < 0);
+            } while ((int)(seen - target) < 0);
             __threadfence();
         } else {
             /* polled with relaxed loads: an acquire load is compiled with an
                invalidation of the whole L1 after it (CCTL.IVALL), which in the
                loop ran once per poll (ncu); one acquire load after the wait */
-            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(count) : "memory");
             do {
                 asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
-            } while ((int)(seen - *target) < 0);
+            } while ((int)(seen - target) < 0);
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
         }
     }
@@ -1968,9 +1991,22 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
             }
         }
     }
-    if (!(m == 2 && bitnet__fused_down_staged(a)))
+    if (!(a.variant & BITNET__FUSED_COPIES_AFTER_ARRIVAL) && !(m == 2 && bitnet__fused_down_staged(a)))
         bitnet__fused_fetch(a, l + 1, m, smem, bars, mtx);   /* the region's reads ended at tiles_dot's last __syncthreads */
     bitnet__fused_mark(a, mark + 4);
+}
+
+/* Attention unit u of the step (u < n_unit_heads x splits): its unit of query
+   heads, their KV head, its slice and the slice's positions [p0, p0 + np) of n.
+   Divisions only where a unit is less than a KV group (each is ~100 cycles of
+   latency in the phase's chain). */
+__device__ __forceinline__ void bitnet__fused_unit(int u, int n_unit_heads, int kv_units, int chunk, int n, int *uh, int *kvh, int *split,
+                                                   int *p0, int *np) {
+    *split = u / n_unit_heads;
+    *uh = u - *split * n_unit_heads;
+    *kvh = kv_units == 1 ? *uh : *uh / kv_units;
+    *p0 = *split * chunk;
+    *np = min(n, *p0 + chunk) - *p0;
 }
 
 /* One block per SM: all the registers a thread may have (the kernel is large). */
@@ -1984,7 +2020,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
     __shared__ bitnet__norm_part warp_parts[BITNET__FUSED_THREADS / 32];
     float *scratch = (float *)(smem + a.smem_scratch), *freq = (float *)(smem + a.smem_freq);  /* (cos, sin) per dim pair */
     const int fence = a.variant & BITNET__FUSED_FENCE;
-    const int n_units = a.n_head_kv * a.att_splits, G = a.n_head / a.n_head_kv;
+    const int G = a.n_head / a.n_head_kv;
     const size_t layer_cache = (size_t)a.n_head_kv * a.n_ctx * a.head_dim;
     unsigned target = 0;
     /* the layer table and the weights of layer 0 start coming; the position and
@@ -2015,6 +2051,21 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         sincosf((float)s_pos * a.inv_freq[i], &sn, &cs);   /* as the QKV epilogue computes them */
         ((float2 *)freq)[i] = make_float2(cs, sn);
     }
+    /* attention's units: the fewest query heads a unit (a divisor of the group)
+       that still leaves no unit waiting for a block.  At short contexts a block
+       per query head and slice puts 4x the SMs on the phase, each with a quarter
+       of the latency-bound work, and reads each K/V row from L2 G / U times */
+    int unit_heads = G, n_unit_heads, att_splits, att_chunk;
+    bitnet__att_slices(s_pos + 1, a.att_splits, a.att_chunk, &att_chunk, &att_splits);
+    if (!(a.variant & BITNET__FUSED_GROUPED_ATTENTION))
+        for (int u = 1; u < G; u++)
+            if (G % u == 0 && a.n_head / u * att_splits <= (int)gridDim.x) {
+                unit_heads = u;
+                break;
+            }
+    n_unit_heads = a.n_head / unit_heads;
+    /* the units this step has (each with a slice), and per KV head */
+    const int n_units = n_unit_heads * att_splits, kv_units = G / unit_heads;
     __syncthreads();
     for (int l = 0; l < a.n_layer; l++) {
         bitnet__attn_args at;
@@ -2031,6 +2082,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         at.head_dim = a.head_dim;
         at.n_head = a.n_head;
         at.n_head_kv = a.n_head_kv;
+        at.unit_heads = unit_heads;
         at.scale = a.att_scale;
         at.min_chunk = a.att_chunk;
         at.stamps = bitnet__fused_stamp(a, BITNET__FUSED_MARKS * (5 * l + 1));
@@ -2042,12 +2094,13 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         for (int p = 0; p < 5; p++) {
             bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + p));
             if (p == 0) {
-                /* this block's attention slices of the cache go to L2, a phase early;
-                   the last four blocks pull the next layer's norm weights there */
+                /* this block's attention slices of the cache go to L2, a phase early
+                   (by the first unit of each KV head); the last four blocks pull the
+                   next layer's norm weights there */
                 for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
-                    int p0, np, splits;
-                    if (bitnet__att_slice(at, u / a.n_head_kv, a.att_splits, &p0, &np, &splits))
-                        bitnet__att_prefetch(at, u % a.n_head_kv, p0, np);
+                    int uh, kvh, split, p0, np;
+                    bitnet__fused_unit(u, n_unit_heads, kv_units, att_chunk, s_pos + 1, &uh, &kvh, &split, &p0, &np);
+                    if (uh == kvh * kv_units) bitnet__att_prefetch(at, kvh, p0, np);
                 }
                 bitnet__fused_norms_to_l2(a, l + 1, smem);
             }
@@ -2056,20 +2109,25 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
                 ((p == 1 && (a.variant & BITNET__FUSED_GATE_UP_AT_ATTENTION)) || (p == 2 && (a.variant & BITNET__FUSED_GATE_UP_AT_O))))
                 bitnet__fused_fetch(a, l, 2, smem, bars, mtx);   /* (the region's last reads, down's, were before the barrier) */
             if (p == 1) {
-                /* unit u = KV head u % n_head_kv, slice u / n_head_kv */
                 for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
-                    int p0, np, splits;
-                    if (bitnet__att_slice(at, u / a.n_head_kv, a.att_splits, &p0, &np, &splits))
-                        bitnet__att_block_t<MG, MD, true>(at, u % a.n_head_kv, u / a.n_head_kv, splits, a.att_splits, p0, np, scratch,
-                                          scratch + G * a.head_dim, scratch + G * (a.head_dim + BITNET__ATT_THREADS));
+                    int uh, kvh, split, p0, np;
+                    bitnet__fused_unit(u, n_unit_heads, kv_units, att_chunk, s_pos + 1, &uh, &kvh, &split, &p0, &np);
+                    bitnet__att_block_t<MG, MD, true>(at, uh, kvh, split, att_splits, a.att_splits, p0, np, scratch, scratch + G * a.head_dim,
+                                                      scratch + G * (a.head_dim + BITNET__ATT_THREADS));
                 }
                 bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + 1) + 4);
             } else {
                 bitnet__fused_gemv(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq, mtx, warp_parts);
             }
-            if (p < 4 || l + 1 < a.n_layer)
-                bitnet__grid_sync(a.barrier, &target, fence, warp_parts, p >= 2 ? a.norm_parts + (p - 2) * gridDim.x + blockIdx.x : NULL,
-                                  p >= 2 ? a.norm_max + 3 * l + p - 2 : NULL, bitnet__fused_stamp(a, BITNET__FUSED_MARKS * (5 * l + p) + 5));
+            /* the barrier (in the COPIES_AFTER_ARRIVAL variant, a GEMV phase requests
+               its matrix's tiles of the next layer between the arrival and the wait) */
+            const bool sync = p < 4 || l + 1 < a.n_layer;
+            if (sync)
+                bitnet__grid_arrive(a.barrier, &target, fence, warp_parts, p >= 2 ? a.norm_parts + (p - 2) * gridDim.x + blockIdx.x : NULL,
+                                    p >= 2 ? a.norm_max + 3 * l + p - 2 : NULL, bitnet__fused_stamp(a, BITNET__FUSED_MARKS * (5 * l + p) + 5));
+            if (p != 1 && (a.variant & BITNET__FUSED_COPIES_AFTER_ARRIVAL) && !(p == 3 && bitnet__fused_down_staged(a)))
+                bitnet__fused_fetch(a, l + 1, p == 0 ? 0 : p - 1, smem, bars, mtx);   /* (none after the last layer) */
+            if (sync) bitnet__grid_wait(a.barrier, target, fence);
         }
     }
     bitnet__fused_mark(a, BITNET__FUSED_MARKS * 5 * a.n_layer);
@@ -2401,7 +2459,7 @@ struct bitnet__cuda_ctx {
     bitnet__fused_layer *d_fused;       /* the fused step's per-layer arguments */
     unsigned *d_barrier;        /* the fused step's grid barrier, 2 */
     unsigned long long *d_prof; /* the fused step's timestamps when profiled */
-    unsigned *counters;         /* n_head_kv for attention, 1 for the LM head, 1 for the tails */
+    unsigned *counters;         /* n_head for attention (a unit's, at most one a query head), 1 for the LM head, 1 for the tails */
     int *d_pos, *d_tokens, *d_next;  /* the step's position, tokens by position, the argmax */
     bitnet__key *cand_keys[2];  /* sampling candidates (bitnet__enqueue_candidates): scratch */
     double2 *cand_lse;
@@ -2438,7 +2496,7 @@ static void bitnet__ctx_carve(bitnet__cuda_ctx *c, bitnet__carver *cv) {
     c->d_barrier = (unsigned *)cv->take(2 * sizeof(unsigned));
     c->d_prof = (unsigned long long *)cv->take(((size_t)5 * BITNET__FUSED_MARKS * s->n_layer + 1) * (size_t)(c->fused_blocks > 0 ? c->fused_blocks : 1) *
                                                sizeof(unsigned long long));
-    c->counters = (unsigned *)cv->take(((size_t)s->n_head_kv + 2) * sizeof(unsigned));
+    c->counters = (unsigned *)cv->take(((size_t)s->n_head + 2) * sizeof(unsigned));
     c->d_pos = (int *)cv->take(sizeof(int));
     c->d_next = (int *)cv->take(sizeof(int));
     c->d_tokens = (int *)cv->take((size_t)c->n_ctx * sizeof(int));
@@ -2641,7 +2699,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
     tail.in.eps = s->rms_eps;
     tail.q = c->xq;
     tail.scale = c->xq_scale;
-    tail.counter = c->counters + s->n_head_kv + 1;
+    tail.counter = c->counters + s->n_head + 1;
     tail.staged = 1;   /* the GEMV kernels' shared memory holds 5 max(n_embd, n_ff) bytes (bitnet__kernels_prepare) */
     for (int l = 0; l < s->n_layer && e == cudaSuccess; l++) {
         const bitnet__cuda_layer_dev *L = &m->layers[l];
@@ -2776,7 +2834,7 @@ static cudaError_t bitnet__enqueue_head(bitnet__cuda_ctx *c, cudaStream_t st, in
     h.eps = s->rms_eps;
     h.logits = c->logits;
     h.block_best = c->head_best;
-    h.counter = c->counters + s->n_head_kv;
+    h.counter = c->counters + s->n_head;
     h.token = c->d_next;
     h.tokens = c->d_tokens;
     h.pos = c->d_pos;

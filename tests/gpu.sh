@@ -79,6 +79,12 @@ run tests.log fused-bighead      build/gpu/gpu_model "$tmp/bighead.gguf" 64 32 0
 # slices runs at short contexts too, in both step modes
 run tests.log kv32-fused-mid-slices16 build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.05 1e-5 3 16
 run tests.log fused-2b4t-slices16     build/gpu/gpu_model "$tmp/2b4t.gguf" 24 8 0.2 0 3 16
+# attention units: at short contexts the fused step gives each query head its own
+# blocks (4-position slices: one head a unit up to position 63 of the mid model, then
+# two), and variant 32 keeps every unit a whole KV group, as at long contexts
+run tests.log kv32-fused-mid-slices4   build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 64 0.05 1e-5 3 4
+run tests.log kv32-fused-mid-grouped   build/gpu/gpu_model_kv32 "$tmp/mid.gguf" 64 32 0.05 1e-5 3 16 32
+run tests.log fused-2b4t-grouped       build/gpu/gpu_model "$tmp/2b4t.gguf" 24 8 0.2 0 3 16 32
 # Deliberately broken builds must fail their tests.
 # must_fail NAME PATTERN WHAT CMD...: runs CMD, records PASS if its output has a line
 # matching PATTERN (a FAIL of the guarded check), else FAIL
@@ -101,6 +107,8 @@ must_fail mutant-requant  '^FAIL .*norm.*way [24]' 'the quantization from statis
 must_fail mutant-tiles    '^FAIL .*tiles a block' 'the broken multi-tile GEMV' build/gpu/gpu_kernels_mutant_tiles tiles
 must_fail mutant-warp-sums '^FAIL '              'the fused step summing 8 lanes of each warp' \
   build/gpu/gpu_model_mutant_warp_sums "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
+must_fail mutant-units    '^FAIL '               'the fused step reading the wrong KV head for single-head units' \
+  build/gpu/gpu_model_mutant_units "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
 # the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
 for d in tests/fixtures/*/; do
   [ -e "$d/config.json" ] || continue

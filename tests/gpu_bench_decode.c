@@ -207,14 +207,15 @@ int main(int argc, char **argv) {
         if (head == 0) {
             /* the step modes (bitnet_cuda.cu): the kernel chain with its kernels
                overlapping in three ways (bitnet__launch), the fused step; at 128 */
-            static const char *modes[10] = {"kernel chain, no overlap", "kernel chain, early launch", "kernel chain, late launch",
+            static const char *modes[12] = {"kernel chain, no overlap", "kernel chain, early launch", "kernel chain, late launch",
                                             "fused step (default)", "fused, fenced barrier", "fused, per-thread copies",
                                             "fused, fenced barrier, per-thread copies", "fused, down's input in registers",
-                                            "fused, gate/up's next tiles requested at attention", "fused, gate/up's next tiles requested at O"};
-            static const int variants[10] = {0, 0, 0, 0, 1, 2, 3, 4, 8, 16};
+                                            "fused, gate/up's next tiles requested at attention", "fused, gate/up's next tiles requested at O",
+                                            "fused, attention units of whole KV groups", "fused, next tiles requested after the barrier arrival"};
+            static const int variants[12] = {0, 0, 0, 0, 1, 2, 3, 4, 8, 16, 32, 64};
             int mode;
             printf("\n| step mode | graph tokens/s at 128 |\n|---|---:|\n");
-            for (mode = 0; mode < 10; mode++) {
+            for (mode = 0; mode < 12; mode++) {
                 const int step_mode = mode < 3 ? mode : 3;
                 if (bitnet__cuda_context_set_overlap(g->dev, step_mode, &err) != step_mode) die("overlap", &err);
                 if (step_mode == 3 && bitnet__cuda_context_set_fused_variant(g->dev, variants[mode], &err) != BITNET_OK)
@@ -238,17 +239,36 @@ int main(int argc, char **argv) {
                 }
                 if (bitnet__cuda_context_set_overlap(g->dev, 3, &err) < 0) die("overlap", &err);   /* the default again */
             }
+            /* the fused step's attention units: the default (the fewest query
+               heads a unit that leave no unit without a block) against whole KV
+               groups at every position */
+            {
+                static const int at[6] = {128, 256, 384, 512, 1024, 4000};
+                int a;
+                printf("\n| position | fused, default units tokens/s | fused, units of whole KV groups tokens/s |\n|---:|---:|---:|\n");
+                for (a = 0; a < 6; a++) {
+                    double rate[2];
+                    for (mode = 0; mode < 2; mode++) {
+                        if (bitnet__cuda_context_set_fused_variant(g->dev, mode ? 32 : 0, &err) != BITNET_OK) die("variant", &err);
+                        rate[mode] = graph_rate(ctx, g->dev, prefill, at[a], runs);
+                    }
+                    printf("| %d | %.0f | %.0f |\n", at[a], rate[0], rate[1]);
+                    fflush(stdout);
+                }
+                if (bitnet__cuda_context_set_fused_variant(g->dev, 0, &err) != BITNET_OK) die("variant", &err);
+            }
             /* attention slices: the shortest slice (one block per slice, the last
                of a head combines them) against the position, both step modes */
             {
-                static const int at[3] = {128, 1024, 4000}, chunks[4] = {16, 64, 128, 256};
+                static const int at[3] = {128, 1024, 4000}, chunks[5] = {16, 32, 64, 128, 256};
                 int a, ci;
-                printf("\n| step mode | position | least positions per attention slice: 16 | 64 (default) | 128 | 256 |\n|---|---:|---:|---:|---:|---:|\n");
+                printf("\n| step mode | position | least positions per attention slice: 16 | 32 | 64 (default) | 128 | 256 |\n"
+                       "|---|---:|---:|---:|---:|---:|---:|\n");
                 for (a = 0; a < 3; a++)
                     for (mode = 0; mode < 2; mode++) {
                         printf("| %s | %d |", mode ? "fused" : "chain", at[a]);
                         if (bitnet__cuda_context_set_overlap(g->dev, mode ? 3 : 2, &err) != (mode ? 3 : 2)) die("overlap", &err);
-                        for (ci = 0; ci < 4; ci++) {
+                        for (ci = 0; ci < 5; ci++) {
                             if (bitnet__cuda_context_set_att_chunk(g->dev, chunks[ci], &err) != BITNET_OK) die("att chunk", &err);
                             printf(" %.0f |", graph_rate(ctx, g->dev, prefill, at[a], runs));
                         }

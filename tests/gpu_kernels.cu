@@ -470,9 +470,10 @@ static void gate_up_case(int n_ff, int k, int relu2, int tpb = 1) {
     cudaFree(d_w); cudaFree(d_xq); cudaFree(d_xs); cudaFree(d_y);
 }
 
-/* Attention at n = pos + 1 positions over a random fp16 cache. */
-static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::vector<int> &positions) {
-    const int G = n_head / n_kv;
+/* Attention at n = pos + 1 positions over a random fp16 cache, unit_heads query
+   heads a block (0: the whole group of a KV head). */
+static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::vector<int> &positions, int unit_heads = 0) {
+    const int G = n_head / n_kv, units = n_head / (unit_heads ? unit_heads : G);
     const size_t cache = (size_t)n_kv * n_ctx * hd;
     std::vector<__half> kc(cache), vc(cache);
     std::vector<float> q((size_t)n_head * hd);
@@ -490,24 +491,25 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
     for (auto &v : norm) v = frand(0.2f, 2.0f);
     float *d_norm = dev_upload(norm.data(), norm.size()), *d_qs = dev_poisoned<float>(1);
     int8_t *d_xq = dev_poisoned<int8_t>(q.size());
-    CUDA_OK(cudaMalloc(&d_cnt, (size_t)(n_kv + 1) * 4));
-    CUDA_OK(cudaMemset(d_cnt, 0, (size_t)(n_kv + 1) * 4));
+    CUDA_OK(cudaMalloc(&d_cnt, (size_t)(units + 1) * 4));
+    CUDA_OK(cudaMemset(d_cnt, 0, (size_t)(units + 1) * 4));
     CUDA_OK(cudaMalloc(&d_pos, 4));
     for (int pos : positions) {
         const int n = pos + 1;
         bitnet__attn_args a;
         memset(&a, 0, sizeof a);
         a.q = d_q; a.k_cache = d_k; a.v_cache = d_v; a.out = d_out; a.part_o = d_po; a.part_ml = d_ml; a.counters = d_cnt;
-        a.pos = d_pos; a.n_ctx = n_ctx; a.head_dim = hd; a.n_head = n_head; a.n_head_kv = n_kv; a.scale = 1.0f / sqrtf((float)hd);
+        a.pos = d_pos; a.n_ctx = n_ctx; a.head_dim = hd; a.n_head = n_head; a.n_head_kv = n_kv; a.unit_heads = unit_heads;
+        a.scale = 1.0f / sqrtf((float)hd);
         a.min_chunk = pos & 2 ? 256 : 64;   /* one slice up to 256 positions, or several */
         a.tail.in.x = d_out; a.tail.in.norm = d_norm; a.tail.in.eps = 1e-5f; a.tail.n = (int)q.size();
-        a.tail.q = d_xq; a.tail.scale = d_qs; a.tail.counter = d_cnt + n_kv;
+        a.tail.q = d_xq; a.tail.scale = d_qs; a.tail.counter = d_cnt + units;
         a.tail.staged = (pos & 1) && q.size() <= BITNET__ATT_MAX_GROUP * 512;   /* both ways of reading the output again */
         CUDA_OK(cudaMemcpy(d_pos, &pos, 4, cudaMemcpyHostToDevice));
         std::vector<float> first;
         for (int run = 0; run < 2; run++) {
             CUDA_OK(cudaMemset(d_out, 0xA5, q.size() * 4));
-            bitnet__attention_kernel_for(n_head, n_kv, hd)<<<dim3((unsigned)n_kv, (unsigned)splits), BITNET__ATT_THREADS>>>(a);
+            bitnet__attention_kernel_for(n_head, n_kv, hd)<<<dim3((unsigned)units, (unsigned)splits), BITNET__ATT_THREADS>>>(a);
             CUDA_OK(cudaGetLastError());
             CUDA_OK(cudaDeviceSynchronize());
             std::vector<float> out = dev_download(d_out, q.size());
@@ -544,11 +546,11 @@ static void attention_case(int n_head, int n_kv, int hd, int n_ctx, const std::v
                 }
             }
             /* float32 sums of up to n terms of size ~1: a few ulp times log n */
-            CHECKF(max_err <= 2e-5 * (max_ref + 1e-2), "attention %d/%d heads, head_dim %d, n=%d: max error %.3g (max |out| %.3g)", n_head,
-                   n_kv, hd, n, max_err, max_ref);
+            CHECKF(max_err <= 2e-5 * (max_ref + 1e-2), "attention %d/%d heads (%d a block), head_dim %d, n=%d: max error %.3g (max |out| %.3g)",
+                   n_head, n_kv, n_head / units, hd, n, max_err, max_ref);
         }
     }
-    std::vector<unsigned> cnt = dev_download(d_cnt, (size_t)n_kv + 1);
+    std::vector<unsigned> cnt = dev_download(d_cnt, (size_t)units + 1);
     int nonzero = 0;
     for (unsigned c : cnt) nonzero += c != 0;
     CHECKF(nonzero == 0, "attention left %d split counters nonzero", nonzero);
@@ -810,6 +812,11 @@ int main(int argc, char **argv) {
         attention_case(4, 4, 16, 64, {0, 40, 63});
         attention_case(8, 1, 64, 64, {0, 33, 63});   /* 8 query heads of 64 dimensions per KV head, one slice */
         attention_case(4, 1, 16, 70000, {69999});   /* 274 slices: more than the combine holds in shared memory */
+        /* units of fewer query heads than the group (the fused step at short contexts) */
+        attention_case(20, 5, 128, 4096, {0, 63, 128, 1024}, 1);
+        attention_case(20, 5, 128, 4096, {0, 128, 1024}, 2);
+        attention_case(8, 1, 256, 600, {0, 599}, 2);
+        attention_case(4, 1, 16, 70000, {69999}, 1);
     }
     TEST("LM head: bf16 / f16 / f32 logits, argmax, next-step feed") {
         head_case(128256, 2560, BITNET__TABLE_BF16, 0);

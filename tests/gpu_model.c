@@ -1,6 +1,6 @@
 /* Whole model, GPU against CPU, through the public API (run by tests/gpu.sh).
 
-   usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance] [median tolerance] [step mode] [slice]
+   usage: gpu_model MODEL.gguf [steps] [prompt_len] [tolerance] [median tolerance] [step mode] [slice] [variant]
 
    step mode (bitnet__cuda_context_set_overlap): 0-2 the kernel chain (2, late
    launch, the library's default, is the default here); 3 the fused step (which
@@ -8,6 +8,9 @@
    the mode does not run, is also checked against it on the prompt.  slice: the
    least positions per attention slice (bitnet__cuda_context_set_att_chunk; small
    values give short contexts many slices, for the ways they are combined).
+   variant: the fused step's diagnostic bits (bitnet__cuda_context_set_fused_variant;
+   32 makes every attention unit a whole KV group, which the default does only
+   where the context has more slices than the GPU has SMs for single heads).
 
    For the model: a CPU context and a CUDA context get the same prompt (every
    position's logits compared) and then generate greedily for `steps` steps with
@@ -72,7 +75,7 @@ int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : NULL;
     const int steps = argc > 2 ? atoi(argv[2]) : 64, prompt_len = argc > 3 ? atoi(argv[3]) : 16;
     const double tol = argc > 4 ? atof(argv[4]) : 2e-2, tol_median = argc > 5 ? atof(argv[5]) : 0;
-    const int mode = argc > 6 ? atoi(argv[6]) : 2, slice = argc > 7 ? atoi(argv[7]) : 0;
+    const int mode = argc > 6 ? atoi(argv[6]) : 2, slice = argc > 7 ? atoi(argv[7]) : 0, variant = argc > 8 ? atoi(argv[8]) : 0;
     bitnet_error err;
     bitnet_model *model;
     bitnet_context *cpu, *gpu, *gpu8;
@@ -129,6 +132,13 @@ int main(int argc, char **argv) {
             TEST("the slice length is in effect") {
                 CHECK(bitnet__cuda_context_set_att_chunk(g->dev, slice, &err) == BITNET_OK);
                 CHECK(bitnet__cuda_context_set_att_chunk(g8->dev, slice, &err) == BITNET_OK);
+            }
+        }
+        if (variant) {
+            printf("fused step variant %d\n", variant);
+            TEST("the fused step's variant is in effect") {
+                CHECK(bitnet__cuda_context_set_fused_variant(g->dev, variant, &err) == BITNET_OK);
+                CHECK(bitnet__cuda_context_set_fused_variant(g8->dev, variant, &err) == BITNET_OK);
             }
         }
     }
