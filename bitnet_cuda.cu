@@ -12,7 +12,8 @@
      1. QKV      the fused Q/K/V projection, RoPE, and the K/V append to the cache
                  (the epilogue).  Layer 0 starts from the token's embedding row.
      2. attention  over the cache, split across the sequence; the last block of a
-                 KV head combines the splits.
+                 unit (a KV head's query heads, or in the fused step at short
+                 contexts fewer of them) combines the splits.
      3. O        the projection and the residual add.
      4. gate/up  the fused gate/up projection and the act(gate) * up epilogue.
      5. down     the projection and the residual add.
