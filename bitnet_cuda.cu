@@ -810,7 +810,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
    positions each, at most gridDim.y of them, so short contexts use few blocks and
    long ones spread over many; a slice is at most 256 positions (one per thread).
    Several slices leave partial results (max, sum of exponentials, weighted sum of
-   V); the last block of the head to finish combines them, as flash-decoding does,
+   V); the last block of the unit to finish combines them, as flash-decoding does,
    and the last unit to finish quantizes the output for the O projection.
    The cache rows of the slice, except the newest, do not depend on the previous
    kernel, so they are pulled into L2 before the wait. */
@@ -2054,8 +2054,9 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
     }
     /* attention's units: the fewest query heads a unit (a divisor of the group)
        that still leaves no unit waiting for a block.  At short contexts a block
-       per query head and slice puts 4x the SMs on the phase, each with a quarter
-       of the latency-bound work, and reads each K/V row from L2 G / U times */
+       per query head and slice puts G times the SMs on the phase, each with 1 / G
+       of the work, and reads each K/V row from L2 G times (2B4T at position 128:
+       attention's slowest block 205 -> 188 us a step, tests/PERF.md) */
     int unit_heads = G, n_unit_heads, att_splits, att_chunk;
     bitnet__att_slices(s_pos + 1, a.att_splits, a.att_chunk, &att_chunk, &att_splits);
     if (!(a.variant & BITNET__FUSED_GROUPED_ATTENTION))
