@@ -856,6 +856,12 @@ __device__ __forceinline__ void bitnet__att_slices(int n, int max_splits, int mi
     *splits = (n + *chunk - 1) / *chunk;
 }
 
+/* Slice `split` of n positions in slices of chunk: [p0, p0 + np). */
+__device__ __forceinline__ void bitnet__att_slice_range(int split, int chunk, int n, int *p0, int *np) {
+    *p0 = split * chunk;
+    *np = min(n, *p0 + chunk) - *p0;
+}
+
 /* The slice [p0, p0 + np) of block `split`, or false when the context needs fewer
    slices than that. */
 __device__ __forceinline__ bool bitnet__att_slice(const bitnet__attn_args &a, int split, int max_splits, int *p0, int *np, int *splits) {
@@ -863,8 +869,7 @@ __device__ __forceinline__ bool bitnet__att_slice(const bitnet__attn_args &a, in
     int chunk;
     bitnet__att_slices(n, max_splits, a.min_chunk, &chunk, splits);
     if (split >= *splits) return false;
-    *p0 = split * chunk;
-    *np = min(n, *p0 + chunk) - *p0;
+    bitnet__att_slice_range(split, chunk, n, p0, np);
     return true;
 }
 
@@ -2006,8 +2011,7 @@ __device__ __forceinline__ void bitnet__fused_unit(int u, int n_unit_heads, int 
     *split = u / n_unit_heads;
     *uh = u - *split * n_unit_heads;
     *kvh = kv_units == 1 ? *uh : *uh / kv_units;
-    *p0 = *split * chunk;
-    *np = min(n, *p0 + chunk) - *p0;
+    bitnet__att_slice_range(*split, chunk, n, p0, np);
 }
 
 /* One block per SM: all the registers a thread may have (the kernel is large). */
