@@ -125,7 +125,7 @@ if [ "$mode" != quick ]; then
       GPU_TEST_TIMEOUT=400 run sanitizer.log "$tool-mode$mode" compute-sanitizer --tool $tool --error-exitcode 9 build/gpu/gpu_model "$tmp/tiny.gguf" 4 4 0.2 0 $mode
     done
   done
-  { timeout 300 build/gpu/gpu_bench_gemv 9; echo; timeout 300 build/gpu/gpu_bench_decode "$tmp/2b4t.gguf" 5; echo; timeout 60 build/gpu/gpu_bench_broadcast; } >"$out/bench.md" 2>&1
+  { timeout 300 build/gpu/gpu_bench_gemv 9; echo; timeout 300 build/gpu/gpu_bench_decode "$tmp/2b4t.gguf" 5; echo; timeout 60 build/gpu/gpu_bench_broadcast; echo; timeout 60 build/gpu/gpu_bench_fence; echo; timeout 60 build/gpu/gpu_bench_exchange; } >"$out/bench.md" 2>&1
   cat "$out/bench.md"
 fi
 printf '%s\n' "${summary[@]}"
