@@ -35,7 +35,7 @@ ifeq ($(CUDA),1)
 GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
              build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant build/gpu/gpu_model_mutant_producer build/gpu/gpu_kernels_mutant \
              build/gpu/gpu_kernels_mutant_tiles build/gpu/gpu_model_mutant_warp_sums build/gpu/gpu_kernels_mutant_requant \
-             build/gpu/gpu_model_mutant_units
+             build/gpu/gpu_model_mutant_units build/gpu/gpu_kernels_mutant_units
 endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
@@ -127,6 +127,14 @@ build/gpu/gpu_model_mutant_warp_sums: tests/gpu_model.c tests/test.h bitnet.h bi
 UNITS_SED := s|kv_units == 1 ? \*uh : \*uh / kv_units;|kv_units == 1 ? *uh : *uh % kv_units;|
 build/gpu/gpu_model_mutant_units: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
 	$(call model_mutant,mutant_units,$(UNITS_SED))
+
+# the chain's attention kernel with units of fewer query heads than a KV group
+# reading KV head (block % KV heads) instead of the one their query heads share
+build/gpu/gpu_kernels_mutant_units: tests/gpu_kernels.cu tests/test.h tests/gpu_check.h bitnet.h bitnet_cuda.cu
+	@mkdir -p build/gpu
+	sed 's|const int kvh = (int)blockIdx.x \* unit_heads / group;|const int kvh = (int)blockIdx.x % a.n_head_kv;|' bitnet_cuda.cu >build/gpu/mutant_chain_units.cu
+	! cmp -s bitnet_cuda.cu build/gpu/mutant_chain_units.cu
+	$(NVCC) $(NVCCFLAGS) -Xcompiler $(GPU_HOST_ARCH) -I. -Itests '-DGPU_KERNELS_SOURCE="mutant_chain_units.cu"' -Ibuild/gpu $< -o $@
 
 # Benchmarks: programs that print tables (make bench).
 build/bench_%: tests/bench_%.c $(wildcard tests/*.h) bitnet.h

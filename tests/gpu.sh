@@ -109,6 +109,8 @@ must_fail mutant-warp-sums '^FAIL '              'the fused step summing 8 lanes
   build/gpu/gpu_model_mutant_warp_sums "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
 must_fail mutant-units    '^FAIL '               'the fused step reading the wrong KV head for single-head units' \
   build/gpu/gpu_model_mutant_units "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
+must_fail mutant-chain-units '^FAIL .*attention' "the chain's attention reading the wrong KV head for part-group units" \
+  build/gpu/gpu_kernels_mutant_units attention
 # the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
 for d in tests/fixtures/*/; do
   [ -e "$d/config.json" ] || continue

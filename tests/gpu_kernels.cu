@@ -749,6 +749,21 @@ static void multi_tile_cases(void) {
     CHECKF(t[0] == 4 && t[1] == 1 && t[2] == 3 && t[3] == 1 && t[4] == 1, "tiles per block: %d %d %d %d %d (want 4 1 3 1 1)", t[0], t[1], t[2], t[3], t[4]);
 }
 
+/* every attention case, for the chain's kernel (bitnet__attention) */
+static void attention_cases(void) {
+    attention_case(20, 5, 128, 4096, {0, 1, 63, 64, 128, 1023, 1024, 3999, 4095});
+    attention_case(4, 2, 32, 300, {0, 70, 299});
+    attention_case(8, 1, 256, 600, {599});
+    attention_case(4, 4, 16, 64, {0, 40, 63});
+    attention_case(8, 1, 64, 64, {0, 33, 63});   /* 8 query heads of 64 dimensions per KV head, one slice */
+    attention_case(4, 1, 16, 70000, {69999});   /* 274 slices: more than the combine holds in shared memory */
+    /* units of fewer query heads than the group (the fused step at short contexts) */
+    attention_case(20, 5, 128, 4096, {0, 63, 128, 1024}, 1);
+    attention_case(20, 5, 128, 4096, {0, 128, 1024}, 2);
+    attention_case(8, 1, 256, 600, {0, 599}, 2);
+    attention_case(4, 1, 16, 70000, {69999}, 1);
+}
+
 int main(int argc, char **argv) {
     int n_dev = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
@@ -763,6 +778,10 @@ int main(int argc, char **argv) {
         }
     }
     if (argc > 1 && !strcmp(argv[1], "norm")) return TEST_EXIT();   /* (the mutants' runs: tests/gpu.sh) */
+    if (argc > 1 && !strcmp(argv[1], "attention")) {
+        TEST("attention: one slice, several slices, GQA") attention_cases();
+        return TEST_EXIT();
+    }
     TEST("W2A8 GEMV: several tiles a block, exact") multi_tile_cases();
     if (argc > 1 && !strcmp(argv[1], "tiles")) return TEST_EXIT();
     TEST("W2A8 GEMV: 2B4T shapes, exact") {
@@ -805,19 +824,7 @@ int main(int argc, char **argv) {
         gate_up_case(6912, 2560, 1, 4);
         gate_up_case(56, 96, 1, 3);
     }
-    TEST("attention: one slice, several slices, GQA") {
-        attention_case(20, 5, 128, 4096, {0, 1, 63, 64, 128, 1023, 1024, 3999, 4095});
-        attention_case(4, 2, 32, 300, {0, 70, 299});
-        attention_case(8, 1, 256, 600, {599});
-        attention_case(4, 4, 16, 64, {0, 40, 63});
-        attention_case(8, 1, 64, 64, {0, 33, 63});   /* 8 query heads of 64 dimensions per KV head, one slice */
-        attention_case(4, 1, 16, 70000, {69999});   /* 274 slices: more than the combine holds in shared memory */
-        /* units of fewer query heads than the group (the fused step at short contexts) */
-        attention_case(20, 5, 128, 4096, {0, 63, 128, 1024}, 1);
-        attention_case(20, 5, 128, 4096, {0, 128, 1024}, 2);
-        attention_case(8, 1, 256, 600, {0, 599}, 2);
-        attention_case(4, 1, 16, 70000, {69999}, 1);
-    }
+    TEST("attention: one slice, several slices, GQA") attention_cases();
     TEST("LM head: bf16 / f16 / f32 logits, argmax, next-step feed") {
         head_case(128256, 2560, BITNET__TABLE_BF16, 0);
         head_case(1000, 128, BITNET__TABLE_F16, 0);
