@@ -17,7 +17,9 @@
    the whole vector (as the fused step's normalization does) and checks it.
    Optionally warp 1 keeps a bulk copy of 64 KB in flight from memory each round,
    as the step's weight copies are.  Prints cycles per round (the slowest block,
-   median of 11 launches) and stops on a wrong value.
+   median of 11 launches) and stops on a wrong value.  (On an H200 the tagged
+   way measured 3.6-6 times slower than the barrier: tests/PERF.md, fourteenth
+   session.)
    usage: gpu_bench_exchange */
 #include <cuda_runtime.h>
 

@@ -25,7 +25,9 @@
      5. every thread waits for its copy, __syncthreads.
    Prints the release's cycles (median and 90th percentile over blocks and rounds,
    the first two rounds left out) and, for bulk copies, the cycles from the
-   request to the copy's completion seen after the release.
+   request to the copy's completion seen after the release.  A second table has
+   bulk copies in the odd blocks only: do the even blocks' releases wait for the
+   copies of other SMs, or only for their own?
    usage: gpu_bench_fence */
 #include <cuda_runtime.h>
 
@@ -46,6 +48,7 @@ struct fence_args {
     size_t src_bytes;           /* its size: a multiple of bytes */
     unsigned bytes;             /* per copy: a multiple of 16 * 224 for per-thread copies */
     int copy, release;
+    int odd_only;               /* copies in odd blocks only (the even ones time their release beside them) */
     long long delay;
     unsigned *counters;         /* 32 words per block: the release's target */
     float *out;                 /* 256 floats per block */
@@ -76,11 +79,12 @@ __global__ void __launch_bounds__(256, 1) fence_kernel(const fence_args a) {
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
+    const int copy = a.odd_only && !(blockIdx.x & 1) ? COPY_NONE : a.copy;
     for (int r = 0; r < ROUNDS; r++) {
         const size_t off = ((size_t)r * gridDim.x + blockIdx.x) * a.bytes % a.src_bytes;
         const unsigned char *src = a.src + off;
         /* 1. the copy */
-        if (a.copy == COPY_BULK && tid == 32) {
+        if (copy == COPY_BULK && tid == 32) {
             t_request = clock64();
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(a.bytes) : "memory");
@@ -89,8 +93,8 @@ __global__ void __launch_bounds__(256, 1) fence_kernel(const fence_args a) {
                          "l"(src), "r"(a.bytes), "r"(b)
                          : "memory");
         }
-        if (a.copy == COPY_L2 && tid == 32) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(a.bytes) : "memory");
-        if (a.copy == COPY_PER_THREAD && tid >= 32) {
+        if (copy == COPY_L2 && tid == 32) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(a.bytes) : "memory");
+        if (copy == COPY_PER_THREAD && tid >= 32) {
             for (unsigned i = (unsigned)(tid - 32) * 16; i < a.bytes; i += (blockDim.x - 32) * 16)
                 asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(buf + i)), "l"(src + i) : "memory");
             asm volatile("cp.async.commit_group;" ::: "memory");
@@ -111,7 +115,7 @@ __global__ void __launch_bounds__(256, 1) fence_kernel(const fence_args a) {
             a.release_cycles[(size_t)blockIdx.x * ROUNDS + r] = t1 - t0;
         }
         /* 5. the copy lands */
-        if (a.copy == COPY_BULK) {
+        if (copy == COPY_BULK) {
             unsigned done = 0;
             while (!done)
                 asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
@@ -120,7 +124,7 @@ __global__ void __launch_bounds__(256, 1) fence_kernel(const fence_args a) {
                              : "memory");
             if (tid == 0) a.copy_cycles[(size_t)blockIdx.x * ROUNDS + r] = clock64() - t_request;
         }
-        if (a.copy == COPY_PER_THREAD) asm volatile("cp.async.wait_group 0;" ::: "memory");
+        if (copy == COPY_PER_THREAD) asm volatile("cp.async.wait_group 0;" ::: "memory");
         __syncthreads();
     }
 #else
@@ -163,7 +167,7 @@ int main(void) {
     CK(cudaMalloc(&out, (size_t)blocks * 256 * sizeof(float)));
     CK(cudaMalloc(&rel, (size_t)blocks * ROUNDS * sizeof(long long)));
     CK(cudaMalloc(&cop, (size_t)blocks * ROUNDS * sizeof(long long)));
-    const size_t smem = 112 * 1024;
+    const size_t smem = 140 * 1024;   /* (the largest copy: 143,360 bytes) */
     CK(cudaFuncSetAttribute(fence_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     static const char *copies[4] = {"none", "bulk", "l2", "per-thread"};
     static const char *releases[N_REL] = {"red.release", "fence + red", "st.release", "membar.cta", "relaxed red"};
@@ -207,6 +211,33 @@ int main(void) {
                 }
         }
     }
+    /* Does the release wait for the block's own copies or for the traffic of all? */
+    printf("\n| bulk copies in odd blocks only | bytes | release | even blocks (no copy): median | 90th pct | odd blocks (copy): median | 90th pct |\n"
+           "|---|---:|---|---:|---:|---:|---:|\n");
+    for (unsigned bytes : {14336u, 71680u, 143360u})
+        for (int release = 0; release < 2; release++) {
+            fence_args a;
+            memset(&a, 0, sizeof a);
+            a.src = src;
+            a.src_bytes = src_bytes - max_bytes;
+            a.bytes = bytes;
+            a.copy = COPY_BULK;
+            a.odd_only = 1;
+            a.release = release;
+            a.counters = counters;
+            a.out = out;
+            a.release_cycles = rel;
+            a.copy_cycles = cop;
+            fence_kernel<<<blocks, 256, smem>>>(a);
+            CK(cudaGetLastError());
+            CK(cudaDeviceSynchronize());
+            std::vector<long long> r((size_t)blocks * ROUNDS), even, odd;
+            CK(cudaMemcpy(r.data(), rel, r.size() * sizeof(long long), cudaMemcpyDeviceToHost));
+            for (int bl = 0; bl < blocks; bl++)
+                for (int k = SKIP; k < ROUNDS; k++) (bl & 1 ? odd : even).push_back(r[(size_t)bl * ROUNDS + k]);
+            printf("| bulk | %u | %s | %lld | %lld | %lld | %lld |\n", bytes, releases[release], percentile(even, 0.5), percentile(even, 0.9),
+                   percentile(odd, 0.5), percentile(odd, 0.9));
+        }
     CK(cudaFree(src));
     CK(cudaFree(counters));
     CK(cudaFree(out));
