@@ -200,20 +200,10 @@ static long long run_way(int way, int cluster, const float *x, int n, int blocks
 }
 
 int main(void) {
-    int n_dev = 0, n_sm = 0, clk = 0;
-    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
-        printf("SKIP gpu_bench_broadcast: no CUDA device\n");
-        return 0;
-    }
-    cudaDeviceProp prop;
-    CK(cudaGetDeviceProperties(&prop, 0));
-    CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0));
-    CK(cudaDeviceGetAttribute(&clk, cudaDevAttrClockRate, 0));
-    printf("# every block gets the same vector: %s, %d SMs, SM clock up to %.0f MHz\n\n", prop.name, n_sm, clk / 1000.0);
-    if (prop.major < 9) {
-        printf("SKIP gpu_bench_broadcast: clusters need compute capability 9.0\n");
-        return 0;
-    }
+    gpu_hopper g;
+    if (!gpu_hopper_or_skip("gpu_bench_broadcast", "clusters", &g)) return 0;
+    const int n_sm = g.n_sm;
+    printf("# every block gets the same vector: %s, %d SMs, SM clock up to %.0f MHz\n\n", g.prop.name, n_sm, g.clock_khz / 1000.0);
     {
         /* does a cooperative launch take a cluster dimension? */
         int *out;

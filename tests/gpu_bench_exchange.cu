@@ -163,22 +163,11 @@ __global__ void __launch_bounds__(256, 1) exchange_kernel(const exchange_args a)
 }
 
 int main(void) {
-    int n_dev = 0, n_sm = 0, clk = 0, l2 = 0;
-    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
-        printf("SKIP gpu_bench_exchange: no CUDA device\n");
-        return 0;
-    }
-    cudaDeviceProp prop;
-    CK(cudaGetDeviceProperties(&prop, 0));
-    if (prop.major < 9) {
-        printf("SKIP gpu_bench_exchange: bulk copies need compute capability 9.0\n");
-        return 0;
-    }
-    CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0));
-    CK(cudaDeviceGetAttribute(&clk, cudaDevAttrClockRate, 0));
-    CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+    gpu_hopper g;
+    if (!gpu_hopper_or_skip("gpu_bench_exchange", "bulk copies", &g)) return 0;
+    const int n_sm = g.n_sm, l2 = g.l2_bytes;
     printf("# a phase boundary of the fused step, barrier or tagged values: %s, %d SMs, SM clock up to %.0f MHz, %d rounds a launch\n\n",
-           prop.name, n_sm, clk / 1000.0, ROUNDS);
+           g.prop.name, n_sm, g.clock_khz / 1000.0, ROUNDS);
     const int blocks = n_sm;
     const size_t src_bytes = ((size_t)4 * l2 / COPY_BYTES + 1) * COPY_BYTES;
     float *plain;

@@ -138,21 +138,10 @@ static long long percentile(std::vector<long long> v, double q) {
 }
 
 int main(void) {
-    int n_dev = 0, n_sm = 0, clk = 0, l2 = 0;
-    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
-        printf("SKIP gpu_bench_fence: no CUDA device\n");
-        return 0;
-    }
-    cudaDeviceProp prop;
-    CK(cudaGetDeviceProperties(&prop, 0));
-    if (prop.major < 9) {
-        printf("SKIP gpu_bench_fence: bulk copies need compute capability 9.0\n");
-        return 0;
-    }
-    CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0));
-    CK(cudaDeviceGetAttribute(&clk, cudaDevAttrClockRate, 0));
-    CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
-    printf("# the barrier's release against weight copies in flight: %s, %d SMs, SM clock up to %.0f MHz\n\n", prop.name, n_sm, clk / 1000.0);
+    gpu_hopper g;
+    if (!gpu_hopper_or_skip("gpu_bench_fence", "bulk copies", &g)) return 0;
+    const int n_sm = g.n_sm, l2 = g.l2_bytes;
+    printf("# the barrier's release against weight copies in flight: %s, %d SMs, SM clock up to %.0f MHz\n\n", g.prop.name, n_sm, g.clock_khz / 1000.0);
     const int blocks = n_sm;
     const unsigned max_bytes = 64 * 224 * 16;   /* 229,376: above the largest copy below */
     const size_t src_bytes = (size_t)4 * l2 / max_bytes * max_bytes + max_bytes;
