@@ -137,6 +137,19 @@ static long long percentile(std::vector<long long> v, double q) {
     return v[(size_t)(q * (double)(v.size() - 1))];
 }
 
+/* One launch of a (all blocks, ROUNDS rounds): the release's and the copy's
+   cycles, [blocks][ROUNDS] each. */
+static void run_fence(const fence_args &a, int blocks, size_t smem, std::vector<long long> *rel, std::vector<long long> *cop) {
+    rel->assign((size_t)blocks * ROUNDS, 0);
+    cop->assign((size_t)blocks * ROUNDS, 0);
+    CK(cudaMemset(a.copy_cycles, 0, cop->size() * sizeof(long long)));
+    fence_kernel<<<blocks, 256, smem>>>(a);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(rel->data(), a.release_cycles, rel->size() * sizeof(long long), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(cop->data(), a.copy_cycles, cop->size() * sizeof(long long), cudaMemcpyDeviceToHost));
+}
+
 int main(void) {
     gpu_hopper g;
     if (!gpu_hopper_or_skip("gpu_bench_fence", "bulk copies", &g)) return 0;
@@ -158,6 +171,14 @@ int main(void) {
     CK(cudaMalloc(&cop, (size_t)blocks * ROUNDS * sizeof(long long)));
     const size_t smem = 140 * 1024;   /* (the largest copy: 143,360 bytes) */
     CK(cudaFuncSetAttribute(fence_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    fence_args base;   /* what every launch shares */
+    memset(&base, 0, sizeof base);
+    base.src = src;
+    base.src_bytes = src_bytes - max_bytes;
+    base.counters = counters;
+    base.out = out;
+    base.release_cycles = rel;
+    base.copy_cycles = cop;
     static const char *copies[4] = {"none", "bulk", "l2", "per-thread"};
     static const char *releases[N_REL] = {"red.release", "fence + red", "st.release", "membar.cta", "relaxed red"};
     printf("| copy in flight | bytes a block | delay (cycles) | release | cycles: median | 90th pct | copy landed after: median |\n"
@@ -169,25 +190,13 @@ int main(void) {
                                                                                       : std::vector<long long>{0};
             for (long long delay : delays)
                 for (int release = 0; release < N_REL; release++) {
-                    fence_args a;
-                    memset(&a, 0, sizeof a);
-                    a.src = src;
-                    a.src_bytes = src_bytes - max_bytes;
+                    fence_args a = base;
                     a.bytes = bytes ? bytes : 16;
                     a.copy = copy;
                     a.release = release;
                     a.delay = delay;
-                    a.counters = counters;
-                    a.out = out;
-                    a.release_cycles = rel;
-                    a.copy_cycles = cop;
-                    CK(cudaMemset(cop, 0, (size_t)blocks * ROUNDS * sizeof(long long)));
-                    fence_kernel<<<blocks, 256, smem>>>(a);
-                    CK(cudaGetLastError());
-                    CK(cudaDeviceSynchronize());
-                    std::vector<long long> r((size_t)blocks * ROUNDS), c((size_t)blocks * ROUNDS), rk, ck;
-                    CK(cudaMemcpy(r.data(), rel, r.size() * sizeof(long long), cudaMemcpyDeviceToHost));
-                    CK(cudaMemcpy(c.data(), cop, c.size() * sizeof(long long), cudaMemcpyDeviceToHost));
+                    std::vector<long long> r, c, rk, ck;
+                    run_fence(a, blocks, smem, &r, &c);
                     for (int bl = 0; bl < blocks; bl++)
                         for (int k = SKIP; k < ROUNDS; k++) {
                             rk.push_back(r[(size_t)bl * ROUNDS + k]);
@@ -205,23 +214,13 @@ int main(void) {
            "|---|---:|---|---:|---:|---:|---:|\n");
     for (unsigned bytes : {14336u, 71680u, 143360u})
         for (int release = 0; release < 2; release++) {
-            fence_args a;
-            memset(&a, 0, sizeof a);
-            a.src = src;
-            a.src_bytes = src_bytes - max_bytes;
+            fence_args a = base;
             a.bytes = bytes;
             a.copy = COPY_BULK;
             a.odd_only = 1;
             a.release = release;
-            a.counters = counters;
-            a.out = out;
-            a.release_cycles = rel;
-            a.copy_cycles = cop;
-            fence_kernel<<<blocks, 256, smem>>>(a);
-            CK(cudaGetLastError());
-            CK(cudaDeviceSynchronize());
-            std::vector<long long> r((size_t)blocks * ROUNDS), even, odd;
-            CK(cudaMemcpy(r.data(), rel, r.size() * sizeof(long long), cudaMemcpyDeviceToHost));
+            std::vector<long long> r, c, even, odd;
+            run_fence(a, blocks, smem, &r, &c);
             for (int bl = 0; bl < blocks; bl++)
                 for (int k = SKIP; k < ROUNDS; k++) (bl & 1 ? odd : even).push_back(r[(size_t)bl * ROUNDS + k]);
             printf("| bulk | %u | %s | %lld | %lld | %lld | %lld |\n", bytes, releases[release], percentile(even, 0.5), percentile(even, 0.9),

@@ -750,18 +750,20 @@ static void multi_tile_cases(void) {
 }
 
 /* every attention case, for the chain's kernel (bitnet__attention) */
-static void attention_cases(void) {
-    attention_case(20, 5, 128, 4096, {0, 1, 63, 64, 128, 1023, 1024, 3999, 4095});
-    attention_case(4, 2, 32, 300, {0, 70, 299});
-    attention_case(8, 1, 256, 600, {599});
-    attention_case(4, 4, 16, 64, {0, 40, 63});
-    attention_case(8, 1, 64, 64, {0, 33, 63});   /* 8 query heads of 64 dimensions per KV head, one slice */
-    attention_case(4, 1, 16, 70000, {69999});   /* 274 slices: more than the combine holds in shared memory */
-    /* units of fewer query heads than the group (the fused step at short contexts) */
-    attention_case(20, 5, 128, 4096, {0, 63, 128, 1024}, 1);
-    attention_case(20, 5, 128, 4096, {0, 128, 1024}, 2);
-    attention_case(8, 1, 256, 600, {0, 599}, 2);
-    attention_case(4, 1, 16, 70000, {69999}, 1);
+static void attention_test(void) {
+    TEST("attention: one slice, several slices, GQA") {
+        attention_case(20, 5, 128, 4096, {0, 1, 63, 64, 128, 1023, 1024, 3999, 4095});
+        attention_case(4, 2, 32, 300, {0, 70, 299});
+        attention_case(8, 1, 256, 600, {599});
+        attention_case(4, 4, 16, 64, {0, 40, 63});
+        attention_case(8, 1, 64, 64, {0, 33, 63});   /* 8 query heads of 64 dimensions per KV head, one slice */
+        attention_case(4, 1, 16, 70000, {69999});   /* 274 slices: more than the combine holds in shared memory */
+        /* units of fewer query heads than the group (the fused step at short contexts) */
+        attention_case(20, 5, 128, 4096, {0, 63, 128, 1024}, 1);
+        attention_case(20, 5, 128, 4096, {0, 128, 1024}, 2);
+        attention_case(8, 1, 256, 600, {0, 599}, 2);
+        attention_case(4, 1, 16, 70000, {69999}, 1);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -771,6 +773,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     prepare_test_kernels();
+    if (argc > 1 && !strcmp(argv[1], "attention")) {   /* (a mutant's run: tests/gpu.sh) */
+        attention_test();
+        return TEST_EXIT();
+    }
     TEST("RMSNorm + quantization of a block: each way, identical to the CPU's") {
         for (int n : {2560, 6912, 1536 + 4, 64, 8}) {
             for (int kind = 0; kind < 6; kind++) norm_case(n, kind, false);
@@ -778,10 +784,6 @@ int main(int argc, char **argv) {
         }
     }
     if (argc > 1 && !strcmp(argv[1], "norm")) return TEST_EXIT();   /* (the mutants' runs: tests/gpu.sh) */
-    if (argc > 1 && !strcmp(argv[1], "attention")) {
-        TEST("attention: one slice, several slices, GQA") attention_cases();
-        return TEST_EXIT();
-    }
     TEST("W2A8 GEMV: several tiles a block, exact") multi_tile_cases();
     if (argc > 1 && !strcmp(argv[1], "tiles")) return TEST_EXIT();
     TEST("W2A8 GEMV: 2B4T shapes, exact") {
@@ -824,7 +826,7 @@ int main(int argc, char **argv) {
         gate_up_case(6912, 2560, 1, 4);
         gate_up_case(56, 96, 1, 3);
     }
-    TEST("attention: one slice, several slices, GQA") attention_cases();
+    attention_test();
     TEST("LM head: bf16 / f16 / f32 logits, argmax, next-step feed") {
         head_case(128256, 2560, BITNET__TABLE_BF16, 0);
         head_case(1000, 128, BITNET__TABLE_F16, 0);
