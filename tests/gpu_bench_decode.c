@@ -128,6 +128,7 @@ static void print_spread(const bitnet_hparams *hp, const unsigned long long *t, 
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : NULL;
     const int runs = argc > 2 ? atoi(argv[2]) : 5;
+    const int variant = argc > 3 ? atoi(argv[3]) : 0;   /* the fused step's variant the tables take as default */
     static const int positions[] = {128, 1024, 4000};
     bitnet_model_params mp = bitnet_model_default_params();
     bitnet_error err;
@@ -139,7 +140,7 @@ int main(int argc, char **argv) {
     struct cudaDeviceProp prop;
 
     if (!path) {
-        fprintf(stderr, "usage: gpu_bench_decode MODEL.gguf [runs]\n");
+        fprintf(stderr, "usage: gpu_bench_decode MODEL.gguf [runs [fused step variant]]\n");
         return 2;
     }
     if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
@@ -153,7 +154,9 @@ int main(int argc, char **argv) {
     if (!model) die("load", &err);
     t_load = now() - t0;
     bitnet_model_describe(model, desc, sizeof desc);
-    printf("# decode, batch 1: %s\n# %s\n\n", prop.name, desc);
+    printf("# decode, batch 1: %s\n# %s\n", prop.name, desc);
+    if (variant) printf("# the fused step's variant %d throughout (a diagnostic)\n", variant);
+    printf("\n");
     printf("| LM head | position | api tokens/s | graph tokens/s | graph ms/token |\n|---|---:|---:|---:|---:|\n");
     for (head = 0; head < 2; head++) {
         bitnet_context_params cp = bitnet_context_default_params();
@@ -170,6 +173,7 @@ int main(int argc, char **argv) {
         if (!ctx) die("context", &err);
         if (head == 0) t_upload = now() - t0;
         g = (bitnet__cuda_glue *)ctx->cuda;
+        if (variant && bitnet__cuda_context_set_fused_variant(g->dev, variant, &err) != BITNET_OK) die("variant", &err);
         sp.temperature = 0;
         smp = bitnet_sampler_create(&sp, &err);
         for (i = 0; i < 4096; i++) prefill[i] = (bitnet_token)((i * 2654435761u) % (unsigned)model->hp.n_vocab);
@@ -222,7 +226,7 @@ int main(int argc, char **argv) {
                     die("variant", &err);
                 printf("| %s | %.0f |\n", modes[mode], graph_rate(ctx, g->dev, prefill, 128, runs));
             }
-            if (bitnet__cuda_context_set_fused_variant(g->dev, 0, &err) != BITNET_OK) die("variant", &err);
+            if (bitnet__cuda_context_set_fused_variant(g->dev, variant, &err) != BITNET_OK) die("variant", &err);
             if (bitnet__cuda_context_set_overlap(g->dev, 3, &err) < 0) die("overlap", &err);   /* the default again */
             /* the kernel chain against the fused step by position */
             {
@@ -249,13 +253,13 @@ int main(int argc, char **argv) {
                 for (a = 0; a < 6; a++) {
                     double rate[2];
                     for (mode = 0; mode < 2; mode++) {
-                        if (bitnet__cuda_context_set_fused_variant(g->dev, mode ? 32 : 0, &err) != BITNET_OK) die("variant", &err);
+                        if (bitnet__cuda_context_set_fused_variant(g->dev, mode ? variant | 32 : variant, &err) != BITNET_OK) die("variant", &err);
                         rate[mode] = graph_rate(ctx, g->dev, prefill, at[a], runs);
                     }
                     printf("| %d | %.0f | %.0f |\n", at[a], rate[0], rate[1]);
                     fflush(stdout);
                 }
-                if (bitnet__cuda_context_set_fused_variant(g->dev, 0, &err) != BITNET_OK) die("variant", &err);
+                if (bitnet__cuda_context_set_fused_variant(g->dev, variant, &err) != BITNET_OK) die("variant", &err);
             }
             /* attention slices: the shortest slice (one block per slice, the last
                of a head combines them) against the position, both step modes */
