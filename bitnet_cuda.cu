@@ -1840,13 +1840,17 @@ __device__ __forceinline__ void bitnet__fused_norms_to_l2(const bitnet__fused_ar
 }
 
 /* Where this block's timestamp i goes when profiled (a row of
-   5 BITNET__FUSED_MARKS n_layer + 1 per block), or NULL. */
+   5 BITNET__FUSED_MARKS n_layer + 1 per block), or NULL.  PROF: the instance
+   that may be profiled (a.prof checked at run time); the others have no
+   profiling code at all. */
+template <bool PROF>
 __device__ __forceinline__ unsigned long long *bitnet__fused_stamp(const bitnet__fused_args &a, int i) {
-    return a.prof ? a.prof + (size_t)blockIdx.x * (5 * BITNET__FUSED_MARKS * a.n_layer + 1) + i : NULL;
+    return PROF && a.prof ? a.prof + (size_t)blockIdx.x * (5 * BITNET__FUSED_MARKS * a.n_layer + 1) + i : NULL;
 }
 
+template <bool PROF>
 __device__ __forceinline__ void bitnet__fused_mark(const bitnet__fused_args &a, int i) {
-    if (a.prof && threadIdx.x == 0) *bitnet__fused_stamp(a, i) = bitnet__globaltimer();
+    if (PROF && a.prof && threadIdx.x == 0) *bitnet__fused_stamp<PROF>(a, i) = bitnet__globaltimer();
 }
 
 /* The arguments of phase m's epilogue in layer l (the pointers the epilogue reads
@@ -1878,6 +1882,7 @@ __device__ __forceinline__ bitnet__gemv_args bitnet__fused_gemv_args(const bitne
    space.  One body for the four matrices (the epilogue is picked per row): the
    step's code must fit the SM's instruction cache, and four inlined copies of it
    did not (ncu: a quarter of the warps' time stalled on instruction fetch). */
+template <bool PROF>
 __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars,
                                                    int (*part)[17], const int *pos, const float *freq, const int4 *mtx,
                                                    bitnet__norm_part *warp_parts) {
@@ -1927,14 +1932,14 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
             m == 3 ? a.ffn : a.xw, k, a.norm_parts + region * gridDim.x, gridDim.x, a.norm_max + 3 * (m == 0 ? l - 1 : l) + region, a.eps, xq,
             &x_scale, stage ? (float *)(smem + a.smem_w[2]) : NULL);
     }
-    bitnet__fused_mark(a, mark + 1);
+    bitnet__fused_mark<PROF>(a, mark + 1);
     bitnet__fused_fetch_wait(a, l, m, bars);
     __syncthreads();
     if (stage && !(a.variant & (BITNET__FUSED_GATE_UP_AT_ATTENTION | BITNET__FUSED_GATE_UP_AT_O)))
         bitnet__fused_fetch(a, l + 1, 2, smem, bars, mtx);
-    bitnet__fused_mark(a, mark + 2);
+    bitnet__fused_mark<PROF>(a, mark + 2);
     bitnet__tiles_dot(smem + a.smem_w[m], t1 - t0, k, xq, dots, part);
-    bitnet__fused_mark(a, mark + 3);
+    bitnet__fused_mark<PROF>(a, mark + 3);
     {
         const bitnet__gemv_args g = bitnet__fused_gemv_args(a, L, l, m, pos, freq);
         /* the statistics: the sum of squares of x and the max |w x| (bitnet__quantize_parts_block) */
@@ -1999,7 +2004,7 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
     }
     if (!(a.variant & BITNET__FUSED_COPIES_AFTER_ARRIVAL) && !(m == 2 && bitnet__fused_down_staged(a)))
         bitnet__fused_fetch(a, l + 1, m, smem, bars, mtx);   /* the region's reads ended at tiles_dot's last __syncthreads */
-    bitnet__fused_mark(a, mark + 4);
+    bitnet__fused_mark<PROF>(a, mark + 4);
 }
 
 /* Attention unit u of the step (u < n_unit_heads x splits): its unit of query
@@ -2014,8 +2019,12 @@ __device__ __forceinline__ void bitnet__fused_unit(int u, int n_unit_heads, int 
     bitnet__att_slice_range(*split, chunk, n, p0, np);
 }
 
-/* One block per SM: all the registers a thread may have (the kernel is large). */
-template <int MG, int MD>
+/* One block per SM: all the registers a thread may have (the kernel is large).
+   PROF: the instance that leaves timestamps when a.prof is set; the 2B4T-sized
+   instance also comes without, for every step that is not profiled (the marks'
+   checks and stamp addresses took ~3% of the warps' samples, ncu, fifteenth
+   session). */
+template <int MG, int MD, bool PROF>
 __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers_kernel(const bitnet__fused_args a) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ int part[BITNET__FUSED_THREADS / 32][17];
@@ -2091,14 +2100,14 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         at.unit_heads = unit_heads;
         at.scale = a.att_scale;
         at.min_chunk = a.att_chunk;
-        at.stamps = bitnet__fused_stamp(a, BITNET__FUSED_MARKS * (5 * l + 1));
+        at.stamps = bitnet__fused_stamp<PROF>(a, BITNET__FUSED_MARKS * (5 * l + 1));
         /* the phases: 0 QKV, RoPE, K/V append (layer 0 reads the token's embedding
            row; block 0 also stores it as the residual stream); 1 attention; 2 O and
            the residual; 3 gate/up and act(gate) * up; 4 down and the residual.  A
            loop, not unrolled, so that the four GEMV phases run the same code. */
 #pragma unroll 1
         for (int p = 0; p < 5; p++) {
-            bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + p));
+            bitnet__fused_mark<PROF>(a, BITNET__FUSED_MARKS * (5 * l + p));
             if (p == 0) {
                 /* this block's attention slices of the cache go to L2, a phase early
                    (by the first unit of each KV head); the last four blocks pull the
@@ -2121,22 +2130,22 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
                     bitnet__att_block_t<MG, MD, true>(at, uh, kvh, split, att_splits, a.att_splits, p0, np, scratch, scratch + G * a.head_dim,
                                                       scratch + G * (a.head_dim + BITNET__ATT_THREADS));
                 }
-                bitnet__fused_mark(a, BITNET__FUSED_MARKS * (5 * l + 1) + 4);
+                bitnet__fused_mark<PROF>(a, BITNET__FUSED_MARKS * (5 * l + 1) + 4);
             } else {
-                bitnet__fused_gemv(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq, mtx, warp_parts);
+                bitnet__fused_gemv<PROF>(a, l, p == 0 ? 0 : p - 1, smem, bars, part, &s_pos, freq, mtx, warp_parts);
             }
             /* the barrier (in the COPIES_AFTER_ARRIVAL variant, a GEMV phase requests
                its matrix's tiles of the next layer between the arrival and the wait) */
             const bool sync = p < 4 || l + 1 < a.n_layer;
             if (sync)
                 bitnet__grid_arrive(a.barrier, &target, fence, warp_parts, p >= 2 ? a.norm_parts + (p - 2) * gridDim.x + blockIdx.x : NULL,
-                                    p >= 2 ? a.norm_max + 3 * l + p - 2 : NULL, bitnet__fused_stamp(a, BITNET__FUSED_MARKS * (5 * l + p) + 5));
+                                    p >= 2 ? a.norm_max + 3 * l + p - 2 : NULL, bitnet__fused_stamp<PROF>(a, BITNET__FUSED_MARKS * (5 * l + p) + 5));
             if (p != 1 && (a.variant & BITNET__FUSED_COPIES_AFTER_ARRIVAL) && !(p == 3 && bitnet__fused_down_staged(a)))
                 bitnet__fused_fetch(a, l + 1, p == 0 ? 0 : p - 1, smem, bars, mtx);   /* (none after the last layer) */
             if (sync) bitnet__grid_wait(a.barrier, target, fence);
         }
     }
-    bitnet__fused_mark(a, BITNET__FUSED_MARKS * 5 * a.n_layer);
+    bitnet__fused_mark<PROF>(a, BITNET__FUSED_MARKS * 5 * a.n_layer);
     /* the last block out resets the barrier for the next launch (every block has
        left its last wait once it counts itself out) */
     bitnet__copy_async_wait<0>();
@@ -2147,9 +2156,10 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
 }
 
 typedef void (*bitnet__fused_fn)(const bitnet__fused_args);
-static bitnet__fused_fn bitnet__fused_kernel_for(const bitnet__cuda_shape *s) {
-    return bitnet__att_small(s->n_head, s->n_head_kv, s->head_dim) ? bitnet__fused_layers_kernel<4, 128>
-                                                                   : bitnet__fused_layers_kernel<BITNET__ATT_MAX_GROUP, BITNET__ATT_MAX_DIM>;
+static bitnet__fused_fn bitnet__fused_kernel_for(const bitnet__cuda_shape *s, bool prof) {
+    if (!bitnet__att_small(s->n_head, s->n_head_kv, s->head_dim))
+        return bitnet__fused_layers_kernel<BITNET__ATT_MAX_GROUP, BITNET__ATT_MAX_DIM, true>;
+    return prof ? bitnet__fused_layers_kernel<4, 128, true> : bitnet__fused_layers_kernel<4, 128, false>;
 }
 
 /* ===========================================================================
@@ -2535,12 +2545,19 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
         (void)cudaGetLastError();
         return cudaSuccess;
     }
-    const bitnet__fused_fn kernel = bitnet__fused_kernel_for(s);
-    if ((e = cudaFuncGetAttributes(&fa, kernel)) != cudaSuccess) return e;
-    const size_t max_dynamic = m->max_smem > fa.sharedSizeBytes ? m->max_smem - fa.sharedSizeBytes : 0;
-    if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dynamic)) != cudaSuccess)
-        return e;
-    if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100)) != cudaSuccess) return e;
+    /* the instance that runs and the one that is profiled (the same for the general shape) */
+    const bitnet__fused_fn kernels[2] = {bitnet__fused_kernel_for(s, false), bitnet__fused_kernel_for(s, true)};
+    size_t max_dynamic = m->max_smem;
+    for (int i = 0; i < 2; i++) {
+        if ((e = cudaFuncGetAttributes(&fa, kernels[i])) != cudaSuccess) return e;
+        if (max_dynamic > m->max_smem - (fa.sharedSizeBytes < m->max_smem ? fa.sharedSizeBytes : m->max_smem))
+            max_dynamic = m->max_smem - (fa.sharedSizeBytes < m->max_smem ? fa.sharedSizeBytes : m->max_smem);
+    }
+    for (int i = 0; i < 2; i++) {
+        if ((e = cudaFuncSetAttribute(kernels[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dynamic)) != cudaSuccess)
+            return e;
+        if ((e = cudaFuncSetAttribute(kernels[i], cudaFuncAttributePreferredSharedMemoryCarveout, 100)) != cudaSuccess) return e;
+    }
     {
         const int blocks = m->n_sm;
         size_t off = 0, scratch;
@@ -2573,9 +2590,11 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
         c->fused_off[8] = (unsigned)off;
         off += (size_t)((s->n_embd / 16 + blocks - 1) / blocks) * 16 * sizeof(float);
         if (off > max_dynamic) return cudaSuccess;
-        if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, BITNET__FUSED_THREADS, off)) != cudaSuccess)
-            return e;
-        if (occ < 1) return cudaSuccess;
+        for (int i = 0; i < 2; i++) {
+            if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernels[i], BITNET__FUSED_THREADS, off)) != cudaSuccess)
+                return e;
+            if (occ < 1) return cudaSuccess;
+        }
         c->fused_blocks = blocks;
         c->fused_smem = off;
         c->fused_splits = blocks / s->n_head_kv;
@@ -2643,7 +2662,7 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     attr[0].val.cooperative = 1;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, bitnet__fused_kernel_for(s), a);
+    return cudaLaunchKernelEx(&cfg, bitnet__fused_kernel_for(s, prof != NULL), a);
 }
 
 /* The fused step's layer table, to the device (once per context). */
