@@ -2550,8 +2550,8 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
     size_t max_dynamic = m->max_smem;
     for (int i = 0; i < 2; i++) {
         if ((e = cudaFuncGetAttributes(&fa, kernels[i])) != cudaSuccess) return e;
-        if (max_dynamic > m->max_smem - (fa.sharedSizeBytes < m->max_smem ? fa.sharedSizeBytes : m->max_smem))
-            max_dynamic = m->max_smem - (fa.sharedSizeBytes < m->max_smem ? fa.sharedSizeBytes : m->max_smem);
+        const size_t left = m->max_smem > fa.sharedSizeBytes ? m->max_smem - fa.sharedSizeBytes : 0;   /* past its static shared memory */
+        if (left < max_dynamic) max_dynamic = left;
     }
     for (int i = 0; i < 2; i++) {
         if ((e = cudaFuncSetAttribute(kernels[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_dynamic)) != cudaSuccess)
