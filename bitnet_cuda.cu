@@ -97,6 +97,13 @@ __device__ __forceinline__ void bitnet__pdl_wait(void) {
 #endif
 }
 
+/* Profiling: the GPU's clock in ns. */
+__device__ __forceinline__ unsigned long long bitnet__globaltimer(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 /* 16 bytes global -> shared without a register round trip (cp.async, sm_80+). */
 __device__ __forceinline__ void bitnet__copy16_async(void *smem, const void *gmem) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -404,14 +411,17 @@ struct __align__(16) bitnet__norm_part {
    the CPU).  stage: shared memory for n floats (w x is copied there with cp.async,
    each thread quantizing what it copied, for vectors longer than a round of NQ_REGS
    float4 per thread), or NULL (rounds of registers).  q is complete after the
-   caller's next __syncthreads. */
+   caller's next __syncthreads.  stamps: NULL, or where thread 0 (and 32) leave
+   timestamps [6..9] (BITNET__FUSED_MARKS). */
 template <int NQ_REGS, int THREADS>
 __device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, int n, const bitnet__norm_part *parts, int n_parts,
-                                                             const unsigned *max_bits, float eps, int8_t *q, float *scale_out, float *stage) {
+                                                             const unsigned *max_bits, float eps, int8_t *q, float *scale_out, float *stage,
+                                                             unsigned long long *stamps = NULL) {
     constexpr int DATA = THREADS - 32;   /* the threads that hold w x */
     constexpr int ROUND = NQ_REGS * 4 * DATA;
     __shared__ float2 factor_scale;
     const int t = (int)threadIdx.x - 32;
+    if (stamps && threadIdx.x == 0) stamps[6] = bitnet__globaltimer();
     BITNET__NORM_MARK(0);
     const float f_fast = 127.0f / __uint_as_float(__ldcg(max_bits));
     if (t >= 0) {
@@ -435,6 +445,7 @@ __device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, in
                 }
             }
         }
+        if (stamps && t == 0) stamps[7] = bitnet__globaltimer();
     } else {
         double ss = 0.0;
         float m = 0.0f;
@@ -459,10 +470,12 @@ __device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, in
             float s;
             const float f = bitnet__quant_factor(ss, m, n, eps, &s);
             factor_scale = make_float2(f, s);
+            if (stamps) stamps[8] = bitnet__globaltimer();
         }
         BITNET__NORM_MARK(4);
     }
     __syncthreads();
+    if (stamps && threadIdx.x == 0) stamps[9] = bitnet__globaltimer();
     const float f = factor_scale.x;
     if (__float_as_uint(f) != __float_as_uint(f_fast)) {   /* the same in every thread */
         for (int i = t * 4; t >= 0 && i < n; i += DATA * 4)
@@ -835,13 +848,6 @@ struct bitnet__attn_args {
     bitnet__tail tail;               /* the output, quantized for the O projection */
     unsigned long long *stamps;      /* profiling (the fused step): NULL, or where [1..3] get timestamps */
 };
-
-/* Profiling: the GPU's clock in ns. */
-__device__ __forceinline__ unsigned long long bitnet__globaltimer(void) {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 __device__ __forceinline__ void bitnet__att_stamp(const bitnet__attn_args &a, int i) {
     if (a.stamps && threadIdx.x == 0) a.stamps[i] = bitnet__globaltimer();
@@ -1590,7 +1596,11 @@ struct bitnet__cuda_layer_dev {
    Needs: cooperative launch, and shared memory for one block's tiles of the four
    matrices (bitnet__fused_plan); otherwise the context runs the kernel chain. */
 #define BITNET__FUSED_THREADS 256
-#define BITNET__FUSED_MARKS 6     /* timestamps per phase when profiled: start, normalized, weights here, dots, epilogue, arrival */
+/* Timestamps per phase when profiled: start, normalized, weights here, dots,
+   epilogue, arrival; then, in a phase whose input comes with its producers'
+   statistics, inside bitnet__quantize_parts_block: entry, warp 1 done quantizing,
+   warp 0's factor, after the __syncthreads (attention: q, scores, V at 1-3). */
+#define BITNET__FUSED_MARKS 10
 
 /* What changes from layer to layer (the rest is in the kernel's parameters); the
    whole table sits in shared memory during the step. */
@@ -1930,7 +1940,7 @@ __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, 
         const int region = m == 0 ? 2 : m - 2;
         bitnet__quantize_parts_block<BITNET__FUSED_NQ_REGS, BITNET__FUSED_THREADS>(
             m == 3 ? a.ffn : a.xw, k, a.norm_parts + region * gridDim.x, gridDim.x, a.norm_max + 3 * (m == 0 ? l - 1 : l) + region, a.eps, xq,
-            &x_scale, stage ? (float *)(smem + a.smem_w[2]) : NULL);
+            &x_scale, stage ? (float *)(smem + a.smem_w[2]) : NULL, bitnet__fused_stamp<PROF>(a, mark));
     }
     bitnet__fused_mark<PROF>(a, mark + 1);
     bitnet__fused_fetch_wait(a, l, m, bars);

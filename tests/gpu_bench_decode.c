@@ -123,6 +123,39 @@ static void print_spread(const bitnet_hparams *hp, const unsigned long long *t, 
         if (j == 1) printf(" |\n");
         else printf(" %d of %d |\n", late_most[j], counted[j]);
     }
+    if (M >= 10) {
+        /* inside the normalization of the phases whose input comes with its
+           producers' statistics (stamps 6-9; layer 0's QKV and every O gather
+           their own) */
+        static const int ks[3] = {0, 3, 4};
+        int ki;
+        printf("\nposition %d: inside the normalization from the producers' statistics, us summed over the layers, mean over blocks / slowest block\n\n"
+               "| phase | start to entry | entry to warp 1 quantized | entry to warp 0's scale | entry to the __syncthreads | normalize (start to normalized) |\n"
+               "|---|---:|---:|---:|---:|---:|\n", pos);
+        for (ki = 0; ki < 3; ki++) {
+            const int k = ks[ki];
+            double mean[5] = {0}, mxs[5] = {0};
+            int l;
+            for (l = 0; l < n_layer; l++) {
+                const int ph = 5 * l + k;
+                double mx[5] = {0};
+                if (ph + 1 >= 5 * n_layer || (l == 0 && k == 0)) continue;
+                for (b = 0; b < n_blocks; b++) {
+                    const unsigned long long *p = t + (size_t)b * n_stamps + M * ph;
+                    const double d[5] = {(double)(p[6] - p[0]), (double)(p[7] - p[6]), (double)(p[8] - p[6]), (double)(p[9] - p[6]),
+                                         (double)(p[1] - p[0])};
+                    for (j = 0; j < 5; j++) {
+                        mean[j] += d[j] / n_blocks * 1e-3;
+                        if (d[j] > mx[j]) mx[j] = d[j];
+                    }
+                }
+                for (j = 0; j < 5; j++) mxs[j] += mx[j] * 1e-3;
+            }
+            printf("| %s |", phases[k]);
+            for (j = 0; j < 5; j++) printf(" %.1f / %.1f |", mean[j], mxs[j]);
+            printf("\n");
+        }
+    }
 }
 
 int main(int argc, char **argv) {
