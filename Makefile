@@ -114,7 +114,7 @@ build/gpu/gpu_model_mutant: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.
 # a producer of the fused step's statistics: gate/up stores act(gate) * up times
 # ffn_norm instead of ffn_sub_norm for down's quantization
 build/gpu/gpu_model_mutant_producer: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
-	$(call model_mutant,mutant_producer,s/: m == 2 ? L.norm\[3\]/: m == 2 ? L.norm[2]/)
+	$(call model_mutant,mutant_producer,s/m == 2 ? layers\[l\].norm\[3\]/m == 2 ? layers[l].norm[2]/)
 
 # each warp's statistics of the fused step's producers summed over its first 8 lanes only
 # (the tiny model's O and down blocks have one 16-row tile or none)
