@@ -1886,18 +1886,12 @@ __device__ __forceinline__ bitnet__gemv_args bitnet__fused_gemv_args(const bitne
     return g;
 }
 
-/* One GEMV phase of layer l: normalize and quantize the input, then this block's
-   tiles of matrix m (in shared memory once their copy has landed) times it, the
-   epilogue of each row, and the copy of the next layer's tiles into the freed
-   space.  One body for the four matrices (the epilogue is picked per row): the
-   step's code must fit the SM's instruction cache, and four inlined copies of it
-   did not (ncu: a quarter of the warps' time stalled on instruction fetch). */
 /* What GEMV phase m of layer l needs before its input is there, none of it
    written by other blocks: the norm weight its outputs are multiplied by, and
-   this thread's first weight of it.  The step computes it
-   between the barrier's arrival and its wait, so that the phase's first loads go
-   out as soon as the barrier ends (computed after it, this path was 3.6% of the
-   warps' samples, ncu, fifteenth session). */
+   this thread's first weight of it.  The step computes it between the barrier's
+   arrival and its wait, so that the phase's first loads go out as soon as the
+   barrier ends (computed after it, this path was 3.6% of the warps' samples, ncu,
+   fifteenth session). */
 struct bitnet__fused_prep {
     const float *next_norm;   /* O, gate/up, down: the norm weight that comes next (or NULL) */
     float first_norm;         /* this thread's first weight of it */
@@ -1922,6 +1916,12 @@ __device__ __forceinline__ bitnet__fused_prep bitnet__fused_gemv_prep(const bitn
     return r;
 }
 
+/* One GEMV phase of layer l: normalize and quantize the input, then this block's
+   tiles of matrix m (in shared memory once their copy has landed) times it, the
+   epilogue of each row, and the copy of the next layer's tiles into the freed
+   space.  One body for the four matrices (the epilogue is picked per row): the
+   step's code must fit the SM's instruction cache, and four inlined copies of it
+   did not (ncu: a quarter of the warps' time stalled on instruction fetch). */
 template <bool PROF>
 __device__ __forceinline__ void bitnet__fused_gemv(const bitnet__fused_args &a, int l, int m, uint8_t *smem, unsigned long long *bars,
                                                    int (*part)[17], const int *pos, const float *freq, const int4 *mtx,
