@@ -1,6 +1,6 @@
 /* End-to-end decode benchmark on the GPU (run by tests/gpu.sh).
 
-   usage: gpu_bench_decode MODEL.gguf [runs]
+   usage: gpu_bench_decode MODEL.gguf [runs [fused step variant [rates]]]
 
    Batch-1 decode of the model (a random-weight 2B4T file in gpu.sh) at context
    positions 128, 1024 and 4000, with the bf16 LM head and with the int8 one:
@@ -10,13 +10,15 @@
               device, the host waits only at the end): the GPU's own rate
    each the median of `runs` runs of 64 tokens.  Then the time of one step split
    into its kernels (run one by one, without overlap, so the parts add up to more
-   than a replay), GPU memory, and load times. */
+   than a replay), GPU memory, and load times.  With `rates` only the first table
+   (for comparing builds of one source: compiler flags, quick A/B runs). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #define BITNET_IMPLEMENTATION
 #include "bitnet.h"
 
 #include <cuda_runtime_api.h>
 #include <math.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void) {
@@ -162,6 +164,7 @@ int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : NULL;
     const int runs = argc > 2 ? atoi(argv[2]) : 5;
     const int variant = argc > 3 ? atoi(argv[3]) : 0;   /* the fused step's variant the tables take as default */
+    const int rates_only = argc > 4 && strcmp(argv[4], "rates") == 0;
     static const int positions[] = {128, 1024, 4000};
     bitnet_model_params mp = bitnet_model_default_params();
     bitnet_error err;
@@ -173,7 +176,7 @@ int main(int argc, char **argv) {
     struct cudaDeviceProp prop;
 
     if (!path) {
-        fprintf(stderr, "usage: gpu_bench_decode MODEL.gguf [runs [fused step variant]]\n");
+        fprintf(stderr, "usage: gpu_bench_decode MODEL.gguf [runs [fused step variant [rates]]]\n");
         return 2;
     }
     if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
@@ -240,6 +243,12 @@ int main(int argc, char **argv) {
             qsort(graph, (size_t)r, sizeof *graph, cmp_double);
             printf("| %s | %d | %.0f | %.0f | %.3f |\n", head ? "int8" : "bf16", pos, api[r / 2], graph[r / 2], 1000.0 / graph[r / 2]);
             fflush(stdout);
+        }
+        if (rates_only) {
+            bitnet_sampler_free(smp);
+            bitnet_context_free(ctx);
+            free(prefill);
+            continue;
         }
         if (head == 0) {
             /* the step modes (bitnet_cuda.cu): the kernel chain with its kernels
