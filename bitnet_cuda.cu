@@ -423,12 +423,18 @@ __device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, in
     const int t = (int)threadIdx.x - 32;
     if (stamps && threadIdx.x == 0) stamps[6] = bitnet__globaltimer();
     BITNET__NORM_MARK(0);
-    const float f_fast = 127.0f / __uint_as_float(__ldcg(max_bits));
+    /* the data threads' multiplier from the max word.  Warp 0 neither loads nor
+       divides by it: a division waits for its operand, and warp 0's statistics
+       loads then went out a round trip late (its factor came 0.55 us after the
+       quantization, tests/PERF.md, fifteenth and eighteenth sessions) */
+    float f_fast = 0.0f;
     if (t >= 0) {
+        const unsigned max_word = __ldcg(max_bits);
         if (stage) {
             for (int i = t * 4; i < n; i += DATA * 4) bitnet__copy16_async(stage + i, wx + i);
             bitnet__copy_async_commit();
             bitnet__copy_async_wait<0>();
+            f_fast = 127.0f / __uint_as_float(max_word);
             for (int i = t * 4; i < n; i += DATA * 4) bitnet__quant4(q + i, *(const float4 *)(stage + i), f_fast);
         } else {
             float4 v[NQ_REGS];
@@ -437,6 +443,7 @@ __device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, in
                 const int i = (t + j * DATA) * 4;
                 if (i < n) v[j] = __ldcg((const float4 *)(wx + i));
             }
+            f_fast = 127.0f / __uint_as_float(max_word);
             for (int base = 0; base < n; base += ROUND) {
 #pragma unroll
                 for (int j = 0; j < NQ_REGS; j++) {
@@ -477,8 +484,8 @@ __device__ __forceinline__ void bitnet__quantize_parts_block(const float *wx, in
     __syncthreads();
     if (stamps && threadIdx.x == 0) stamps[9] = bitnet__globaltimer();
     const float f = factor_scale.x;
-    if (__float_as_uint(f) != __float_as_uint(f_fast)) {   /* the same in every thread */
-        for (int i = t * 4; t >= 0 && i < n; i += DATA * 4)
+    if (t >= 0 && __float_as_uint(f) != __float_as_uint(f_fast)) {   /* the same in every data thread */
+        for (int i = t * 4; i < n; i += DATA * 4)
             bitnet__quant4(q + i, stage ? *(const float4 *)(stage + i) : __ldcg((const float4 *)(wx + i)), f);
     }
     *scale_out = factor_scale.y;
