@@ -2626,19 +2626,20 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
             const size_t region = (size_t)((n_tiles + blocks - 1) / blocks) * k * 4;
             c->fused_stage = region >= (size_t)s->n_ff * 4;
         }
-        /* (every region on a 128-byte line, as the tile regions: see the kernel) */
-        c->fused_off[4] = (unsigned)(off = (off + 127) / 128 * 128);
+        /* every region on a 128-byte line, as the tile regions (see the kernel) */
+        const auto line = [](size_t bytes) { return (bytes + 127) / 128 * 128; };
+        c->fused_off[4] = (unsigned)(off = line(off));
         off += (size_t)max_tiles * 16 * sizeof(int);
-        c->fused_off[5] = (unsigned)(off = (off + 127) / 128 * 128);
+        c->fused_off[5] = (unsigned)(off = line(off));
         scratch = bitnet__att_smem_floats(G, s->head_dim) * sizeof(float);
         if (scratch < (size_t)s->n_embd) scratch = (size_t)s->n_embd;
         if (scratch < (size_t)s->n_ff) scratch = (size_t)s->n_ff;
         off += scratch;
-        c->fused_off[6] = (unsigned)(off = (off + 127) / 128 * 128);
+        c->fused_off[6] = (unsigned)(off = line(off));
         off += (size_t)s->n_layer * sizeof(bitnet__fused_layer);
-        c->fused_off[7] = (unsigned)(off = (off + 127) / 128 * 128);
+        c->fused_off[7] = (unsigned)(off = line(off));
         off += (size_t)s->head_dim / 2 * sizeof(float2);
-        c->fused_off[8] = (unsigned)(off = (off + 127) / 128 * 128);
+        c->fused_off[8] = (unsigned)(off = line(off));
         off += (size_t)((s->n_embd / 16 + blocks - 1) / blocks) * 16 * sizeof(float);
         if (off > max_dynamic) return cudaSuccess;
         for (int i = 0; i < 2; i++) {
