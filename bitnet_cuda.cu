@@ -1065,7 +1065,7 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         return;
     }
 
-    if (EARLY && a.count_target && splits <= 256) {
+    if (EARLY && a.count_target && splits > 8 && splits <= 256) {   /* (up to 8 slices the last block loads them in one round) */
         /* the fused step: every slice block of the unit waits for the others (its
            counter grows by the slices every layer) and combines its share of the
            outputs, every partial loaded once; the arithmetic and its order are
