@@ -35,7 +35,7 @@ ifeq ($(CUDA),1)
 GPU_PROGS := $(patsubst tests/%.cu,build/gpu/%,$(wildcard tests/gpu_*.cu)) $(patsubst tests/%.c,build/gpu/%,$(wildcard tests/gpu_*.c)) \
              build/gpu/gpu_model_kv32 build/gpu/gpu_model_mutant build/gpu/gpu_model_mutant_producer build/gpu/gpu_kernels_mutant \
              build/gpu/gpu_kernels_mutant_tiles build/gpu/gpu_model_mutant_warp_sums build/gpu/gpu_kernels_mutant_requant \
-             build/gpu/gpu_model_mutant_units build/gpu/gpu_kernels_mutant_units
+             build/gpu/gpu_model_mutant_units build/gpu/gpu_kernels_mutant_units build/gpu/gpu_model_mutant_spread
 endif
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,build/tests/%,$(TEST_SRCS))
@@ -127,6 +127,12 @@ build/gpu/gpu_model_mutant_warp_sums: tests/gpu_model.c tests/test.h bitnet.h bi
 UNITS_SED := s|kv_units == 1 ? \*uh : \*uh / kv_units;|kv_units == 1 ? *uh : *uh % kv_units;|
 build/gpu/gpu_model_mutant_units: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
 	$(call model_mutant,mutant_units,$(UNITS_SED))
+
+# the fused step's spread combining of attention's slices (above 8 slices) adding the
+# slices' partials without their weights exp(m_s - m)
+SPREAD_SED := s|if (s + u < splits) o += pv\[u\] \* s_f\[(s + u) \* G + g\].x;|if (s + u < splits) o += pv[u];|
+build/gpu/gpu_model_mutant_spread: tests/gpu_model.c tests/test.h bitnet.h bitnet_cuda.cu
+	$(call model_mutant,mutant_spread,$(SPREAD_SED))
 
 # the chain's attention kernel with units of fewer query heads than a KV group
 # reading KV head (block % KV heads) instead of the one their query heads share

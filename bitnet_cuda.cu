@@ -854,6 +854,7 @@ struct bitnet__attn_args {
     int late_launch;
     bitnet__tail tail;               /* the output, quantized for the O projection */
     unsigned long long *stamps;      /* profiling (the fused step): NULL, or where [1..3] get timestamps */
+    unsigned count_target;           /* the fused step: what a unit's counter reaches once this layer's slices are in (it grows through the launch), or 0 */
 };
 
 __device__ __forceinline__ void bitnet__att_stamp(const bitnet__attn_args &a, int i) {
@@ -1064,6 +1065,58 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         return;
     }
 
+    if (EARLY && a.count_target && splits > 8 && splits <= 256) {   /* (up to 8 slices the last block loads them in one round) */
+        /* the fused step: every slice block of the unit waits for the others (its
+           counter grows by the slices every layer) and combines its share of the
+           outputs, every partial loaded once; the arithmetic and its order are
+           the last block's below */
+        const int warp = tid >> 5, lane = tid & 31, per = (G * hd + splits - 1) / splits, i0 = split * per;
+        const int i1 = min(G * hd, i0 + per);
+        const float2 *ml = a.part_ml + (size_t)h * max_splits * G;
+        const float *po = a.part_o + (size_t)h * max_splits * G * hd;
+        float2 *s_f = (float2 *)s_red;   /* [splits][G] */
+        __syncthreads();
+        if (tid == 0) {
+            unsigned seen;
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(a.counters + h) : "memory");
+            do {
+                asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(a.counters + h) : "memory");
+            } while ((int)(seen - a.count_target) < 0);
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(a.counters + h) : "memory");
+        }
+        __syncthreads();
+        for (int i = tid; i < splits * G; i += blockDim.x) s_f[i] = __ldcg(ml + i);
+        __syncthreads();
+        if (warp < G) {
+            float m = -INFINITY, l = 0.0f;
+            for (int s = lane; s < splits; s += 32) m = fmaxf(m, s_f[s * G + warp].x);
+            for (int off = 16; off; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+            for (int s = lane; s < splits; s += 32) {
+                const float2 v = s_f[s * G + warp];
+                const float f = expf(v.x - m);
+                l += v.y * f;
+                s_f[s * G + warp].x = f;
+            }
+            for (int off = 16; off; off >>= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
+            if (lane == 0) s_l[warp] = l;
+        }
+        __syncthreads();
+        for (int i = i0 + tid; i < i1; i += blockDim.x) {
+            const int g = i / hd;
+            float o = 0.0f;
+            for (int s = 0; s < splits; s += 8) {
+                float pv[8];
+#pragma unroll
+                for (int u = 0; u < 8; u++) pv[u] = s + u < splits ? __ldcg(po + (size_t)(s + u) * G * hd + i) : 0.0f;
+#pragma unroll
+                for (int u = 0; u < 8; u++)
+                    if (s + u < splits) o += pv[u] * s_f[(s + u) * G + g].x;
+            }
+            a.out[(size_t)h * G * hd + i] = o / s_l[g];
+        }
+        __syncthreads();   /* (s_red is reused) */
+        return;
+    }
     /* the last block of this head to finish combines the slices */
     if (!bitnet__arrive_last(&a.counters[h], (unsigned)splits)) return;
     if (splits <= 256) {
@@ -2146,6 +2199,10 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         at.scale = a.att_scale;
         at.min_chunk = a.att_chunk;
         at.stamps = bitnet__fused_stamp<PROF>(a, BITNET__FUSED_MARKS * (5 * l + 1));
+        /* (spread combining only where every unit has a block of its own: a block
+           waiting in its first unit for a slice that is another block's second
+           would deadlock) */
+        at.count_target = n_units <= (int)gridDim.x ? (unsigned)((l + 1) * att_splits) : 0u;
         /* the phases: 0 QKV, RoPE, K/V append (layer 0 reads the token's embedding
            row; block 0 also stores it as the residual stream); 1 attention; 2 O and
            the residual; 3 gate/up and act(gate) * up; 4 down and the residual.  A
@@ -2202,6 +2259,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
     if (threadIdx.x == 0 && atomicAdd(a.barrier + 1, 1u) == gridDim.x - 1) {
         a.barrier[0] = 0;
         a.barrier[1] = 0;
+        for (int h = 0; h < a.n_head; h++) a.att_counters[h] = 0;   /* (the units' counters grew through the launch) */
     }
 }
 

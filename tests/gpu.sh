@@ -109,6 +109,9 @@ must_fail mutant-warp-sums '^FAIL '              'the fused step summing 8 lanes
   build/gpu/gpu_model_mutant_warp_sums "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
 must_fail mutant-units    '^FAIL '               'the fused step reading the wrong KV head for single-head units' \
   build/gpu/gpu_model_mutant_units "$tmp/tiny.gguf" 16 16 0.05 1e-5 3
+# (4-position slices of the mid model: up to 32 slices, so the spread combining runs)
+must_fail mutant-spread   '^FAIL '               "the fused step's spread combining without the slices' weights" \
+  build/gpu/gpu_model_mutant_spread "$tmp/mid.gguf" 64 64 0.05 1e-5 3 4
 must_fail mutant-chain-units '^FAIL .*attention' "the chain's attention reading the wrong KV head for part-group units" \
   build/gpu/gpu_kernels_mutant_units attention
 # the committed reference fixtures (tests/fixtures, converted here), greedy for 64 steps
