@@ -831,7 +831,9 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
    long ones spread over many; a slice is at most 256 positions (one per thread).
    Several slices leave partial results (max, sum of exponentials, weighted sum of
    V); the last block of the unit to finish combines them, as flash-decoding does,
-   and the last unit to finish quantizes the output for the O projection.
+   and the last unit to finish quantizes the output for the O projection.  (In the
+   fused step above 8 slices, every slice block of the unit combines a share of
+   them once the unit's slices are all in: the last block alone took rounds of 8.)
    The cache rows of the slice, except the newest, do not depend on the previous
    kernel, so they are pulled into L2 before the wait. */
 #define BITNET__ATT_THREADS 256
