@@ -932,6 +932,26 @@ __device__ __forceinline__ void bitnet__att_load_v(bitnet__kv2 *vr, const bitnet
    kernel of the chain loads each round's rows as it comes, with fewer registers),
    and the combining of the slices loads every slice's statistics and its first
    partials at once. */
+/* The combining's weights (s_f: the slices' (max, sum), splits x G): warp g takes
+   query head g, lane s slice s (and s + 32, ...): the max of the slices' maxima,
+   each slice's weight exp(m_s - m) in place of its max, and the weighted sum of
+   the slices' sums in s_l[g], in a fixed order. */
+__device__ __forceinline__ void bitnet__att_slice_weights(float2 *s_f, float *s_l, int splits, int G, int warp, int lane) {
+    if (warp < G) {
+        float m = -INFINITY, l = 0.0f;
+        for (int s = lane; s < splits; s += 32) m = fmaxf(m, s_f[s * G + warp].x);
+        for (int off = 16; off; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+        for (int s = lane; s < splits; s += 32) {
+            const float2 v = s_f[s * G + warp];
+            const float f = expf(v.x - m);
+            l += v.y * f;
+            s_f[s * G + warp].x = f;
+        }
+        for (int off = 16; off; off >>= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
+        if (lane == 0) s_l[warp] = l;
+    }
+}
+
 template <int MG, int MD, bool EARLY>
 __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, int h, int kvh, int split, int splits, int max_splits, int p0,
                                                     int np, float *s_q, float *s_w, float *s_red) {
@@ -1089,19 +1109,7 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         __syncthreads();
         for (int i = tid; i < splits * G; i += blockDim.x) s_f[i] = __ldcg(ml + i);
         __syncthreads();
-        if (warp < G) {
-            float m = -INFINITY, l = 0.0f;
-            for (int s = lane; s < splits; s += 32) m = fmaxf(m, s_f[s * G + warp].x);
-            for (int off = 16; off; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-            for (int s = lane; s < splits; s += 32) {
-                const float2 v = s_f[s * G + warp];
-                const float f = expf(v.x - m);
-                l += v.y * f;
-                s_f[s * G + warp].x = f;
-            }
-            for (int off = 16; off; off >>= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
-            if (lane == 0) s_l[warp] = l;
-        }
+        bitnet__att_slice_weights(s_f, s_l, splits, G, warp, lane);
         __syncthreads();
         for (int i = i0 + tid; i < i1; i += blockDim.x) {
             const int g = i / hd;
@@ -1142,19 +1150,7 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         }
         for (int i = tid; i < splits * G; i += blockDim.x) s_f[i] = __ldcg(ml + i);
         __syncthreads();
-        if (warp < G) {
-            float m = -INFINITY, l = 0.0f;
-            for (int s = lane; s < splits; s += 32) m = fmaxf(m, s_f[s * G + warp].x);
-            for (int off = 16; off; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-            for (int s = lane; s < splits; s += 32) {
-                const float2 v = s_f[s * G + warp];
-                const float f = expf(v.x - m);
-                l += v.y * f;
-                s_f[s * G + warp].x = f;
-            }
-            for (int off = 16; off; off >>= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
-            if (lane == 0) s_l[warp] = l;
-        }
+        bitnet__att_slice_weights(s_f, s_l, splits, G, warp, lane);
         __syncthreads();
         for (int s = 0; s < splits; s += U) {
             if (s > 0) {
