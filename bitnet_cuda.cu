@@ -932,6 +932,19 @@ __device__ __forceinline__ void bitnet__att_load_v(bitnet__kv2 *vr, const bitnet
    kernel of the chain loads each round's rows as it comes, with fewer registers),
    and the combining of the slices loads every slice's statistics and its first
    partials at once. */
+/* One thread waits until *count reaches target (the counter only grows during a
+   launch): polled with relaxed loads, since an acquire load is compiled with an
+   invalidation of the whole L1 after it (CCTL.IVALL), which in the loop ran once
+   per poll (ncu); then one acquire load, which makes the writes released before
+   the count visible. */
+__device__ __forceinline__ void bitnet__poll_acquire(const unsigned *count, unsigned target) {
+    unsigned seen;
+    do {
+        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
+    } while ((int)(seen - target) < 0);
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
+}
+
 /* The combining's weights (s_f: the slices' (max, sum), splits x G): warp g takes
    query head g, lane s slice s (and s + 32, ...): the max of the slices' maxima,
    each slice's weight exp(m_s - m) in place of its max, and the weighted sum of
@@ -1099,12 +1112,8 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
         float2 *s_f = (float2 *)s_red;   /* [splits][G] */
         __syncthreads();
         if (tid == 0) {
-            unsigned seen;
             asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(a.counters + h) : "memory");
-            do {
-                asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(a.counters + h) : "memory");
-            } while ((int)(seen - a.count_target) < 0);
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(a.counters + h) : "memory");
+            bitnet__poll_acquire(a.counters + h, a.count_target);
         }
         __syncthreads();
         for (int i = tid; i < splits * G; i += blockDim.x) s_f[i] = __ldcg(ml + i);
@@ -1790,20 +1799,14 @@ __device__ __forceinline__ void bitnet__grid_arrive(unsigned *count, unsigned *t
 
 __device__ __forceinline__ void bitnet__grid_wait(unsigned *count, unsigned target, int fence) {
     if (threadIdx.x == 0) {
-        unsigned seen;
         if (fence) {
+            unsigned seen;
             do {
                 seen = *(volatile unsigned *)count;
             } while ((int)(seen - target) < 0);
             __threadfence();
         } else {
-            /* polled with relaxed loads: an acquire load is compiled with an
-               invalidation of the whole L1 after it (CCTL.IVALL), which in the
-               loop ran once per poll (ncu); one acquire load after the wait */
-            do {
-                asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
-            } while ((int)(seen - target) < 0);
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
+            bitnet__poll_acquire(count, target);
         }
     }
     __syncthreads();
