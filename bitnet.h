@@ -442,7 +442,8 @@ BITNET__CUDA_FN int bitnet__cuda_context_set_fused_variant(void *ctx, int varian
    error. */
 BITNET__CUDA_FN int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_error *err);
 /* Benchmark diagnostics: attention slices of at least min_positions positions
-   (1 .. 256; the default is 64); recaptures the step. */
+   (1 .. 256, or 0: the default, 64, and in the fused step 32 while those give
+   every query head and slice a block); recaptures the step. */
 BITNET__CUDA_FN int bitnet__cuda_context_set_att_chunk(void *ctx, int min_positions, bitnet_error *err);
 #endif
 #endif

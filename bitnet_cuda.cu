@@ -840,6 +840,7 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
 #define BITNET__ATT_MAX_GROUP 8   /* query heads per KV head */
 #define BITNET__ATT_MAX_DIM 256
 #define BITNET__ATT_MIN_CHUNK 64  /* positions per slice at least, by default */
+#define BITNET__ATT_SHORT_CHUNK 32  /* the fused step's default while that still gives every query head and slice a block */
 
 struct bitnet__attn_args {
     const float *q;                  /* n_head x head_dim, after RoPE */
@@ -1694,6 +1695,7 @@ struct bitnet__fused_args {
     int n_ctx;
     int att_splits;                        /* slices per KV head at most (the partials' stride) */
     int att_chunk;                         /* positions per slice at least */
+    int att_short;                         /* up to this many positions, BITNET__ATT_SHORT_CHUNK instead */
     float *part_o;
     float2 *part_ml;
     unsigned *att_counters;                /* n_head, zero between launches */
@@ -2169,7 +2171,8 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
        of the work, and reads each K/V row from L2 G times (2B4T at position 128:
        attention's slowest block 205 -> 188 us a step, tests/PERF.md) */
     int unit_heads = G, n_unit_heads, att_splits, att_chunk;
-    bitnet__att_slices(s_pos + 1, a.att_splits, a.att_chunk, &att_chunk, &att_splits);
+    const int min_chunk = s_pos < a.att_short ? BITNET__ATT_SHORT_CHUNK : a.att_chunk;
+    bitnet__att_slices(s_pos + 1, a.att_splits, min_chunk, &att_chunk, &att_splits);
     if (!(a.variant & BITNET__FUSED_GROUPED_ATTENTION))
         for (int u = 1; u < G; u++)
             if (G % u == 0 && a.n_head / u * att_splits <= (int)gridDim.x) {
@@ -2198,7 +2201,7 @@ __global__ void __launch_bounds__(BITNET__FUSED_THREADS, 1) bitnet__fused_layers
         at.n_head_kv = a.n_head_kv;
         at.unit_heads = unit_heads;
         at.scale = a.att_scale;
-        at.min_chunk = a.att_chunk;
+        at.min_chunk = min_chunk;
         at.stamps = bitnet__fused_stamp<PROF>(a, BITNET__FUSED_MARKS * (5 * l + 1));
         /* (spread combining only where every unit has a block of its own: a block
            waiting in its first unit for a slice that is another block's second
@@ -2751,7 +2754,15 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     a.v_cache = c->v_cache;
     a.n_ctx = c->n_ctx;
     a.att_splits = c->fused_splits;
-    a.att_chunk = c->att_chunk;
+    /* the default slices: 32 positions while those still give every query head and
+       slice a block of its own (2B4T on 132 SMs: up to 192 positions), else 64.
+       Shorter slices at short contexts put more SMs on attention, each with a
+       shorter chain (2B4T at 128 on an H200: +0.6%, tests/PERF.md, twentieth
+       session); at 1024, where units of single heads no longer fit, they do not
+       pay (the slice tables) */
+    a.att_chunk = c->att_chunk > 0 ? c->att_chunk : BITNET__ATT_MIN_CHUNK;
+    const int short_splits = c->fused_splits < c->fused_blocks / s->n_head ? c->fused_splits : c->fused_blocks / s->n_head;
+    a.att_short = c->att_chunk > 0 ? 0 : BITNET__ATT_SHORT_CHUNK * short_splits;
     a.part_o = c->part_o;
     a.part_ml = c->part_ml;
     a.att_counters = c->counters;
@@ -2888,7 +2899,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
             a.n_head = s->n_head;
             a.n_head_kv = s->n_head_kv;
             a.scale = 1.0f / sqrtf((float)s->head_dim);
-            a.min_chunk = c->att_chunk;
+            a.min_chunk = c->att_chunk > 0 ? c->att_chunk : BITNET__ATT_MIN_CHUNK;
             a.late_launch = late;
             a.tail = tail;
             a.tail.in.x = c->att;
@@ -3029,12 +3040,13 @@ extern "C" int bitnet__cuda_context_set_overlap(void *ctx, int mode, bitnet_erro
 }
 
 /* Benchmark diagnostics: attention slices of at least min_positions (1 ..
-   BITNET__ATT_THREADS); recaptures the step. */
+   BITNET__ATT_THREADS, or 0: the default); recaptures the step. */
 extern "C" int bitnet__cuda_context_set_att_chunk(void *ctx, int min_positions, bitnet_error *err) {
     bitnet__cuda_ctx *c = (bitnet__cuda_ctx *)ctx;
     int rc;
-    if (min_positions < 1 || min_positions > BITNET__ATT_THREADS)
-        return bitnet__cuda_fail(err, BITNET_E_ARG, "attention slices of %d positions (1 .. %d)", min_positions, BITNET__ATT_THREADS);
+    if (min_positions < 0 || min_positions > BITNET__ATT_THREADS)
+        return bitnet__cuda_fail(err, BITNET_E_ARG, "attention slices of %d positions (1 .. %d, or 0: the default)", min_positions,
+                                 BITNET__ATT_THREADS);
     bitnet__device_guard guard(c->m->device);
     if ((rc = bitnet__cuda_check(cudaStreamSynchronize(c->stream), err, "cudaStreamSynchronize", __LINE__))) return rc;
     c->att_chunk = min_positions;
@@ -3075,7 +3087,7 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     c->lm_head_int8 = lm_head_int8 != 0;
     c->dev_pos = -1;
     /* slices of at most 256 positions, and up to 16 of at least 64 */
-    c->att_chunk = BITNET__ATT_MIN_CHUNK;
+    c->att_chunk = 0;   /* the default: bitnet__fused_min_chunk, BITNET__ATT_MIN_CHUNK in the chain */
     c->att_splits = (n_ctx + 255) / 256;
     if (c->att_splits < 16) c->att_splits = (n_ctx + 63) / 64 < 16 ? (n_ctx + 63) / 64 : 16;
     if (lm_head_int8 && (rc = bitnet__model_build_head8(m, err))) goto fail;

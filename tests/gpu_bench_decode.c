@@ -1,6 +1,6 @@
 /* End-to-end decode benchmark on the GPU (run by tests/gpu.sh).
 
-   usage: gpu_bench_decode MODEL.gguf [runs [fused step variant [rates]]]
+   usage: gpu_bench_decode MODEL.gguf [runs [fused step variant [rates | profile]]]
 
    Batch-1 decode of the model (a random-weight 2B4T file in gpu.sh) at context
    positions 128, 1024 and 4000, with the bf16 LM head and with the int8 one:
@@ -11,7 +11,8 @@
    each the median of `runs` runs of 64 tokens.  Then the time of one step split
    into its kernels (run one by one, without overlap, so the parts add up to more
    than a replay), GPU memory, and load times.  With `rates` only the first table
-   (for comparing builds of one source: compiler flags, quick A/B runs). */
+   (for comparing builds of one source: compiler flags, quick A/B runs); with
+   `profile` that table and the fused step's profile (bf16 head). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #define BITNET_IMPLEMENTATION
 #include "bitnet.h"
@@ -164,7 +165,7 @@ int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : NULL;
     const int runs = argc > 2 ? atoi(argv[2]) : 5;
     const int variant = argc > 3 ? atoi(argv[3]) : 0;   /* the fused step's variant the tables take as default */
-    const int rates_only = argc > 4 && strcmp(argv[4], "rates") == 0;
+    const int rates_only = argc > 4 && strcmp(argv[4], "rates") == 0, profile_only = argc > 4 && strcmp(argv[4], "profile") == 0;
     static const int positions[] = {128, 1024, 4000};
     bitnet_model_params mp = bitnet_model_default_params();
     bitnet_error err;
@@ -176,7 +177,7 @@ int main(int argc, char **argv) {
     struct cudaDeviceProp prop;
 
     if (!path) {
-        fprintf(stderr, "usage: gpu_bench_decode MODEL.gguf [runs [fused step variant [rates]]]\n");
+        fprintf(stderr, "usage: gpu_bench_decode MODEL.gguf [runs [fused step variant [rates | profile]]]\n");
         return 2;
     }
     if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
@@ -244,13 +245,13 @@ int main(int argc, char **argv) {
             printf("| %s | %d | %.0f | %.0f | %.3f |\n", head ? "int8" : "bf16", pos, api[r / 2], graph[r / 2], 1000.0 / graph[r / 2]);
             fflush(stdout);
         }
-        if (rates_only) {
+        if (rates_only || (profile_only && head == 1)) {
             bitnet_sampler_free(smp);
             bitnet_context_free(ctx);
             free(prefill);
             continue;
         }
-        if (head == 0) {
+        if (head == 0 && !profile_only) {
             /* the step modes (bitnet_cuda.cu): the kernel chain with its kernels
                overlapping in three ways (bitnet__launch), the fused step; at 128 */
             static const char *modes[12] = {"kernel chain, no overlap", "kernel chain, early launch", "kernel chain, late launch",
@@ -306,22 +307,22 @@ int main(int argc, char **argv) {
             /* attention slices: the shortest slice (one block per slice, the last
                of a head combines them) against the position, both step modes */
             {
-                static const int at[3] = {128, 1024, 4000}, chunks[5] = {16, 32, 64, 128, 256};
+                static const int at[3] = {128, 1024, 4000}, chunks[6] = {16, 32, 64, 128, 256, 0};
                 int a, ci;
-                printf("\n| step mode | position | least positions per attention slice: 16 | 32 | 64 (default) | 128 | 256 |\n"
-                       "|---|---:|---:|---:|---:|---:|---:|\n");
+                printf("\n| step mode | position | least positions per attention slice: 16 | 32 | 64 | 128 | 256 | default |\n"
+                       "|---|---:|---:|---:|---:|---:|---:|---:|\n");
                 for (a = 0; a < 3; a++)
                     for (mode = 0; mode < 2; mode++) {
                         printf("| %s | %d |", mode ? "fused" : "chain", at[a]);
                         if (bitnet__cuda_context_set_overlap(g->dev, mode ? 3 : 2, &err) != (mode ? 3 : 2)) die("overlap", &err);
-                        for (ci = 0; ci < 5; ci++) {
+                        for (ci = 0; ci < 6; ci++) {
                             if (bitnet__cuda_context_set_att_chunk(g->dev, chunks[ci], &err) != BITNET_OK) die("att chunk", &err);
                             printf(" %.0f |", graph_rate(ctx, g->dev, prefill, at[a], runs));
                         }
                         printf("\n");
                         fflush(stdout);
                     }
-                if (bitnet__cuda_context_set_att_chunk(g->dev, 64, &err) != BITNET_OK) die("att chunk", &err);
+                if (bitnet__cuda_context_set_att_chunk(g->dev, 0, &err) != BITNET_OK) die("att chunk", &err);   /* the default again */
                 if (bitnet__cuda_context_set_overlap(g->dev, 3, &err) < 0) die("overlap", &err);   /* the default again */
             }
         }
@@ -350,7 +351,7 @@ int main(int argc, char **argv) {
             }
         }
         /* one step of the kernel chain kernel by kernel, at the last position */
-        {
+        if (!profile_only) {
             static const char *parts[6] = {"QKV + RoPE + KV append", "attention", "O + residual", "gate/up + ReLU^2",
                                            "down + residual", "LM head + argmax"};
             static const int at[2] = {128, 4000};
