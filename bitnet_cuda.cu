@@ -827,7 +827,8 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
    of G = n_head / n_head_kv, so that each K/V row is read once for all G, or a
    divisor of G where that leaves SMs idle: the fused step at short contexts) and
    a slice of the n = pos + 1 positions.  The slices: at least 64
-   positions each, at most gridDim.y of them, so short contexts use few blocks and
+   positions each (the fused step: 32 at short contexts, bitnet__launch_fused), at
+   most gridDim.y of them, so short contexts use few blocks and
    long ones spread over many; a slice is at most 256 positions (one per thread).
    Several slices leave partial results (max, sum of exponentials, weighted sum of
    V); the last block of the unit to finish combines them, as flash-decoding does,
