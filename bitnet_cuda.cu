@@ -2758,7 +2758,7 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
     /* the default slices: 32 positions while those still give every query head and
        slice a block of its own (2B4T on 132 SMs: up to 192 positions), else 64.
        Shorter slices at short contexts put more SMs on attention, each with a
-       shorter chain (2B4T at 128 on an H200: +0.6%, tests/PERF.md, twentieth
+       shorter chain (2B4T at 128 on an H200: +0.5%, tests/PERF.md, twentieth
        session); at 1024, where units of single heads no longer fit, they do not
        pay (the slice tables) */
     a.att_chunk = c->att_chunk > 0 ? c->att_chunk : BITNET__ATT_MIN_CHUNK;
@@ -3088,7 +3088,7 @@ extern "C" int bitnet__cuda_context_create(void *model, int n_ctx, int lm_head_i
     c->lm_head_int8 = lm_head_int8 != 0;
     c->dev_pos = -1;
     /* slices of at most 256 positions, and up to 16 of at least 64 */
-    c->att_chunk = 0;   /* the default: bitnet__fused_min_chunk, BITNET__ATT_MIN_CHUNK in the chain */
+    c->att_chunk = 0;   /* the default: 32 or 64 in the fused step (bitnet__launch_fused), 64 in the chain */
     c->att_splits = (n_ctx + 255) / 256;
     if (c->att_splits < 16) c->att_splits = (n_ctx + 63) / 64 < 16 ? (n_ctx + 63) / 64 : 16;
     if (lm_head_int8 && (rc = bitnet__model_build_head8(m, err))) goto fail;
