@@ -841,6 +841,9 @@ __global__ void __launch_bounds__(256) bitnet__gemv_kernel(const bitnet__gemv_ar
 #define BITNET__ATT_MAX_GROUP 8   /* query heads per KV head */
 #define BITNET__ATT_MAX_DIM 256
 #define BITNET__ATT_MIN_CHUNK 64  /* positions per slice at least, by default */
+#ifndef BITNET__ATT_SPREAD_ROUND
+#define BITNET__ATT_SPREAD_ROUND 32  /* slices' partials a thread requests at once in the spread combining */
+#endif
 #define BITNET__ATT_SHORT_CHUNK 32  /* the fused step's default while that still gives every query head and slice a block */
 
 struct bitnet__attn_args {
@@ -1118,19 +1121,31 @@ __device__ __forceinline__ void bitnet__att_block_t(const bitnet__attn_args &a, 
             bitnet__poll_acquire(a.counters + h, a.count_target);
         }
         __syncthreads();
-        for (int i = tid; i < splits * G; i += blockDim.x) s_f[i] = __ldcg(ml + i);
+        /* (a block's share is at most one output a thread: per <= blockDim.x) the
+           first SR slices' partials of it requested with the statistics, one round
+           trip for both (in rounds of 8 after the statistics the combining took
+           4.3 us a layer at 4000, tests/PERF.md, twentieth session) */
+        constexpr int SR = BITNET__ATT_SPREAD_ROUND;
+        static_assert((MG * MD + 8) / 9 <= BITNET__ATT_THREADS, "more than 8 slices: at most one output a thread");
+        const int i = i0 + tid;
+        const bool mine = i < i1;
+        float pv[SR];
+#pragma unroll
+        for (int u = 0; u < SR; u++) pv[u] = mine && u < splits ? __ldcg(po + (size_t)u * G * hd + i) : 0.0f;
+        for (int k = tid; k < splits * G; k += blockDim.x) s_f[k] = __ldcg(ml + k);
         __syncthreads();
         bitnet__att_slice_weights(s_f, s_l, splits, G, warp, lane);
         __syncthreads();
-        for (int i = i0 + tid; i < i1; i += blockDim.x) {
+        if (mine) {
             const int g = i / hd;
             float o = 0.0f;
-            for (int s = 0; s < splits; s += 8) {
-                float pv[8];
+            for (int s = 0; s < splits; s += SR) {
+                if (s > 0) {
 #pragma unroll
-                for (int u = 0; u < 8; u++) pv[u] = s + u < splits ? __ldcg(po + (size_t)(s + u) * G * hd + i) : 0.0f;
+                    for (int u = 0; u < SR; u++) pv[u] = s + u < splits ? __ldcg(po + (size_t)(s + u) * G * hd + i) : 0.0f;
+                }
 #pragma unroll
-                for (int u = 0; u < 8; u++)
+                for (int u = 0; u < SR; u++)
                     if (s + u < splits) o += pv[u] * s_f[(s + u) * G + g].x;
             }
             a.out[(size_t)h * G * hd + i] = o / s_l[g];
