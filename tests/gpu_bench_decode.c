@@ -12,7 +12,9 @@
    into its kernels (run one by one, without overlap, so the parts add up to more
    than a replay), GPU memory, and load times.  With `rates` only the first table
    (for comparing builds of one source: compiler flags, quick A/B runs); with
-   `profile` that table and the fused step's profile (bf16 head). */
+   `profile` that table and the fused step's profile (bf16 head).  With
+   BITNET_STAMPS_DIR set, every block's raw timestamps of the profiled steps go
+   there as stamps_{bf16,int8}_POS.bin (tests/stamps.py reads them). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #define BITNET_IMPLEMENTATION
 #include "bitnet.h"
@@ -347,6 +349,18 @@ int main(int argc, char **argv) {
             printf("| LM head + argmax (own kernel) | | | | | | %.1f / %.1f |\n", us[0][25], us[1][25]);
             for (a = 0; a < 2; a++) {
                 print_spread(&model->hp, stamps[a], n_blocks, n_stamps, at[a]);
+                if (getenv("BITNET_STAMPS_DIR")) {
+                    /* every block's raw timestamps, for tests/stamps.py */
+                    char fn[512];
+                    FILE *f;
+                    snprintf(fn, sizeof fn, "%s/stamps_%s_%d.bin", getenv("BITNET_STAMPS_DIR"), head ? "int8" : "bf16", at[a]);
+                    if ((f = fopen(fn, "wb")) != NULL) {
+                        fwrite(&n_blocks, sizeof n_blocks, 1, f);
+                        fwrite(&n_stamps, sizeof n_stamps, 1, f);
+                        fwrite(stamps[a], sizeof *stamps[a], (size_t)n_blocks * n_stamps, f);
+                        fclose(f);
+                    }
+                }
                 free(stamps[a]);
             }
         }
