@@ -2578,7 +2578,7 @@ struct bitnet__cuda_ctx {
     bitnet__cuda_model *m;
     int n_ctx, lm_head_int8, pdl;
     int att_splits;             /* gridDim.y of the attention kernel */
-    int att_chunk;              /* positions per attention slice at least */
+    int att_chunk;              /* positions per attention slice at least, or 0: the default (bitnet__att_min_chunk) */
     int head_blocks;            /* blocks of the LM head kernel */
     int fused_blocks;           /* the fused step (0: not possible here): blocks, */
     int fused_splits;           /* attention slices per KV head at most, */
@@ -2735,6 +2735,11 @@ static cudaError_t bitnet__fused_plan(bitnet__cuda_ctx *c) {
     return cudaSuccess;
 }
 
+/* The least positions per attention slice: the context's setting, or by default
+   BITNET__ATT_MIN_CHUNK (the fused step also shortens it at short contexts,
+   bitnet__launch_fused). */
+static int bitnet__att_min_chunk(const bitnet__cuda_ctx *c) { return c->att_chunk > 0 ? c->att_chunk : BITNET__ATT_MIN_CHUNK; }
+
 /* One cooperative launch of the fused layers (prof: NULL, or where to leave the
    timestamps of the phases). */
 static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, unsigned long long *prof) {
@@ -2776,7 +2781,7 @@ static cudaError_t bitnet__launch_fused(bitnet__cuda_ctx *c, cudaStream_t st, un
        shorter chain (2B4T at 128 on an H200: +0.5%, tests/PERF.md, twentieth
        session); at 1024, where units of single heads no longer fit, they do not
        pay (the slice tables) */
-    a.att_chunk = c->att_chunk > 0 ? c->att_chunk : BITNET__ATT_MIN_CHUNK;
+    a.att_chunk = bitnet__att_min_chunk(c);
     const int short_splits = c->fused_splits < c->fused_blocks / s->n_head ? c->fused_splits : c->fused_blocks / s->n_head;
     a.att_short = c->att_chunk > 0 ? 0 : BITNET__ATT_SHORT_CHUNK * short_splits;
     a.part_o = c->part_o;
@@ -2915,7 +2920,7 @@ static cudaError_t bitnet__enqueue_step(bitnet__cuda_ctx *c, cudaStream_t st, in
             a.n_head = s->n_head;
             a.n_head_kv = s->n_head_kv;
             a.scale = 1.0f / sqrtf((float)s->head_dim);
-            a.min_chunk = c->att_chunk > 0 ? c->att_chunk : BITNET__ATT_MIN_CHUNK;
+            a.min_chunk = bitnet__att_min_chunk(c);
             a.late_launch = late;
             a.tail = tail;
             a.tail.in.x = c->att;

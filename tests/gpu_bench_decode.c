@@ -168,6 +168,7 @@ int main(int argc, char **argv) {
     const int runs = argc > 2 ? atoi(argv[2]) : 5;
     const int variant = argc > 3 ? atoi(argv[3]) : 0;   /* the fused step's variant the tables take as default */
     const int rates_only = argc > 4 && strcmp(argv[4], "rates") == 0, profile_only = argc > 4 && strcmp(argv[4], "profile") == 0;
+    const char *stamps_dir = getenv("BITNET_STAMPS_DIR");
     static const int positions[] = {128, 1024, 4000};
     bitnet_model_params mp = bitnet_model_default_params();
     bitnet_error err;
@@ -349,11 +350,11 @@ int main(int argc, char **argv) {
             printf("| LM head + argmax (own kernel) | | | | | | %.1f / %.1f |\n", us[0][25], us[1][25]);
             for (a = 0; a < 2; a++) {
                 print_spread(&model->hp, stamps[a], n_blocks, n_stamps, at[a]);
-                if (getenv("BITNET_STAMPS_DIR")) {
+                if (stamps_dir) {
                     /* every block's raw timestamps, for tests/stamps.py */
                     char fn[512];
                     FILE *f;
-                    snprintf(fn, sizeof fn, "%s/stamps_%s_%d.bin", getenv("BITNET_STAMPS_DIR"), head ? "int8" : "bf16", at[a]);
+                    snprintf(fn, sizeof fn, "%s/stamps_%s_%d.bin", stamps_dir, head ? "int8" : "bf16", at[a]);
                     if ((f = fopen(fn, "wb")) != NULL) {
                         fwrite(&n_blocks, sizeof n_blocks, 1, f);
                         fwrite(&n_stamps, sizeof n_stamps, 1, f);
